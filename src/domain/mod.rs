@@ -1,0 +1,16 @@
+//! Validated value types of the contract, and the register/heads CSV parser.
+//! Parse, don't validate: a function holding one of these holds a valid one.
+//! Depends on nothing else in the crate; no I/O.
+
+pub mod area_path;
+pub mod enums;
+pub mod person_id;
+pub mod register;
+pub mod time;
+pub mod tube_id;
+
+pub use area_path::{AreaPath, AreaPathError};
+pub use enums::{Colour, ExemptionReason, ReasonCode, Role, TestResult};
+pub use person_id::{PersonId, PersonIdError};
+pub use time::{Timestamp, TimeError};
+pub use tube_id::{TubeId, TubeIdError};

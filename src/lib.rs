@@ -1,0 +1,26 @@
+//! rollcall: a city's mass-testing rounds — sample records in, missing lists and
+//! gate colours out.
+//!
+//! # Layout
+//!
+//! - [`domain`]: validated value types (`PersonId`, `AreaPath`, `TubeId`, times,
+//!   colours, reasons, roles) and the register/heads CSV parser. No I/O.
+//! - [`engine`]: all compliance state in memory (register, tubes, results,
+//!   rounds, exemptions, statuses), derived from events. No I/O, no async.
+//! - [`store`]: the durable append-only log in SQLite, its single writer thread
+//!   with group commit, and replay into the engine at start-up.
+//! - [`status_cache`]: what venue gates read — Redis (single or cluster) or an
+//!   in-process stand-in — written through on every status change.
+//! - [`http`]: the actix-web server for `API.md`: thin handlers over the above.
+//! - [`cli`]: the subcommands (`serve`, `demo`, `gen`, `import`, `load`).
+//!
+//! Dependencies point one way: `domain` ← `engine` ← `store` / `status_cache`
+//! ← `http` ← `cli`. `domain` and `engine` import no actix, tokio, redis or
+//! rusqlite.
+
+pub mod cli;
+pub mod domain;
+pub mod engine;
+pub mod http;
+pub mod status_cache;
+pub mod store;

@@ -1,0 +1,5 @@
+//! The `rollcall` binary: parses the command line and hands over to the library.
+
+fn main() -> std::process::ExitCode {
+    rollcall::cli::main()
+}
