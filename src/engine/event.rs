@@ -1,0 +1,174 @@
+//! What happened: the events the store logs and the engine is derived from,
+//! and the commands that become them. Replaying the same events in the same
+//! order rebuilds the same engine.
+
+use std::sync::Arc;
+
+use crate::domain::register::{HeadRow, RegisterRow};
+use crate::domain::{AreaPath, ExemptionReason, PersonId, TestResult, Timestamp, TubeId};
+
+/// One sample-collection record, already parsed. `site` is the scanner
+/// token's site (or, for an admin, the record's own `site` field).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordItem {
+    pub person_id: PersonId,
+    pub tube_id: TubeId,
+    pub collected_at: Timestamp,
+    pub site: Arc<str>,
+}
+
+/// One lab result for a tube, already parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResultItem {
+    pub tube_id: TubeId,
+    pub result: TestResult,
+    pub reported_at: Timestamp,
+}
+
+/// A mass-testing round as created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoundSpec {
+    pub id: u32,
+    pub name: String,
+    pub scope: Vec<AreaPath>,
+    pub opens_at: Timestamp,
+    pub deadline: Timestamp,
+    pub created_at: Timestamp,
+}
+
+/// An exemption as granted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExemptionSpec {
+    pub id: u32,
+    pub person_id: PersonId,
+    pub reason: ExemptionReason,
+    pub from: Timestamp,
+    pub until: Timestamp,
+    pub note: String,
+    pub created_at: Timestamp,
+}
+
+/// An entry of the log. Only accepted data is logged: rejected records and
+/// duplicates never become events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Upsert of register rows (one import).
+    Register { rows: Vec<RegisterRow>, at: Timestamp },
+    /// Upsert of heads (one per area node).
+    Heads { rows: Vec<HeadRow>, at: Timestamp },
+    /// A resident moved out.
+    ResidentDelete { person_id: PersonId, at: Timestamp },
+    /// Accepted records of one batch, in batch order, with the batch's arrival time.
+    Records {
+        arrived_at: Timestamp,
+        items: Vec<RecordItem>,
+    },
+    /// Accepted results of one batch, in batch order.
+    Results {
+        arrived_at: Timestamp,
+        items: Vec<ResultItem>,
+    },
+    RoundCreate(RoundSpec),
+    RoundClose { id: u32, at: Timestamp },
+    ExemptionCreate(ExemptionSpec),
+    ExemptionDelete { id: u32, at: Timestamp },
+    /// An admin cleared a person's `positive`.
+    Clear {
+        person_id: PersonId,
+        note: String,
+        at: Timestamp,
+    },
+}
+
+/// A request to change state other than a record or result batch. The engine
+/// checks it against the current state (`Engine::prepare`) and turns it into
+/// an [`Event`]; the store logs that event and only then applies it.
+#[derive(Clone, Debug)]
+pub enum Command {
+    Register(Vec<RegisterRow>),
+    Heads(Vec<HeadRow>),
+    ResidentDelete(PersonId),
+    RoundCreate {
+        name: String,
+        scope: Vec<AreaPath>,
+        opens_at: Timestamp,
+        deadline: Timestamp,
+    },
+    RoundClose {
+        id: u32,
+    },
+    ExemptionCreate {
+        person_id: PersonId,
+        reason: ExemptionReason,
+        from: Timestamp,
+        until: Timestamp,
+        note: String,
+    },
+    ExemptionDelete {
+        id: u32,
+    },
+    Clear {
+        person_id: PersonId,
+        note: String,
+    },
+}
+
+/// Why a command was refused (nothing was logged).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("area {0} is not in the register")]
+    UnknownArea(String),
+    #[error("the window ends before it starts")]
+    InvalidWindow,
+    #[error("a round needs at least one scope path")]
+    EmptyScope,
+    #[error("no such round")]
+    UnknownRound,
+    #[error("no such exemption")]
+    UnknownExemption,
+    #[error("no such resident")]
+    UnknownResident,
+}
+
+/// What `Engine::prepare` tells the caller besides the event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Prepared {
+    /// Register or heads import: totals after it, and how the rows compare.
+    Import {
+        total: u64,
+        inserted: u64,
+        updated: u64,
+        unchanged: u64,
+    },
+    RoundId(u32),
+    ExemptionId(u32),
+    Done,
+}
+
+/// The verdict on one record or result of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Accepted. For records, `flag` = the person is not in the register
+    /// (`unregistered`); for results, the tube has no records yet (`unmatched`).
+    Accepted { flag: bool },
+    Duplicate,
+    Rejected(RejectCode),
+}
+
+/// Per-item codes the engine decides (the HTTP layer decides the syntactic ones).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectCode {
+    InvalidTime,
+    TubeFull,
+    TubeSiteConflict,
+    ConflictingResult,
+}
+
+/// What applying an event changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// People whose status may have changed (for the cache write-through).
+    pub changed: Vec<PersonId>,
+    /// For a round close: how many people it flagged.
+    pub flipped: u64,
+}

@@ -1,0 +1,900 @@
+//! The compliance engine: every piece of state the API answers from — the
+//! register and area tree, tubes and results, rounds, exemptions and
+//! statuses — derived from [`Event`]s, in memory. No I/O, no async, no clock
+//! reads: every event and query carries its own `now`.
+//!
+//! Depends on `domain` only. The store logs events and replays them here;
+//! the HTTP layer reads through a [`SharedEngine`].
+
+pub mod bitset;
+pub mod clock;
+pub mod event;
+pub mod register;
+pub mod rounds;
+pub mod status;
+pub mod tubes;
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+pub use event::{
+    Applied, Command, CommandError, Event, ExemptionSpec, Prepared, RecordItem, RejectCode,
+    ResultItem, RoundSpec, Verdict,
+};
+pub use register::{Head, Register, ResidentRef, Slot};
+pub use rounds::{Counts, CoverageNode, MissingPerson, Round, RoundState};
+pub use status::{Reason, Status};
+
+use crate::domain::{ExemptionReason, PersonId, ReasonCode, TestResult, Timestamp, TubeId};
+use bitset::Bitset;
+use register::NONE;
+use tubes::{Member, Tubes};
+
+/// The engine behind its lock. Readers (queries, gate misses) share it; the
+/// store's single writer thread takes it exclusively only to apply an event
+/// that is already durable.
+pub type SharedEngine = Arc<RwLock<Engine>>;
+
+/// When a `missed_round` flag clears after a make-up sample.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RestoreOn {
+    #[default]
+    #[serde(rename = "sample")]
+    Sample,
+    #[serde(rename = "negative_result")]
+    NegativeResult,
+}
+
+impl std::str::FromStr for RestoreOn {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sample" => Ok(RestoreOn::Sample),
+            "negative_result" => Ok(RestoreOn::NegativeResult),
+            other => Err(format!(
+                "restore_on must be `sample` or `negative_result`, not `{other}`"
+            )),
+        }
+    }
+}
+
+/// The policies of API.md "Policy".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub restore_on: RestoreOn,
+    pub max_sample_age_hours: Option<u32>,
+    pub red_after_consecutive_misses: Option<u32>,
+    pub pool_max: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            restore_on: RestoreOn::Sample,
+            max_sample_age_hours: None,
+            red_after_consecutive_misses: None,
+            pool_max: 20,
+        }
+    }
+}
+
+/// Records older than this are refused (`invalid_time`), so the engine never
+/// needs to remember tubes beyond it for duplicate detection.
+pub const ACCEPT_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
+/// How far in the future a `collected_at` or `reported_at` may be (clock skew).
+pub const FUTURE_SLACK_MS: i64 = 5 * 60 * 1000;
+
+/// Compact per-person times: whole seconds since 2000-01-01 UTC, 0 = none.
+/// Sample times are kept to the second.
+pub mod secs {
+    use crate::domain::Timestamp;
+    const EPOCH_2000_S: i64 = 946_684_800;
+
+    pub fn of(t: Timestamp) -> u32 {
+        (t.as_millis().div_euclid(1000) - EPOCH_2000_S).clamp(1, i64::from(u32::MAX)) as u32
+    }
+
+    pub fn to_ts(s: u32) -> Option<Timestamp> {
+        (s != 0).then(|| Timestamp::from_millis((i64::from(s) + EPOCH_2000_S) * 1000))
+    }
+
+    pub fn millis(s: u32) -> i64 {
+        (i64::from(s) + EPOCH_2000_S) * 1000
+    }
+}
+
+/// A granted exemption.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Exemption {
+    pub id: u32,
+    pub slot: Slot,
+    pub person_id: PersonId,
+    pub reason: ExemptionReason,
+    pub from: Timestamp,
+    pub until: Timestamp,
+    pub note: String,
+}
+
+/// A positive tube a person was in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct PositiveHit {
+    tube: u32,
+    collected: u32,
+    /// Cleared by an admin while it was a single-person positive.
+    cleared: bool,
+}
+
+/// Records and results judged into a group commit that is not yet durable,
+/// so later batches of the same group see them (duplicates, pool sizes, the
+/// tube's first site, a result already given).
+#[derive(Debug, Default)]
+pub struct Overlay {
+    keys: FxHashSet<(TubeId, PersonId)>,
+    members: FxHashMap<TubeId, u32>,
+    sites: FxHashMap<TubeId, Arc<str>>,
+    results: FxHashMap<TubeId, TestResult>,
+}
+
+impl Overlay {
+    pub fn clear(&mut self) {
+        *self = Overlay::default();
+    }
+}
+
+/// The resident view of `GET /v1/residents/{id}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResidentView {
+    pub person_id: PersonId,
+    pub name: String,
+    pub phone: String,
+    pub area: String,
+    pub household: String,
+    pub last_sample_at: Option<Timestamp>,
+    pub flagged_rounds: Vec<String>,
+}
+
+/// All compliance state.
+pub struct Engine {
+    policy: Policy,
+    pool: Arc<rayon::ThreadPool>,
+    register: Register,
+    tubes: Tubes,
+    last_sample: Vec<u32>,
+    last_negative: Vec<u32>,
+    positives: FxHashMap<Slot, Vec<PositiveHit>>,
+    rounds: Vec<Round>,
+    /// Closed rounds by (deadline, id): the order `repeated_misses` counts in.
+    closed_order: Vec<u32>,
+    exemptions: BTreeMap<u32, Exemption>,
+    exemptions_of: FxHashMap<Slot, Vec<u32>>,
+    next_exemption: u32,
+    records: u64,
+}
+
+impl Engine {
+    /// An empty engine whose parallel work runs on `pool`.
+    pub fn new(policy: Policy, pool: Arc<rayon::ThreadPool>) -> Engine {
+        Engine {
+            policy,
+            pool,
+            register: Register::default(),
+            tubes: Tubes::default(),
+            last_sample: Vec::new(),
+            last_negative: Vec::new(),
+            positives: FxHashMap::default(),
+            rounds: Vec::new(),
+            closed_order: Vec::new(),
+            exemptions: BTreeMap::new(),
+            exemptions_of: FxHashMap::default(),
+            next_exemption: 1,
+            records: 0,
+        }
+    }
+
+    /// The dedicated rayon pool for round closes, coverage and sweeps.
+    pub fn build_pool(threads: usize) -> Arc<rayon::ThreadPool> {
+        Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("rollcall-engine-{i}"))
+                .build()
+                .expect("building the engine's rayon pool"),
+        )
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn pool(&self) -> &Arc<rayon::ThreadPool> {
+        &self.pool
+    }
+
+    pub fn register(&self) -> &Register {
+        &self.register
+    }
+
+    pub fn residents(&self) -> u64 {
+        self.register.active_count()
+    }
+
+    pub fn heads(&self) -> u64 {
+        self.register.heads_count()
+    }
+
+    /// Accepted records held (duplicates excluded).
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    pub fn rounds(&self) -> &[Round] {
+        &self.rounds
+    }
+
+    pub fn round(&self, id: u32) -> Option<&Round> {
+        id.checked_sub(1)
+            .and_then(|i| self.rounds.get(i as usize))
+    }
+
+    pub fn exemption(&self, id: u32) -> Option<&Exemption> {
+        self.exemptions.get(&id)
+    }
+
+    /// Open rounds whose deadline has passed: the scheduler closes them.
+    pub fn due_rounds(&self, now: Timestamp) -> Vec<u32> {
+        self.rounds
+            .iter()
+            .filter(|r| r.closed_at.is_none() && r.deadline <= now)
+            .map(|r| r.id)
+            .collect()
+    }
+
+    /// The earliest deadline of an open round, for the scheduler's sleep.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.rounds
+            .iter()
+            .filter(|r| r.closed_at.is_none())
+            .map(|r| r.deadline)
+            .min()
+    }
+
+    // ------------------------------------------------------------ judging
+
+    fn time_ok(t: Timestamp, now: Timestamp) -> bool {
+        let ms = t.as_millis();
+        ms <= now.as_millis() + FUTURE_SLACK_MS && ms >= now.as_millis() - ACCEPT_WINDOW_MS
+    }
+
+    /// Judges a batch of records in order, against the engine and the
+    /// overlay of batches judged before it in the same group; accepted ones
+    /// are added to the overlay. Checks, in API.md's order after the
+    /// syntactic ones: time, duplicate, site, pool size.
+    pub fn judge_records(
+        &self,
+        items: &[RecordItem],
+        now: Timestamp,
+        overlay: &mut Overlay,
+    ) -> Vec<Verdict> {
+        items
+            .iter()
+            .map(|it| {
+                if !Self::time_ok(it.collected_at, now) {
+                    return Verdict::Rejected(RejectCode::InvalidTime);
+                }
+                let key = (it.tube_id.clone(), it.person_id);
+                let tube = self.tubes.get(&it.tube_id).map(|(_, t)| t);
+                let slot = self.register.slot(it.person_id);
+                let in_engine = matches!((tube, slot), (Some(t), Some(s)) if t.has(s));
+                if in_engine || overlay.keys.contains(&key) {
+                    return Verdict::Duplicate;
+                }
+                let first_site = tube
+                    .filter(|t| t.site != NONE)
+                    .map(|t| self.tubes.site_name(t.site))
+                    .or_else(|| overlay.sites.get(&it.tube_id).map(|s| &**s));
+                if first_site.is_some_and(|s| s != &*it.site) {
+                    return Verdict::Rejected(RejectCode::TubeSiteConflict);
+                }
+                let held = tube.map_or(0, |t| t.members.len() as u32)
+                    + overlay.members.get(&it.tube_id).copied().unwrap_or(0);
+                if held >= self.policy.pool_max {
+                    return Verdict::Rejected(RejectCode::TubeFull);
+                }
+                overlay.keys.insert(key);
+                *overlay.members.entry(it.tube_id.clone()).or_default() += 1;
+                overlay
+                    .sites
+                    .entry(it.tube_id.clone())
+                    .or_insert_with(|| it.site.clone());
+                Verdict::Accepted {
+                    flag: !slot.is_some_and(|s| self.register.is_active(s)),
+                }
+            })
+            .collect()
+    }
+
+    /// Judges a batch of results: time, then the same result again
+    /// (duplicate) or a different one (`conflicting_result`).
+    pub fn judge_results(
+        &self,
+        items: &[ResultItem],
+        now: Timestamp,
+        overlay: &mut Overlay,
+    ) -> Vec<Verdict> {
+        items
+            .iter()
+            .map(|it| {
+                if !Self::time_ok(it.reported_at, now) {
+                    return Verdict::Rejected(RejectCode::InvalidTime);
+                }
+                let tube = self.tubes.get(&it.tube_id).map(|(_, t)| t);
+                let prev = tube
+                    .and_then(|t| t.result)
+                    .or_else(|| overlay.results.get(&it.tube_id).copied());
+                match prev {
+                    Some(p) if p == it.result => return Verdict::Duplicate,
+                    Some(_) => return Verdict::Rejected(RejectCode::ConflictingResult),
+                    None => {}
+                }
+                overlay.results.insert(it.tube_id.clone(), it.result);
+                let has_records = tube.is_some_and(|t| !t.members.is_empty())
+                    || overlay.members.contains_key(&it.tube_id);
+                Verdict::Accepted { flag: !has_records }
+            })
+            .collect()
+    }
+
+    /// Checks a command against the current state and turns it into the
+    /// event to log. Nothing changes until that event is applied.
+    pub fn prepare(&self, cmd: Command, now: Timestamp) -> Result<(Event, Prepared), CommandError> {
+        match cmd {
+            Command::Register(rows) => {
+                let (inserted, updated, unchanged) = self.register.diff_register(&rows);
+                let total = self.register.active_count() + inserted;
+                Ok((
+                    Event::Register { rows, at: now },
+                    Prepared::Import {
+                        total,
+                        inserted,
+                        updated,
+                        unchanged,
+                    },
+                ))
+            }
+            Command::Heads(rows) => {
+                let (inserted, updated, unchanged) = self.register.diff_heads(&rows);
+                let total = self.register.heads_count() + inserted;
+                Ok((
+                    Event::Heads { rows, at: now },
+                    Prepared::Import {
+                        total,
+                        inserted,
+                        updated,
+                        unchanged,
+                    },
+                ))
+            }
+            Command::ResidentDelete(person_id) => {
+                let active = self
+                    .register
+                    .slot(person_id)
+                    .is_some_and(|s| self.register.is_active(s));
+                if !active {
+                    return Err(CommandError::UnknownResident);
+                }
+                Ok((Event::ResidentDelete { person_id, at: now }, Prepared::Done))
+            }
+            Command::RoundCreate {
+                name,
+                scope,
+                opens_at,
+                deadline,
+            } => {
+                if scope.is_empty() {
+                    return Err(CommandError::EmptyScope);
+                }
+                if deadline <= opens_at {
+                    return Err(CommandError::InvalidWindow);
+                }
+                if let Some(p) = scope.iter().find(|p| !self.register.area_exists(p)) {
+                    return Err(CommandError::UnknownArea(p.to_string()));
+                }
+                let id = self.rounds.len() as u32 + 1;
+                Ok((
+                    Event::RoundCreate(RoundSpec {
+                        id,
+                        name,
+                        scope,
+                        opens_at,
+                        deadline,
+                        created_at: now,
+                    }),
+                    Prepared::RoundId(id),
+                ))
+            }
+            Command::RoundClose { id } => {
+                self.round(id).ok_or(CommandError::UnknownRound)?;
+                Ok((Event::RoundClose { id, at: now }, Prepared::Done))
+            }
+            Command::ExemptionCreate {
+                person_id,
+                reason,
+                from,
+                until,
+                note,
+            } => {
+                if until < from {
+                    return Err(CommandError::InvalidWindow);
+                }
+                let id = self.next_exemption;
+                Ok((
+                    Event::ExemptionCreate(ExemptionSpec {
+                        id,
+                        person_id,
+                        reason,
+                        from,
+                        until,
+                        note,
+                        created_at: now,
+                    }),
+                    Prepared::ExemptionId(id),
+                ))
+            }
+            Command::ExemptionDelete { id } => {
+                self.exemptions
+                    .get(&id)
+                    .ok_or(CommandError::UnknownExemption)?;
+                Ok((Event::ExemptionDelete { id, at: now }, Prepared::Done))
+            }
+            Command::Clear { person_id, note } => {
+                Ok((Event::Clear { person_id, note, at: now }, Prepared::Done))
+            }
+        }
+    }
+
+    // ----------------------------------------------------------- applying
+
+    fn grow_people(&mut self) {
+        let n = self.register.slots();
+        if self.last_sample.len() < n {
+            self.last_sample.resize(n, 0);
+            self.last_negative.resize(n, 0);
+        }
+    }
+
+    fn intern_person(&mut self, id: PersonId) -> Slot {
+        let s = self.register.intern(id);
+        self.grow_people();
+        s
+    }
+
+    /// Applies one durable event. Returns who may have changed status.
+    pub fn apply(&mut self, event: &Event) -> Applied {
+        let mut out = Applied::default();
+        match event {
+            Event::Register { rows, .. } => {
+                self.register.upsert(rows);
+                self.grow_people();
+            }
+            Event::Heads { rows, .. } => self.register.set_heads(rows),
+            Event::ResidentDelete { person_id, .. } => {
+                self.register.deactivate(*person_id);
+            }
+            Event::Records { arrived_at, items } => {
+                self.apply_records(*arrived_at, items, &mut out.changed);
+            }
+            Event::Results { items, .. } => self.apply_results(items, &mut out.changed),
+            Event::RoundCreate(spec) => self.create_round(spec),
+            Event::RoundClose { id, at } => {
+                let (flipped, changed) = self.close_round(*id, *at);
+                out.flipped = flipped;
+                out.changed = changed;
+            }
+            Event::ExemptionCreate(spec) => {
+                let slot = self.intern_person(spec.person_id);
+                self.exemptions.insert(
+                    spec.id,
+                    Exemption {
+                        id: spec.id,
+                        slot,
+                        person_id: spec.person_id,
+                        reason: spec.reason,
+                        from: spec.from,
+                        until: spec.until,
+                        note: spec.note.clone(),
+                    },
+                );
+                self.exemptions_of.entry(slot).or_default().push(spec.id);
+                self.next_exemption = self.next_exemption.max(spec.id + 1);
+                out.changed.push(spec.person_id);
+            }
+            Event::ExemptionDelete { id, .. } => {
+                if let Some(e) = self.exemptions.remove(id) {
+                    if let Some(v) = self.exemptions_of.get_mut(&e.slot) {
+                        v.retain(|x| x != id);
+                    }
+                    out.changed.push(e.person_id);
+                }
+            }
+            Event::Clear { person_id, .. } => {
+                if let Some(slot) = self.register.slot(*person_id)
+                    && let Some(hits) = self.positives.get_mut(&slot)
+                {
+                    for h in hits {
+                        h.cleared = true;
+                    }
+                }
+                out.changed.push(*person_id);
+            }
+        }
+        out.changed.sort_unstable();
+        out.changed.dedup();
+        out
+    }
+
+    fn apply_records(&mut self, arrived_at: Timestamp, items: &[RecordItem], changed: &mut Vec<PersonId>) {
+        for it in items {
+            let slot = self.intern_person(it.person_id);
+            let t = self.tubes.intern(&it.tube_id);
+            if self.tubes.tubes[t as usize].has(slot) {
+                continue;
+            }
+            let site = self.tubes.intern_site(&it.site);
+            let collected = secs::of(it.collected_at);
+            let tube = &mut self.tubes.tubes[t as usize];
+            if tube.site == NONE {
+                tube.site = site;
+            }
+            tube.members.push(Member { slot, collected });
+            let result = tube.result;
+            let pooled_now = tube.members.len() == 2;
+            self.records += 1;
+            let last = &mut self.last_sample[slot as usize];
+            *last = (*last).max(collected);
+            for r in &mut self.rounds {
+                r.mark_sample(slot, collected, arrived_at);
+            }
+            if let Some(res) = result {
+                self.apply_result_to(t, Member { slot, collected }, res);
+                if res == TestResult::Positive && pooled_now {
+                    // A single positive just became a pooled positive.
+                    let first = self.tubes.tubes[t as usize].members[0].slot;
+                    changed.push(self.register.person_id(first));
+                }
+            }
+            changed.push(it.person_id);
+        }
+    }
+
+    fn apply_results(&mut self, items: &[ResultItem], changed: &mut Vec<PersonId>) {
+        for it in items {
+            let t = self.tubes.intern(&it.tube_id);
+            if self.tubes.tubes[t as usize].result.is_some() {
+                continue;
+            }
+            self.tubes.tubes[t as usize].result = Some(it.result);
+            let members = self.tubes.tubes[t as usize].members.clone();
+            for m in members {
+                self.apply_result_to(t, m, it.result);
+                changed.push(self.register.person_id(m.slot));
+            }
+        }
+    }
+
+    fn apply_result_to(&mut self, tube: u32, m: Member, result: TestResult) {
+        match result {
+            TestResult::Negative => {
+                let ln = &mut self.last_negative[m.slot as usize];
+                *ln = (*ln).max(m.collected);
+                for r in &mut self.rounds {
+                    r.mark_negative(m.slot, m.collected);
+                }
+            }
+            TestResult::Positive => self.positives.entry(m.slot).or_default().push(PositiveHit {
+                tube,
+                collected: m.collected,
+                cleared: false,
+            }),
+        }
+    }
+
+    fn create_round(&mut self, spec: &RoundSpec) {
+        let mut round = Round::new(spec, &self.register);
+        // Records already held may fall in the window (a round created late).
+        let negative = |t: &tubes::Tube| t.result == Some(TestResult::Negative);
+        for tube in &self.tubes.tubes {
+            for m in &tube.members {
+                round.mark_sample(m.slot, m.collected, spec.created_at);
+                if negative(tube) {
+                    round.mark_negative(m.slot, m.collected);
+                }
+            }
+        }
+        self.rounds.push(round);
+    }
+
+    fn close_round(&mut self, id: u32, at: Timestamp) -> (u64, Vec<PersonId>) {
+        let Some(ix) = id.checked_sub(1).map(|i| i as usize) else {
+            return (0, Vec::new());
+        };
+        if ix >= self.rounds.len() || self.rounds[ix].closed_at.is_some() {
+            return (0, Vec::new());
+        }
+        if at < self.rounds[ix].deadline {
+            // Closing early moves the deadline: samples after it become make-ups.
+            let round = &mut self.rounds[ix];
+            round.deadline = at;
+            round.reset_samples();
+            for tube in &self.tubes.tubes {
+                for m in &tube.members {
+                    round.mark_sample(m.slot, m.collected, at);
+                    if tube.result == Some(TestResult::Negative) {
+                        round.mark_negative(m.slot, m.collected);
+                    }
+                }
+            }
+        }
+        let exempt = self.exempt_bits(&self.rounds[ix]);
+        let frozen = self.pool.install(|| rounds::scope_bits(&self.rounds[ix], &self.register));
+        let round = &mut self.rounds[ix];
+        round.freeze(frozen, at);
+        let (missing, flagged) = round.flag_sets(&exempt, self.policy.restore_on);
+        round.flipped = missing;
+        let changed: Vec<PersonId> = flagged
+            .iter_ones()
+            .map(|s| self.register.person_id(s))
+            .collect();
+        let deadline = self.rounds[ix].deadline;
+        let pos = self
+            .closed_order
+            .partition_point(|&o| (self.rounds[(o - 1) as usize].deadline, o) < (deadline, id));
+        self.closed_order.insert(pos, id);
+        (missing, changed)
+    }
+
+    /// Slots exempt from a round: an exemption covers it when
+    /// `from <= deadline <= until`.
+    fn exempt_bits(&self, round: &Round) -> Bitset {
+        let mut b = Bitset::default();
+        for e in self.exemptions.values() {
+            if e.from <= round.deadline && round.deadline <= e.until {
+                b.set(e.slot);
+            }
+        }
+        b
+    }
+
+    fn is_exempt(&self, round: &Round, slot: Slot) -> bool {
+        self.exemptions_of.get(&slot).is_some_and(|ids| {
+            ids.iter().any(|id| {
+                let e = &self.exemptions[id];
+                e.from <= round.deadline && round.deadline <= e.until
+            })
+        })
+    }
+
+    /// A person's state in a round (precedence: sampled, made up, exempt, missing).
+    pub fn state_in(&self, round: &Round, slot: Slot) -> RoundState {
+        round.state_of(slot, || self.is_exempt(round, slot))
+    }
+
+    /// Whether a closed round still flags this person (`missed_round`).
+    fn still_flagged(&self, round: &Round, slot: Slot) -> bool {
+        if round.closed_at.is_none() || !round.frozen_has(slot) {
+            return false;
+        }
+        match self.state_in(round, slot) {
+            RoundState::Missing => true,
+            RoundState::MadeUp => {
+                self.policy.restore_on == RestoreOn::NegativeResult
+                    && !round.made_up_negative(slot)
+                    && !self.is_exempt(round, slot)
+            }
+            _ => false,
+        }
+    }
+
+    // ------------------------------------------------------------ statuses
+
+    /// The status a gate sees for `id` at `now`.
+    pub fn status(&self, id: PersonId, now: Timestamp) -> Status {
+        match self.register.slot(id) {
+            Some(slot) => self.status_of(slot, now),
+            None => {
+                let stale = self.policy.max_sample_age_hours.is_some();
+                let reasons = if stale {
+                    vec![Reason {
+                        code: ReasonCode::NoRecentSample,
+                        round_id: None,
+                    }]
+                } else {
+                    Vec::new()
+                };
+                Status::from_reasons(reasons, None, None, None)
+            }
+        }
+    }
+
+    fn status_of(&self, slot: Slot, now: Timestamp) -> Status {
+        let mut reasons = Vec::new();
+        let mut flagged_in_order = Vec::new();
+        for &id in &self.closed_order {
+            let r = &self.rounds[(id - 1) as usize];
+            if !r.frozen_has(slot) {
+                continue;
+            }
+            let f = self.still_flagged(r, slot);
+            flagged_in_order.push(f);
+            if f {
+                reasons.push(Reason {
+                    code: ReasonCode::MissedRound,
+                    round_id: Some(id.to_string()),
+                });
+            }
+        }
+        if let Some(n) = self.policy.red_after_consecutive_misses {
+            let n = n as usize;
+            if n > 0
+                && flagged_in_order.len() >= n
+                && flagged_in_order[flagged_in_order.len() - n..].iter().all(|&f| f)
+            {
+                reasons.push(Reason {
+                    code: ReasonCode::RepeatedMisses,
+                    round_id: None,
+                });
+            }
+        }
+        let last_neg = self.last_negative.get(slot as usize).copied().unwrap_or(0);
+        if let Some(hits) = self.positives.get(&slot) {
+            for h in hits {
+                let pooled = self.tubes.tubes[h.tube as usize].members.len() > 1;
+                if !pooled && !h.cleared {
+                    reasons.push(Reason {
+                        code: ReasonCode::Positive,
+                        round_id: None,
+                    });
+                } else if pooled && last_neg <= h.collected {
+                    reasons.push(Reason {
+                        code: ReasonCode::PoolPositive,
+                        round_id: None,
+                    });
+                }
+            }
+        }
+        let last = self.last_sample.get(slot as usize).copied().unwrap_or(0);
+        let mut valid_until = None;
+        if let Some(h) = self.policy.max_sample_age_hours {
+            let age = i64::from(h) * 3_600_000;
+            let nrs = |t: i64| -> bool {
+                let stale = last == 0 || t - secs::millis(last) > age;
+                stale && !self.exempt_at(slot, t)
+            };
+            let cur = nrs(now.as_millis());
+            if cur {
+                reasons.push(Reason {
+                    code: ReasonCode::NoRecentSample,
+                    round_id: None,
+                });
+            }
+            let mut cands: Vec<i64> = Vec::new();
+            if last != 0 {
+                cands.push(secs::millis(last) + age);
+            }
+            if let Some(ids) = self.exemptions_of.get(&slot) {
+                for id in ids {
+                    let e = &self.exemptions[id];
+                    cands.push(e.from.as_millis());
+                    cands.push(e.until.as_millis());
+                }
+            }
+            cands.retain(|&c| c > now.as_millis());
+            cands.sort_unstable();
+            valid_until = cands
+                .into_iter()
+                .find(|&c| nrs(c) != cur || nrs(c + 1) != cur)
+                .map(Timestamp::from_millis);
+        }
+        Status::from_reasons(
+            reasons,
+            valid_until,
+            secs::to_ts(last),
+            secs::to_ts(last_neg),
+        )
+    }
+
+    fn exempt_at(&self, slot: Slot, t: i64) -> bool {
+        self.exemptions_of.get(&slot).is_some_and(|ids| {
+            ids.iter().any(|id| {
+                let e = &self.exemptions[id];
+                e.from.as_millis() <= t && t <= e.until.as_millis()
+            })
+        })
+    }
+
+    /// Statuses of many people at once (the cache's write-through).
+    pub fn statuses(&self, people: &[PersonId], now: Timestamp) -> Vec<Status> {
+        use rayon::prelude::*;
+        if people.len() < 4096 {
+            return people.iter().map(|&p| self.status(p, now)).collect();
+        }
+        self.pool
+            .install(|| people.par_iter().map(|&p| self.status(p, now)).collect())
+    }
+
+    /// Everyone the engine has a slot for (a full cache rewrite).
+    pub fn everyone(&self) -> Vec<PersonId> {
+        (0..self.register.slots() as u32)
+            .map(|s| self.register.person_id(s))
+            .collect()
+    }
+
+    /// The resident view: registered residents only.
+    pub fn resident_view(&self, id: PersonId) -> Option<ResidentView> {
+        let slot = self.register.slot(id)?;
+        let row = self.register.row_of(slot)?;
+        let r = self.register.resident(row);
+        if !r.active {
+            return None;
+        }
+        let flagged_rounds = self
+            .rounds
+            .iter()
+            .filter(|round| self.still_flagged(round, slot))
+            .map(|round| round.id.to_string())
+            .collect();
+        Some(ResidentView {
+            person_id: id,
+            name: r.name.to_owned(),
+            phone: r.phone.to_owned(),
+            area: r.area.to_string(),
+            household: r.household.to_owned(),
+            last_sample_at: secs::to_ts(self.last_sample[slot as usize]),
+            flagged_rounds,
+        })
+    }
+
+    /// The registered area of a person (active or moved out), for scope checks.
+    pub fn area_of(&self, id: PersonId) -> Option<&crate::domain::AreaPath> {
+        let slot = self.register.slot(id)?;
+        let row = self.register.row_of(slot)?;
+        Some(self.register.resident(row).area)
+    }
+
+    /// A digest of everything observable: statuses of every slot, every
+    /// round's counts and missing list, tube contents and pending results.
+    /// Replay must reproduce it exactly.
+    pub fn digest(&self, now: Timestamp) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.register.active_count().hash(&mut h);
+        self.register.heads_count().hash(&mut h);
+        for s in 0..self.register.slots() as u32 {
+            let id = self.register.person_id(s);
+            id.hash(&mut h);
+            let st = self.status(id, now);
+            format!("{st:?}").hash(&mut h);
+            if let Some(row) = self.register.row_of(s) {
+                let r = self.register.resident(row);
+                (r.name, r.phone, r.area.as_str(), r.household, r.active).hash(&mut h);
+            }
+        }
+        for r in &self.rounds {
+            (r.id, &r.name, r.deadline, r.closed_at, r.flipped).hash(&mut h);
+            format!("{:?}", self.counts(r, None)).hash(&mut h);
+            for row in self.missing(r, None) {
+                self.register.resident(row).person_id.hash(&mut h);
+            }
+        }
+        for (id, t) in self.tubes.sorted() {
+            id.hash(&mut h);
+            t.hash(&mut h);
+        }
+        for e in self.exemptions.values() {
+            e.hash(&mut h);
+        }
+        h.finish()
+    }
+}

@@ -1,0 +1,440 @@
+//! The resident register and the area tree.
+//!
+//! Every person the engine has heard of (registered or only seen in a record)
+//! has a stable *slot* (`u32`). Registered residents also have a *row*; rows
+//! are kept in tree order (area by whole segments, then household, name, ID),
+//! so every area node covers one contiguous range of rows — a scope is a few
+//! ranges, coverage is a scan of a range. Rows are never removed: a resident
+//! who moves out keeps their row, marked inactive, so closed rounds still know
+//! where they lived.
+
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+
+use crate::domain::register::{HeadRow, RegisterRow};
+use crate::domain::{AreaPath, PersonId};
+
+pub type Slot = u32;
+pub const NONE: u32 = u32::MAX;
+
+/// A responsible head of one area node.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Head {
+    pub title: String,
+    pub name: String,
+    pub phone: String,
+}
+
+/// One node of the area tree.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub path: AreaPath,
+    pub parent: u32,
+    pub children: Vec<u32>,
+    pub depth: u32,
+    pub head: Option<Head>,
+    /// Rows of the subtree: `[start, end)`; the node's own rows: `[start, own_end)`.
+    pub start: u32,
+    pub own_end: u32,
+    pub end: u32,
+}
+
+/// A registered resident. Strings live in the register's arena.
+#[derive(Clone, Copy, Debug)]
+pub struct Row {
+    pub slot: Slot,
+    pub node: u32,
+    pub household: u32,
+    name_off: u32,
+    phone_off: u32,
+    name_len: u8,
+    phone_len: u8,
+    pub active: bool,
+}
+
+/// The details of one resident, borrowed from the register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResidentRef<'a> {
+    pub person_id: PersonId,
+    pub name: &'a str,
+    pub phone: &'a str,
+    pub area: &'a AreaPath,
+    pub household: &'a str,
+    pub active: bool,
+    pub node: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct Register {
+    ids: Vec<PersonId>,
+    slot_of: FxHashMap<PersonId, Slot>,
+    row_of: Vec<u32>,
+    rows: Vec<Row>,
+    arena: String,
+    households: Vec<Box<str>>,
+    household_ix: FxHashMap<Box<str>, u32>,
+    nodes: Vec<Node>,
+    node_ix: FxHashMap<AreaPath, u32>,
+    active: u64,
+    heads: u64,
+}
+
+/// How an import compares with the register: `(inserted, updated, unchanged)`.
+pub type Diff = (u64, u64, u64);
+
+impl Register {
+    /// The slot of a person, if the engine has heard of them.
+    pub fn slot(&self, id: PersonId) -> Option<Slot> {
+        self.slot_of.get(&id).copied()
+    }
+
+    /// The slot of a person, creating one for a newcomer.
+    pub fn intern(&mut self, id: PersonId) -> Slot {
+        if let Some(&s) = self.slot_of.get(&id) {
+            return s;
+        }
+        let s = self.ids.len() as Slot;
+        self.ids.push(id);
+        self.row_of.push(NONE);
+        self.slot_of.insert(id, s);
+        s
+    }
+
+    pub fn person_id(&self, slot: Slot) -> PersonId {
+        self.ids[slot as usize]
+    }
+
+    /// Number of slots (everyone ever seen).
+    pub fn slots(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Registered residents now (moved-out people excluded).
+    pub fn active_count(&self) -> u64 {
+        self.active
+    }
+
+    pub fn heads_count(&self) -> u64 {
+        self.heads
+    }
+
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    pub fn node(&self, path: &AreaPath) -> Option<u32> {
+        self.node_ix.get(path).copied()
+    }
+
+    /// The row of a slot, if they are (or were) registered.
+    pub fn row_of(&self, slot: Slot) -> Option<u32> {
+        match self.row_of.get(slot as usize) {
+            Some(&r) if r != NONE => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Whether the slot is a registered resident now.
+    pub fn is_active(&self, slot: Slot) -> bool {
+        self.row_of(slot)
+            .is_some_and(|r| self.rows[r as usize].active)
+    }
+
+    /// An area "exists in the register" when some resident (now or formerly)
+    /// lives at or under it.
+    pub fn area_exists(&self, path: &AreaPath) -> bool {
+        self.node(path)
+            .is_some_and(|n| self.nodes[n as usize].end > self.nodes[n as usize].start)
+    }
+
+    /// Whether node `n` is `ancestor` or lies under it.
+    pub fn is_under(&self, mut n: u32, ancestor: u32) -> bool {
+        let target = self.nodes[ancestor as usize].depth;
+        while self.nodes[n as usize].depth > target {
+            n = self.nodes[n as usize].parent;
+        }
+        n == ancestor
+    }
+
+    pub fn resident(&self, row: u32) -> ResidentRef<'_> {
+        let r = &self.rows[row as usize];
+        ResidentRef {
+            person_id: self.ids[r.slot as usize],
+            name: self.str_at(r.name_off, r.name_len),
+            phone: self.str_at(r.phone_off, r.phone_len),
+            area: &self.nodes[r.node as usize].path,
+            household: &self.households[r.household as usize],
+            active: r.active,
+            node: r.node,
+        }
+    }
+
+    pub fn household(&self, ix: u32) -> &str {
+        &self.households[ix as usize]
+    }
+
+    pub fn name_of(&self, row: &Row) -> &str {
+        self.str_at(row.name_off, row.name_len)
+    }
+
+    fn str_at(&self, off: u32, len: u8) -> &str {
+        &self.arena[off as usize..off as usize + len as usize]
+    }
+
+    /// The head of node `n`, or failing that the nearest one above, with the
+    /// node it belongs to.
+    pub fn nearest_head(&self, mut n: u32) -> Option<(u32, &Head)> {
+        loop {
+            let node = &self.nodes[n as usize];
+            if let Some(h) = &node.head {
+                return Some((n, h));
+            }
+            if node.parent == NONE {
+                return None;
+            }
+            n = node.parent;
+        }
+    }
+
+    /// Compares rows with the register without changing it.
+    pub fn diff_register(&self, rows: &[RegisterRow]) -> Diff {
+        let (mut ins, mut upd, mut unch) = (0, 0, 0);
+        for r in rows {
+            match self.slot(r.person_id).and_then(|s| self.row_of(s)) {
+                Some(ix) if self.rows[ix as usize].active => {
+                    let cur = self.resident(ix);
+                    if cur.name == r.name
+                        && cur.phone == r.phone
+                        && *cur.area == r.area
+                        && cur.household == r.household
+                    {
+                        unch += 1;
+                    } else {
+                        upd += 1;
+                    }
+                }
+                _ => ins += 1,
+            }
+        }
+        (ins, upd, unch)
+    }
+
+    /// Upserts register rows by person ID, then restores tree order.
+    pub fn upsert(&mut self, rows: &[RegisterRow]) {
+        for r in rows {
+            let slot = self.intern(r.person_id);
+            let node = self.intern_node(&r.area);
+            let household = self.intern_household(&r.household);
+            let (name_off, name_len) = self.push_str(&r.name);
+            let (phone_off, phone_len) = self.push_str(&r.phone);
+            let row = Row {
+                slot,
+                node,
+                household,
+                name_off,
+                phone_off,
+                name_len,
+                phone_len,
+                active: true,
+            };
+            match self.row_of(slot) {
+                Some(ix) => {
+                    let old = &mut self.rows[ix as usize];
+                    if !old.active {
+                        self.active += 1;
+                    }
+                    *old = row;
+                }
+                None => {
+                    self.row_of[slot as usize] = self.rows.len() as u32;
+                    self.rows.push(row);
+                    self.active += 1;
+                }
+            }
+        }
+        self.reorder();
+    }
+
+    /// Marks a resident as moved out. Returns false when they are not registered.
+    pub fn deactivate(&mut self, id: PersonId) -> bool {
+        let Some(ix) = self.slot(id).and_then(|s| self.row_of(s)) else {
+            return false;
+        };
+        let row = &mut self.rows[ix as usize];
+        if !row.active {
+            return false;
+        }
+        row.active = false;
+        self.active -= 1;
+        true
+    }
+
+    pub fn diff_heads(&self, heads: &[HeadRow]) -> Diff {
+        let (mut ins, mut upd, mut unch) = (0, 0, 0);
+        for h in heads {
+            match self.node(&h.area).and_then(|n| self.nodes[n as usize].head.as_ref()) {
+                None => ins += 1,
+                Some(cur) if cur.title == h.title && cur.name == h.name && cur.phone == h.phone => {
+                    unch += 1;
+                }
+                Some(_) => upd += 1,
+            }
+        }
+        (ins, upd, unch)
+    }
+
+    pub fn set_heads(&mut self, heads: &[HeadRow]) {
+        let had_new_nodes = heads.iter().any(|h| self.node(&h.area).is_none());
+        for h in heads {
+            let n = self.intern_node(&h.area);
+            let slot = &mut self.nodes[n as usize].head;
+            if slot.is_none() {
+                self.heads += 1;
+            }
+            *slot = Some(Head {
+                title: h.title.clone(),
+                name: h.name.clone(),
+                phone: h.phone.clone(),
+            });
+        }
+        if had_new_nodes {
+            self.reorder();
+        }
+    }
+
+    fn push_str(&mut self, s: &str) -> (u32, u8) {
+        // Names and phones are short (the parser bounds them); longer strings
+        // are cut at a character boundary rather than corrupting the arena.
+        let mut end = s.len().min(255);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        let off = self.arena.len() as u32;
+        self.arena.push_str(&s[..end]);
+        (off, end as u8)
+    }
+
+    fn intern_household(&mut self, h: &str) -> u32 {
+        if let Some(&ix) = self.household_ix.get(h) {
+            return ix;
+        }
+        let ix = self.households.len() as u32;
+        self.households.push(h.into());
+        self.household_ix.insert(h.into(), ix);
+        ix
+    }
+
+    fn intern_node(&mut self, path: &AreaPath) -> u32 {
+        if let Some(&n) = self.node_ix.get(path) {
+            return n;
+        }
+        let parent = path.parent().map_or(NONE, |p| self.intern_node(&p));
+        let n = self.nodes.len() as u32;
+        self.nodes.push(Node {
+            path: path.clone(),
+            parent,
+            children: Vec::new(),
+            depth: path.depth() as u32,
+            head: None,
+            start: 0,
+            own_end: 0,
+            end: 0,
+        });
+        if parent != NONE {
+            self.nodes[parent as usize].children.push(n);
+        }
+        self.node_ix.insert(path.clone(), n);
+        n
+    }
+
+    /// Restores tree order after rows or nodes changed: nodes ranked depth
+    /// first with children by segment, rows sorted by (node rank, household,
+    /// name, ID), then every node's range recomputed.
+    fn reorder(&mut self) {
+        let mut rank = vec![0u32; self.nodes.len()];
+        let mut order = Vec::with_capacity(self.nodes.len());
+        {
+            let nodes = &mut self.nodes;
+            let mut roots: Vec<u32> = (0..nodes.len() as u32)
+                .filter(|&n| nodes[n as usize].parent == NONE)
+                .collect();
+            let last_segment = |nodes: &Vec<Node>, n: u32| -> String {
+                nodes[n as usize]
+                    .path
+                    .segments()
+                    .last()
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            roots.sort_by_cached_key(|&n| last_segment(nodes, n));
+            for i in 0..nodes.len() {
+                let mut kids = std::mem::take(&mut nodes[i].children);
+                kids.sort_by_cached_key(|&n| last_segment(nodes, n));
+                nodes[i].children = kids;
+            }
+            let mut stack: Vec<u32> = roots.into_iter().rev().collect();
+            while let Some(n) = stack.pop() {
+                rank[n as usize] = order.len() as u32;
+                order.push(n);
+                stack.extend(nodes[n as usize].children.iter().rev());
+            }
+        }
+        let arena = &self.arena;
+        let households = &self.households;
+        let ids = &self.ids;
+        let name = |r: &Row| &arena[r.name_off as usize..r.name_off as usize + r.name_len as usize];
+        self.rows.par_sort_by(|a, b| {
+            rank[a.node as usize]
+                .cmp(&rank[b.node as usize])
+                .then_with(|| households[a.household as usize].cmp(&households[b.household as usize]))
+                .then_with(|| name(a).cmp(name(b)))
+                .then_with(|| ids[a.slot as usize].cmp(&ids[b.slot as usize]))
+        });
+        for (i, r) in self.rows.iter().enumerate() {
+            self.row_of[r.slot as usize] = i as u32;
+        }
+        // Ranges: own rows are contiguous per node; subtree ranges close in
+        // reverse depth-first order (children before parents).
+        for n in &mut self.nodes {
+            n.start = u32::MAX;
+            n.own_end = 0;
+        }
+        let mut i = 0;
+        while i < self.rows.len() {
+            let node = self.rows[i].node;
+            let mut j = i;
+            while j < self.rows.len() && self.rows[j].node == node {
+                j += 1;
+            }
+            let n = &mut self.nodes[node as usize];
+            n.start = i as u32;
+            n.own_end = j as u32;
+            i = j;
+        }
+        // A node without own rows starts where its subtree starts: at the
+        // first row after every node ranked before it.
+        let mut next = 0u32;
+        for &n in &order {
+            let node = &mut self.nodes[n as usize];
+            if node.start == u32::MAX {
+                node.start = next;
+                node.own_end = next;
+            }
+            next = node.own_end;
+        }
+        for &n in order.iter().rev() {
+            let end = self.nodes[n as usize]
+                .children
+                .iter()
+                .map(|&c| self.nodes[c as usize].end)
+                .max()
+                .unwrap_or(0)
+                .max(self.nodes[n as usize].own_end);
+            self.nodes[n as usize].end = end;
+        }
+    }
+}

@@ -1,0 +1,498 @@
+//! Rounds: scope, window, who was sampled (bitsets over person slots), the
+//! close that freezes the in-scope set and flags the missing, and the
+//! officials' views — counts, coverage by area node, missing lists, progress.
+
+use rayon::prelude::*;
+
+use super::bitset::Bitset;
+use super::register::{NONE, Register, Slot};
+use super::{Engine, RestoreOn, RoundSpec, secs};
+use crate::domain::{AreaPath, Timestamp};
+
+/// A person's place in one round, in the contract's order of precedence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoundState {
+    Sampled { late: bool },
+    MadeUp,
+    Exempt,
+    Missing,
+}
+
+/// The counts of API.md: `in_scope = sampled + made_up + exempt + missing`,
+/// `late` being part of `sampled`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    pub in_scope: u64,
+    pub sampled: u64,
+    pub late: u64,
+    pub made_up: u64,
+    pub exempt: u64,
+    pub missing: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.in_scope += o.in_scope;
+        self.sampled += o.sampled;
+        self.late += o.late;
+        self.made_up += o.made_up;
+        self.exempt += o.exempt;
+        self.missing += o.missing;
+    }
+
+    fn count(&mut self, st: RoundState) {
+        self.in_scope += 1;
+        match st {
+            RoundState::Sampled { late } => {
+                self.sampled += 1;
+                self.late += u64::from(late);
+            }
+            RoundState::MadeUp => self.made_up += 1,
+            RoundState::Exempt => self.exempt += 1,
+            RoundState::Missing => self.missing += 1,
+        }
+    }
+}
+
+/// One node of a coverage answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoverageNode {
+    pub area: AreaPath,
+    pub counts: Counts,
+    pub children: Vec<CoverageNode>,
+}
+
+/// A row of a missing list (index into the register's rows).
+pub type MissingPerson = u32;
+
+/// A mass-testing round.
+#[derive(Clone, Debug)]
+pub struct Round {
+    pub id: u32,
+    pub name: String,
+    pub scope: Vec<AreaPath>,
+    /// Scope nodes with nested ones dropped.
+    scope_nodes: Vec<u32>,
+    pub opens_at: Timestamp,
+    /// The deadline now: moved to the close time by an early close.
+    pub deadline: Timestamp,
+    pub created_at: Timestamp,
+    pub closed_at: Option<Timestamp>,
+    /// How many people the close flagged.
+    pub flipped: u64,
+    sampled: Bitset,
+    late: Bitset,
+    made_up: Bitset,
+    made_up_neg: Bitset,
+    /// First in-window sample time per slot (compact seconds), for progress.
+    first: Vec<u32>,
+    frozen: Option<Bitset>,
+}
+
+impl Round {
+    pub(super) fn new(spec: &RoundSpec, register: &Register) -> Round {
+        let mut nodes: Vec<u32> = spec
+            .scope
+            .iter()
+            .filter_map(|p| register.node(p))
+            .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let all = nodes.clone();
+        nodes.retain(|&n| !all.iter().any(|&o| o != n && register.is_under(n, o)));
+        Round {
+            id: spec.id,
+            name: spec.name.clone(),
+            scope: spec.scope.clone(),
+            scope_nodes: nodes,
+            opens_at: spec.opens_at,
+            deadline: spec.deadline,
+            created_at: spec.created_at,
+            closed_at: None,
+            flipped: 0,
+            sampled: Bitset::default(),
+            late: Bitset::default(),
+            made_up: Bitset::default(),
+            made_up_neg: Bitset::default(),
+            first: Vec::new(),
+            frozen: None,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed_at.is_some()
+    }
+
+    /// Records one sample of `slot` collected at `collected`, arrived at `arrived`.
+    pub(super) fn mark_sample(&mut self, slot: Slot, collected: u32, arrived: Timestamp) {
+        let ms = secs::millis(collected);
+        if ms >= self.opens_at.as_millis() && ms <= self.deadline.as_millis() {
+            let i = slot as usize;
+            if self.first.len() <= i {
+                self.first.resize(i + 1, 0);
+            }
+            if self.sampled.set(slot) {
+                self.first[i] = self.first[i].min(collected);
+            } else {
+                self.first[i] = collected;
+                if self.closed_at.is_some_and(|c| arrived > c) {
+                    self.late.set(slot);
+                }
+            }
+        } else if ms > self.deadline.as_millis() {
+            self.made_up.set(slot);
+        }
+    }
+
+    /// A negative result for a sample of `slot` collected at `collected`.
+    pub(super) fn mark_negative(&mut self, slot: Slot, collected: u32) {
+        if secs::millis(collected) > self.deadline.as_millis() {
+            self.made_up_neg.set(slot);
+        }
+    }
+
+    pub(super) fn reset_samples(&mut self) {
+        self.sampled.clear_all();
+        self.late.clear_all();
+        self.made_up.clear_all();
+        self.made_up_neg.clear_all();
+        self.first.iter_mut().for_each(|f| *f = 0);
+    }
+
+    pub(super) fn freeze(&mut self, in_scope: Bitset, at: Timestamp) {
+        self.frozen = Some(in_scope);
+        self.closed_at = Some(at);
+    }
+
+    /// Whether `slot` is in the frozen in-scope set (false while open).
+    pub fn frozen_has(&self, slot: Slot) -> bool {
+        self.frozen.as_ref().is_some_and(|f| f.get(slot))
+    }
+
+    pub(super) fn made_up_negative(&self, slot: Slot) -> bool {
+        self.made_up_neg.get(slot)
+    }
+
+    pub(super) fn state_of(&self, slot: Slot, exempt: impl FnOnce() -> bool) -> RoundState {
+        if self.sampled.get(slot) {
+            RoundState::Sampled {
+                late: self.late.get(slot),
+            }
+        } else if self.made_up.get(slot) {
+            RoundState::MadeUp
+        } else if exempt() {
+            RoundState::Exempt
+        } else {
+            RoundState::Missing
+        }
+    }
+
+    /// At the close: the missing count, and everyone the close flags
+    /// (the missing, plus under `negative_result` the made-up people whose
+    /// make-up has no negative result yet).
+    pub(super) fn flag_sets(&self, exempt: &Bitset, restore_on: RestoreOn) -> (u64, Bitset) {
+        let frozen = self.frozen.as_ref().expect("flag_sets after freeze");
+        let n = frozen.words().len();
+        let mut flagged = Vec::with_capacity(n);
+        let mut missing = 0u64;
+        for i in 0..n {
+            let base = frozen.word(i) & !self.sampled.word(i) & !exempt.word(i);
+            let miss = base & !self.made_up.word(i);
+            missing += u64::from(miss.count_ones());
+            let mut f = miss;
+            if restore_on == RestoreOn::NegativeResult {
+                f |= base & self.made_up.word(i) & !self.made_up_neg.word(i);
+            }
+            flagged.push(f);
+        }
+        (missing, Bitset::from_words(flagged))
+    }
+}
+
+/// The in-scope set of an open round right now: active residents under a scope node.
+pub(super) fn scope_bits(round: &Round, register: &Register) -> Bitset {
+    let rows = register.rows();
+    let mut bits = Bitset::with_capacity(register.slots());
+    for &n in &round.scope_nodes {
+        let node = &register.nodes()[n as usize];
+        let slots: Vec<Slot> = rows[node.start as usize..node.end as usize]
+            .par_chunks(1 << 16)
+            .flat_map_iter(|c| c.iter().filter(|r| r.active).map(|r| r.slot))
+            .collect();
+        for s in slots {
+            bits.set(s);
+        }
+    }
+    bits
+}
+
+const CHUNK: usize = 1 << 15;
+
+impl Engine {
+    /// Row ranges to scan for a round (within `area` when given), and
+    /// whether membership is the frozen set (closed) or "active" (open).
+    fn scan_ranges(&self, round: &Round, area: Option<u32>) -> Vec<(u32, u32)> {
+        let nodes = self.register.nodes();
+        let area_range = area.map(|a| (nodes[a as usize].start, nodes[a as usize].end));
+        if round.frozen.is_some() {
+            return vec![area_range.unwrap_or((0, self.register.rows().len() as u32))];
+        }
+        round
+            .scope_nodes
+            .iter()
+            .filter_map(|&n| {
+                let (s, e) = (nodes[n as usize].start, nodes[n as usize].end);
+                let (s, e) = match area_range {
+                    Some((a, b)) => (s.max(a), e.min(b)),
+                    None => (s, e),
+                };
+                (s < e).then_some((s, e))
+            })
+            .collect()
+    }
+
+    fn in_round(&self, round: &Round, row: u32) -> bool {
+        let r = &self.register.rows()[row as usize];
+        match &round.frozen {
+            Some(f) => f.get(r.slot),
+            None => r.active,
+        }
+    }
+
+    fn count_rows(&self, round: &Round, from: u32, to: u32) -> Counts {
+        let mut c = Counts::default();
+        for row in from..to {
+            if self.in_round(round, row) {
+                let slot = self.register.rows()[row as usize].slot;
+                c.count(self.state_in(round, slot));
+            }
+        }
+        c
+    }
+
+    fn chunks(ranges: &[(u32, u32)]) -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        for &(s, e) in ranges {
+            let mut a = s;
+            while a < e {
+                let b = (a as usize + CHUNK).min(e as usize) as u32;
+                out.push((a, b));
+                a = b;
+            }
+        }
+        out
+    }
+
+    /// The round's counts, over the whole round or under one area node.
+    pub fn counts(&self, round: &Round, area: Option<u32>) -> Counts {
+        if area.is_none()
+            && let Some(frozen) = &round.frozen
+        {
+            return self.closed_counts(round, frozen);
+        }
+        let chunks = Self::chunks(&self.scan_ranges(round, area));
+        self.pool.install(|| {
+            chunks
+                .par_iter()
+                .map(|&(a, b)| self.count_rows(round, a, b))
+                .reduce(Counts::default, |mut x, y| {
+                    x.add(&y);
+                    x
+                })
+        })
+    }
+
+    /// Whole-round counts of a closed round, word by word over the bitsets.
+    fn closed_counts(&self, round: &Round, frozen: &Bitset) -> Counts {
+        let exempt = self.exempt_bits(round);
+        let mut c = Counts::default();
+        for i in 0..frozen.words().len() {
+            let f = frozen.word(i);
+            if f == 0 {
+                continue;
+            }
+            let s = f & round.sampled.word(i);
+            let m = f & !s & round.made_up.word(i);
+            let e = f & !s & !m & exempt.word(i);
+            c.in_scope += u64::from(f.count_ones());
+            c.sampled += u64::from(s.count_ones());
+            c.late += u64::from((s & round.late.word(i)).count_ones());
+            c.made_up += u64::from(m.count_ones());
+            c.exempt += u64::from(e.count_ones());
+        }
+        c.missing = c.in_scope - c.sampled - c.made_up - c.exempt;
+        c
+    }
+
+    /// Coverage of `area` and its descendants `depth` levels down; children
+    /// are the child nodes with at least one resident in scope, by path.
+    pub fn coverage(&self, round: &Round, area: u32, depth: u32) -> CoverageNode {
+        let nodes = self.register.nodes();
+        // The subtree, depth first (parents before children).
+        let mut list = vec![area];
+        let mut i = 0;
+        while i < list.len() {
+            let n = list[i];
+            list.extend(nodes[n as usize].children.iter().copied());
+            i += 1;
+        }
+        let mut local = rustc_hash::FxHashMap::default();
+        for (i, &n) in list.iter().enumerate() {
+            local.insert(n, i);
+        }
+        let scope_ranges = self.scan_ranges(round, Some(area));
+        let own: Vec<Counts> = self.pool.install(|| {
+            list.par_iter()
+                .map(|&n| {
+                    let node = &nodes[n as usize];
+                    let mut c = Counts::default();
+                    for &(s, e) in &scope_ranges {
+                        let (a, b) = (s.max(node.start), e.min(node.own_end));
+                        if a < b {
+                            c.add(&self.count_rows(round, a, b));
+                        }
+                    }
+                    c
+                })
+                .collect()
+        });
+        let mut total = own;
+        for i in (1..list.len()).rev() {
+            let parent = nodes[list[i] as usize].parent;
+            let c = total[i];
+            total[local[&parent]].add(&c);
+        }
+        self.coverage_tree(area, depth, &total, &local)
+    }
+
+    fn coverage_tree(
+        &self,
+        n: u32,
+        depth: u32,
+        total: &[Counts],
+        local: &rustc_hash::FxHashMap<u32, usize>,
+    ) -> CoverageNode {
+        let node = &self.register.nodes()[n as usize];
+        let mut children: Vec<CoverageNode> = if depth == 0 {
+            Vec::new()
+        } else {
+            node.children
+                .iter()
+                .filter(|c| total[local[c]].in_scope > 0)
+                .map(|&c| self.coverage_tree(c, depth - 1, total, local))
+                .collect()
+        };
+        children.sort_by(|a, b| a.area.as_str().cmp(b.area.as_str()));
+        CoverageNode {
+            area: node.path.clone(),
+            counts: total[local[&n]],
+            children,
+        }
+    }
+
+    /// The people still `missing` (under `area` when given), sorted by area,
+    /// household, name (plain string order).
+    pub fn missing(&self, round: &Round, area: Option<u32>) -> Vec<MissingPerson> {
+        let chunks = Self::chunks(&self.scan_ranges(round, area));
+        let rows = self.register.rows();
+        let mut out: Vec<u32> = self.pool.install(|| {
+            chunks
+                .par_iter()
+                .flat_map_iter(|&(a, b)| {
+                    (a..b).filter(move |&row| {
+                        self.in_round(round, row)
+                            && self.state_in(round, rows[row as usize].slot) == RoundState::Missing
+                    })
+                })
+                .collect()
+        });
+        let reg = &self.register;
+        // Tree order already groups by area; plain string order differs only
+        // for segments holding characters below '/', so a stable sort fixes
+        // those and costs little on sorted input.
+        out.par_sort_by(|&a, &b| {
+            let (ra, rb) = (&rows[a as usize], &rows[b as usize]);
+            let pa = reg.nodes()[ra.node as usize].path.as_str();
+            let pb = reg.nodes()[rb.node as usize].path.as_str();
+            pa.cmp(pb)
+                .then_with(|| reg.household(ra.household).cmp(reg.household(rb.household)))
+                .then_with(|| reg.name_of(ra).cmp(reg.name_of(rb)))
+        });
+        out
+    }
+
+    /// In-scope people by the hour of their first in-window sample, every
+    /// hour from the window's first to its last (or the current one).
+    pub fn progress(&self, round: &Round, area: Option<u32>, now: Timestamp) -> Vec<(Timestamp, u64)> {
+        const HOUR: i64 = 3_600_000;
+        let start = round.opens_at.as_millis().div_euclid(HOUR) * HOUR;
+        let end_t = if round.is_closed() || now >= round.deadline {
+            round.deadline
+        } else {
+            now.max(round.opens_at)
+        };
+        let end = end_t.as_millis().div_euclid(HOUR) * HOUR;
+        let hours = ((end - start) / HOUR + 1).clamp(1, 24 * 400) as usize;
+        let chunks = Self::chunks(&self.scan_ranges(round, area));
+        let rows = self.register.rows();
+        let buckets = self.pool.install(|| {
+            chunks
+                .par_iter()
+                .map(|&(a, b)| {
+                    let mut v = vec![0u64; hours];
+                    for row in a..b {
+                        if !self.in_round(round, row) {
+                            continue;
+                        }
+                        let slot = rows[row as usize].slot as usize;
+                        let f = round.first.get(slot).copied().unwrap_or(0);
+                        if f != 0 && round.sampled.get(slot as u32) {
+                            let h = ((secs::millis(f) - start) / HOUR) as usize;
+                            if h < hours {
+                                v[h] += 1;
+                            }
+                        }
+                    }
+                    v
+                })
+                .reduce(
+                    || vec![0u64; hours],
+                    |mut x, y| {
+                        x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+                        x
+                    },
+                )
+        });
+        buckets
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| (Timestamp::from_millis(start + i as i64 * HOUR), n))
+            .collect()
+    }
+
+    /// Whether a round's scope lies inside `area` (an official may manage it).
+    pub fn round_inside(round: &Round, area: &AreaPath) -> bool {
+        round.scope.iter().all(|s| area.is_prefix_of(s))
+    }
+
+    /// Whether a round's scope overlaps `area` (an official may list it).
+    pub fn round_overlaps(round: &Round, area: &AreaPath) -> bool {
+        round
+            .scope
+            .iter()
+            .any(|s| area.is_prefix_of(s) || s.is_prefix_of(area))
+    }
+
+    /// The lowest area node holding the whole scope (coverage's default).
+    pub fn scope_root(&self, round: &Round) -> Option<u32> {
+        let mut it = round.scope.iter();
+        let first = it.next()?.clone();
+        let mut root = first;
+        for p in it {
+            while !root.is_prefix_of(p) {
+                root = root.parent()?;
+            }
+        }
+        self.register.node(&root).filter(|&n| n != NONE)
+    }
+}

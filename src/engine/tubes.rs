@@ -1,0 +1,93 @@
+//! Tubes: who was sampled into which tube, at which site, and the tube's lab
+//! result (kept even when it arrives before any record).
+
+use rustc_hash::FxHashMap;
+
+use super::register::{NONE, Slot};
+use crate::domain::{TestResult, TubeId};
+
+/// One person's sample in a tube. Times are compact seconds (see `secs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Member {
+    pub slot: Slot,
+    pub collected: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Tube {
+    pub members: Vec<Member>,
+    /// Index into the site table; `NONE` until a record arrives.
+    pub site: u32,
+    pub result: Option<TestResult>,
+}
+
+impl Tube {
+    pub fn has(&self, slot: Slot) -> bool {
+        self.members.iter().any(|m| m.slot == slot)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Tubes {
+    ix: FxHashMap<TubeId, u32>,
+    pub tubes: Vec<Tube>,
+    sites: Vec<Box<str>>,
+    site_ix: FxHashMap<Box<str>, u32>,
+}
+
+impl Tubes {
+    pub fn get(&self, id: &TubeId) -> Option<(u32, &Tube)> {
+        self.ix.get(id).map(|&t| (t, &self.tubes[t as usize]))
+    }
+
+    pub fn intern(&mut self, id: &TubeId) -> u32 {
+        if let Some(&t) = self.ix.get(id) {
+            return t;
+        }
+        let t = self.tubes.len() as u32;
+        self.tubes.push(Tube {
+            members: Vec::new(),
+            site: NONE,
+            result: None,
+        });
+        self.ix.insert(id.clone(), t);
+        t
+    }
+
+    pub fn site_ix(&self, site: &str) -> Option<u32> {
+        self.site_ix.get(site).copied()
+    }
+
+    pub fn intern_site(&mut self, site: &str) -> u32 {
+        if let Some(&s) = self.site_ix.get(site) {
+            return s;
+        }
+        let s = self.sites.len() as u32;
+        self.sites.push(site.into());
+        self.site_ix.insert(site.into(), s);
+        s
+    }
+
+    pub fn site_name(&self, ix: u32) -> &str {
+        &self.sites[ix as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.tubes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tubes.is_empty()
+    }
+
+    /// Tube ids with their tubes, sorted by id (for digests).
+    pub fn sorted(&self) -> Vec<(&TubeId, &Tube)> {
+        let mut v: Vec<_> = self
+            .ix
+            .iter()
+            .map(|(id, &t)| (id, &self.tubes[t as usize]))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v
+    }
+}
