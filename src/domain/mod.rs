@@ -10,7 +10,9 @@ pub mod time;
 pub mod tube_id;
 
 pub use area_path::{AreaPath, AreaPathError};
+pub use enums::UnknownVariant;
 pub use enums::{Colour, ExemptionReason, ReasonCode, Role, TestResult};
 pub use person_id::{PersonId, PersonIdError};
-pub use time::{Timestamp, TimeError};
+pub use register::{HeadRow, LineCode, LineProblem, RegisterRow, parse_heads, parse_register};
+pub use time::{TimeError, Timestamp};
 pub use tube_id::{TubeId, TubeIdError};
