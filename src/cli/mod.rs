@@ -22,7 +22,7 @@ enum Cmd {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result: anyhow::Result<()> = match cli.command {
         Cmd::Gen(args) => r#gen::run(&args),
     };
     match result {

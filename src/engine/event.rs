@@ -94,8 +94,11 @@ pub enum Command {
         opens_at: Timestamp,
         deadline: Timestamp,
     },
+    /// Close a round now, or — for the scheduler closing a round at its
+    /// deadline — at `at` (a moment not after now).
     RoundClose {
         id: u32,
+        at: Option<Timestamp>,
     },
     ExemptionCreate {
         person_id: PersonId,

@@ -416,9 +416,10 @@ impl Engine {
                     Prepared::RoundId(id),
                 ))
             }
-            Command::RoundClose { id } => {
+            Command::RoundClose { id, at } => {
                 self.round(id).ok_or(CommandError::UnknownRound)?;
-                Ok((Event::RoundClose { id, at: now }, Prepared::Done))
+                let at = at.map_or(now, |t| t.min(now));
+                Ok((Event::RoundClose { id, at }, Prepared::Done))
             }
             Command::ExemptionCreate {
                 person_id,
@@ -642,7 +643,9 @@ impl Engine {
         let frozen = self.pool.install(|| rounds::scope_bits(&self.rounds[ix], &self.register));
         let round = &mut self.rounds[ix];
         round.freeze(frozen, at);
+        let missed_then = round.settle_after(at, &exempt);
         let (missing, flagged) = round.flag_sets(&exempt, self.policy.restore_on);
+        let missing = missing + missed_then;
         round.flipped = missing;
         let changed: Vec<PersonId> = flagged
             .iter_ones()

@@ -87,6 +87,11 @@ pub struct Round {
     /// First in-window sample time per slot (compact seconds), for progress.
     first: Vec<u32>,
     frozen: Option<Bitset>,
+    /// While open: people whose first in-window sample (`true`) or first
+    /// make-up (`false`) arrived after the deadline, with the arrival time.
+    /// A close dated at the deadline (the scheduler's) must not count them:
+    /// it sees only what had arrived by then.
+    after_deadline: Vec<(Slot, Timestamp, bool)>,
 }
 
 impl Round {
@@ -116,6 +121,29 @@ impl Round {
             made_up_neg: Bitset::default(),
             first: Vec::new(),
             frozen: None,
+            after_deadline: Vec::new(),
+        }
+    }
+
+    /// The round without its per-person sets (for scope checks and listings).
+    pub fn clone_header(&self) -> Round {
+        Round {
+            id: self.id,
+            name: self.name.clone(),
+            scope: self.scope.clone(),
+            scope_nodes: self.scope_nodes.clone(),
+            opens_at: self.opens_at,
+            deadline: self.deadline,
+            created_at: self.created_at,
+            closed_at: self.closed_at,
+            flipped: self.flipped,
+            sampled: Bitset::default(),
+            late: Bitset::default(),
+            made_up: Bitset::default(),
+            made_up_neg: Bitset::default(),
+            first: Vec::new(),
+            frozen: None,
+            after_deadline: Vec::new(),
         }
     }
 
@@ -137,10 +165,16 @@ impl Round {
                 self.first[i] = collected;
                 if self.closed_at.is_some_and(|c| arrived > c) {
                     self.late.set(slot);
+                } else if self.closed_at.is_none() && arrived > self.deadline {
+                    self.after_deadline.push((slot, arrived, true));
                 }
             }
-        } else if ms > self.deadline.as_millis() {
-            self.made_up.set(slot);
+        } else if ms > self.deadline.as_millis()
+            && !self.made_up.set(slot)
+            && self.closed_at.is_none()
+            && arrived > self.deadline
+        {
+            self.after_deadline.push((slot, arrived, false));
         }
     }
 
@@ -157,11 +191,47 @@ impl Round {
         self.made_up.clear_all();
         self.made_up_neg.clear_all();
         self.first.iter_mut().for_each(|f| *f = 0);
+        self.after_deadline.clear();
     }
 
     pub(super) fn freeze(&mut self, in_scope: Bitset, at: Timestamp) {
         self.frozen = Some(in_scope);
         self.closed_at = Some(at);
+    }
+
+    /// For a close dated `at`: the people whose first sample or make-up
+    /// arrived after `at` — they were missing as of the close (if not
+    /// exempt), and their in-window samples count as late. Returns how many
+    /// of them the close found missing.
+    pub(super) fn settle_after(&mut self, at: Timestamp, exempt: &Bitset) -> u64 {
+        let gap = std::mem::take(&mut self.after_deadline);
+        let mut sampled_late = Bitset::default();
+        let mut made_up_late = Bitset::default();
+        let mut slots = Vec::new();
+        for &(slot, arrived, in_window) in &gap {
+            if arrived > at {
+                if in_window {
+                    sampled_late.set(slot);
+                    self.late.set(slot);
+                } else {
+                    made_up_late.set(slot);
+                }
+                slots.push(slot);
+            }
+        }
+        slots.sort_unstable();
+        slots.dedup();
+        slots
+            .into_iter()
+            .filter(|&s| {
+                self.frozen_has(s)
+                    && !exempt.get(s)
+                    && (!self.sampled.get(s) || sampled_late.get(s))
+                    && (!self.made_up.get(s) || made_up_late.get(s))
+                    // Already counted as missing by the bitsets:
+                    && (self.sampled.get(s) || self.made_up.get(s))
+            })
+            .count() as u64
     }
 
     /// Whether `slot` is in the frozen in-scope set (false while open).

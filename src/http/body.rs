@@ -1,0 +1,239 @@
+//! Reading request bodies under the contract's rules: the 8 MiB limit
+//! (answered with `413 payload_too_large`, after draining, never a dropped
+//! connection), content types (`415`), malformed JSON (`400`), and typed
+//! field access that reports `unknown_field` / `invalid_field` /
+//! `invalid_time` exactly.
+
+use actix_web::HttpRequest;
+use actix_web::web::{self, Bytes, BytesMut};
+use futures_util::StreamExt;
+use serde_json::{Map, Value};
+
+use super::error::{ApiError, Code};
+use crate::domain::{AreaPath, PersonId, Timestamp};
+
+/// The most a request body may hold.
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Past this, a too-large body is no longer drained: the connection closes.
+const DRAIN_LIMIT: usize = 256 * 1024 * 1024;
+
+/// Reads the whole body, refusing more than [`MAX_BODY`].
+pub async fn read(mut payload: web::Payload) -> Result<Bytes, ApiError> {
+    let mut buf = BytesMut::new();
+    let mut total = 0usize;
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| match e {
+            actix_web::error::PayloadError::Overflow => too_large(),
+            other => ApiError::new(Code::MalformedJson, format!("reading the body failed: {other}")),
+        })?;
+        total += chunk.len();
+        if total > MAX_BODY {
+            if total > DRAIN_LIMIT {
+                return Err(too_large());
+            }
+            continue;
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    if total > MAX_BODY {
+        return Err(too_large());
+    }
+    Ok(buf.freeze())
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(Code::PayloadTooLarge, "the body is over 8 MiB")
+}
+
+fn media_type(req: &HttpRequest) -> String {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// A JSON body: `application/json` (or `+json`), at most 8 MiB, well formed.
+pub async fn json(req: &HttpRequest, payload: web::Payload) -> Result<Value, ApiError> {
+    let mt = media_type(req);
+    let bytes = read(payload).await?;
+    if !(mt == "application/json" || mt.ends_with("+json")) {
+        return Err(ApiError::new(
+            Code::UnsupportedMediaType,
+            "send the body as Content-Type: application/json",
+        ));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(Code::MalformedJson, format!("the body is not valid JSON: {e}")))
+}
+
+/// An optional JSON body: empty is fine, else as [`json`].
+pub async fn optional_json(req: &HttpRequest, payload: web::Payload) -> Result<Option<Value>, ApiError> {
+    let mt = media_type(req);
+    let bytes = read(payload).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    if !(mt == "application/json" || mt.ends_with("+json")) {
+        return Err(ApiError::new(
+            Code::UnsupportedMediaType,
+            "send the body as Content-Type: application/json",
+        ));
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| ApiError::new(Code::MalformedJson, format!("the body is not valid JSON: {e}")))
+}
+
+/// A CSV body (`text/csv`), at most 8 MiB.
+pub async fn csv(req: &HttpRequest, payload: web::Payload) -> Result<Bytes, ApiError> {
+    let mt = media_type(req);
+    let bytes = read(payload).await?;
+    if !(mt == "text/csv" || mt == "application/csv" || mt == "text/plain") {
+        return Err(ApiError::new(
+            Code::UnsupportedMediaType,
+            "send the file as Content-Type: text/csv",
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Typed access to the fields of one JSON object. Every field read is
+/// remembered; [`Fields::finish`] rejects the rest as unknown.
+pub struct Fields {
+    map: Map<String, Value>,
+    seen: Vec<&'static str>,
+}
+
+impl Fields {
+    /// The body must be a JSON object.
+    pub fn object(v: Value) -> Result<Fields, ApiError> {
+        match v {
+            Value::Object(map) => Ok(Fields {
+                map,
+                seen: Vec::new(),
+            }),
+            _ => Err(ApiError::new(Code::InvalidField, "the body must be a JSON object")),
+        }
+    }
+
+    fn get(&mut self, k: &'static str) -> Option<&Value> {
+        self.seen.push(k);
+        self.map.get(k).filter(|v| !v.is_null())
+    }
+
+    /// A required non-empty string.
+    pub fn str(&mut self, k: &'static str) -> Result<String, ApiError> {
+        self.opt_str(k)?
+            .ok_or_else(|| ApiError::new(Code::InvalidField, format!("`{k}` is required")))
+    }
+
+    /// An optional string (absent or null → None); empty strings refused.
+    pub fn opt_str(&mut self, k: &'static str) -> Result<Option<String>, ApiError> {
+        match self.get(k) {
+            None => Ok(None),
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+            Some(_) => Err(ApiError::new(
+                Code::InvalidField,
+                format!("`{k}` must be a non-empty string"),
+            )),
+        }
+    }
+
+    /// An optional string that may be empty (notes).
+    pub fn opt_text(&mut self, k: &'static str) -> Result<Option<String>, ApiError> {
+        match self.get(k) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.chars().count() <= 1000 => Ok(Some(s.clone())),
+            Some(_) => Err(ApiError::new(
+                Code::InvalidField,
+                format!("`{k}` must be a string of at most 1000 characters"),
+            )),
+        }
+    }
+
+    /// A required time: RFC 3339 with an explicit offset.
+    pub fn time(&mut self, k: &'static str) -> Result<Timestamp, ApiError> {
+        match self.get(k) {
+            None => Err(ApiError::new(Code::InvalidField, format!("`{k}` is required"))),
+            Some(Value::String(s)) => Timestamp::parse(s).map_err(|e| {
+                ApiError::new(Code::InvalidTime, format!("`{k}`: {e} (RFC 3339 with an offset)"))
+            }),
+            Some(_) => Err(ApiError::new(
+                Code::InvalidTime,
+                format!("`{k}` must be an RFC 3339 time with an offset"),
+            )),
+        }
+    }
+
+    /// A required person ID.
+    pub fn person_id(&mut self, k: &'static str) -> Result<PersonId, ApiError> {
+        match self.get(k) {
+            None => Err(ApiError::new(Code::InvalidField, format!("`{k}` is required"))),
+            Some(Value::String(s)) => s
+                .parse::<PersonId>()
+                .map_err(|e| ApiError::new(Code::InvalidPersonId, format!("`{k}`: {e}"))),
+            Some(_) => Err(ApiError::new(Code::InvalidPersonId, format!("`{k}` must be a string"))),
+        }
+    }
+
+    /// A required non-empty array of area paths (`unknown_area` for a path
+    /// that cannot exist).
+    pub fn areas(&mut self, k: &'static str) -> Result<Vec<AreaPath>, ApiError> {
+        match self.get(k) {
+            Some(Value::Array(a)) if !a.is_empty() => a
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => s.parse::<AreaPath>().map_err(|e| {
+                        ApiError::new(Code::UnknownArea, format!("`{k}`: {s:?} is not an area: {e}"))
+                    }),
+                    _ => Err(ApiError::new(
+                        Code::InvalidField,
+                        format!("`{k}` must hold area paths as strings"),
+                    )),
+                })
+                .collect(),
+            _ => Err(ApiError::new(
+                Code::InvalidField,
+                format!("`{k}` must be a non-empty array of area paths"),
+            )),
+        }
+    }
+
+    /// Rejects any key that was not read.
+    pub fn finish(self) -> Result<(), ApiError> {
+        match self.map.keys().find(|k| !self.seen.contains(&k.as_str())) {
+            Some(k) => Err(ApiError::new(Code::UnknownField, format!("unknown field `{k}`"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks for unknown keys first (before field errors), without consuming.
+    pub fn check_known(&self, known: &[&str]) -> Result<(), ApiError> {
+        match self.map.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(k) => Err(ApiError::new(Code::UnknownField, format!("unknown field `{k}`"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The query string as key → value, refusing a malformed one and any key
+/// not in `known` (`400 invalid_query`).
+pub fn query(
+    req: &HttpRequest,
+    known: &[&str],
+) -> Result<std::collections::HashMap<String, String>, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiError::new(Code::InvalidQuery, format!("malformed query string: {e}")))?;
+    let mut map = std::collections::HashMap::new();
+    for (k, v) in pairs {
+        if !known.contains(&k.as_str()) {
+            return Err(ApiError::new(Code::InvalidQuery, format!("unknown query parameter `{k}`")));
+        }
+        if map.insert(k.clone(), v).is_some() {
+            return Err(ApiError::new(Code::InvalidQuery, format!("`{k}` given twice")));
+        }
+    }
+    Ok(map)
+}

@@ -1,0 +1,3 @@
+//! The officials' dashboard, served from the binary at `/`.
+
+pub const INDEX_HTML: &str = "<!doctype html><title>rollcall</title>";

@@ -1,0 +1,268 @@
+//! The API's errors: one table maps every code to its HTTP status and its
+//! literal wire string (snapshot-tested below, so renaming a code fails CI).
+//! Handlers use `?`; `From` impls turn module errors into [`ApiError`].
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::domain::register::LineProblem;
+use crate::engine::CommandError;
+use crate::store::StoreError;
+
+macro_rules! error_codes {
+    ($($variant:ident => ($status:expr, $wire:literal),)*) => {
+        /// Every error code of the contract.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Code { $($variant,)* }
+
+        impl Code {
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            /// The literal wire string; never changes once released.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$variant => $wire,)* }
+            }
+
+            pub fn status(self) -> StatusCode {
+                match self { $(Code::$variant => $status,)* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+    Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+    OutOfScope => (StatusCode::FORBIDDEN, "out_of_scope"),
+    MalformedJson => (StatusCode::BAD_REQUEST, "malformed_json"),
+    UnknownField => (StatusCode::BAD_REQUEST, "unknown_field"),
+    InvalidField => (StatusCode::BAD_REQUEST, "invalid_field"),
+    InvalidTime => (StatusCode::BAD_REQUEST, "invalid_time"),
+    InvalidWindow => (StatusCode::BAD_REQUEST, "invalid_window"),
+    UnknownArea => (StatusCode::BAD_REQUEST, "unknown_area"),
+    InvalidPersonId => (StatusCode::BAD_REQUEST, "invalid_person_id"),
+    InvalidQuery => (StatusCode::BAD_REQUEST, "invalid_query"),
+    EmptyBatch => (StatusCode::BAD_REQUEST, "empty_batch"),
+    InvalidRegister => (StatusCode::BAD_REQUEST, "invalid_register"),
+    BatchTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large"),
+    PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+    UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+    UnknownToken => (StatusCode::NOT_FOUND, "unknown_token"),
+    UnknownExemption => (StatusCode::NOT_FOUND, "unknown_exemption"),
+    UnknownRound => (StatusCode::NOT_FOUND, "unknown_round"),
+    UnknownResident => (StatusCode::NOT_FOUND, "unknown_resident"),
+    NotFound => (StatusCode::NOT_FOUND, "not_found"),
+    MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+    StorageUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+    Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+    Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+}
+
+/// Per-item codes inside a batch answer (`rejected[].code`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum ItemCode {
+    #[serde(rename = "invalid_field")]
+    InvalidField,
+    #[serde(rename = "unknown_field")]
+    UnknownField,
+    #[serde(rename = "invalid_person_id")]
+    InvalidPersonId,
+    #[serde(rename = "invalid_tube_id")]
+    InvalidTubeId,
+    #[serde(rename = "invalid_time")]
+    InvalidTime,
+    #[serde(rename = "invalid_result")]
+    InvalidResult,
+    #[serde(rename = "tube_full")]
+    TubeFull,
+    #[serde(rename = "tube_site_conflict")]
+    TubeSiteConflict,
+    #[serde(rename = "conflicting_result")]
+    ConflictingResult,
+}
+
+impl ItemCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemCode::InvalidField => "invalid_field",
+            ItemCode::UnknownField => "unknown_field",
+            ItemCode::InvalidPersonId => "invalid_person_id",
+            ItemCode::InvalidTubeId => "invalid_tube_id",
+            ItemCode::InvalidTime => "invalid_time",
+            ItemCode::InvalidResult => "invalid_result",
+            ItemCode::TubeFull => "tube_full",
+            ItemCode::TubeSiteConflict => "tube_site_conflict",
+            ItemCode::ConflictingResult => "conflicting_result",
+        }
+    }
+}
+
+/// An error answer: `{"error":{"code","message"}}`, plus `lines` for a
+/// rejected register or heads file, plus a request id on 5xx.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: Code,
+    pub message: String,
+    pub lines: Option<Vec<LineProblem>>,
+}
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+            lines: None,
+        }
+    }
+
+    /// A 500 whose cause goes to the log, never to the client.
+    pub fn internal(cause: &dyn std::fmt::Display) -> ApiError {
+        let id = request_id();
+        tracing::error!(request_id = %id, "internal error: {cause}");
+        ApiError::new(Code::Internal, format!("internal error (request id {id})"))
+    }
+}
+
+fn request_id() -> String {
+    use rand::Rng;
+    format!("{:016x}", rand::rng().random::<u64>())
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lines: Option<&'a [LineProblem]>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'static str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let rid = (self.code.status().is_server_error()).then(|| {
+            self.message
+                .rsplit_once("request id ")
+                .map_or("", |(_, r)| r.trim_end_matches(')'))
+        });
+        let mut b = HttpResponse::build(self.code.status());
+        if self.code == Code::Overloaded {
+            b.insert_header(("Retry-After", "1"));
+        }
+        b.json(Body {
+            error: Inner {
+                code: self.code.as_str(),
+                message: &self.message,
+                request_id: rid,
+            },
+            lines: self.lines.as_deref(),
+        })
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Command(c) => c.into(),
+            StoreError::Unavailable => {
+                tracing::error!("storage unavailable: a write was not made durable");
+                ApiError::new(
+                    Code::StorageUnavailable,
+                    "the write could not be made durable; nothing of it was kept, retry later",
+                )
+            }
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> ApiError {
+        let code = match &e {
+            CommandError::UnknownArea(_) => Code::UnknownArea,
+            CommandError::InvalidWindow => Code::InvalidWindow,
+            CommandError::EmptyScope => Code::InvalidField,
+            CommandError::UnknownRound => Code::UnknownRound,
+            CommandError::UnknownExemption => Code::UnknownExemption,
+            CommandError::UnknownResident => Code::UnknownResident,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_table_is_exactly_the_released_one() {
+        let table: Vec<String> = Code::ALL
+            .iter()
+            .map(|c| format!("{} {}", c.status().as_u16(), c.as_str()))
+            .collect();
+        let want = [
+            "401 unauthorized",
+            "403 forbidden",
+            "403 out_of_scope",
+            "400 malformed_json",
+            "400 unknown_field",
+            "400 invalid_field",
+            "400 invalid_time",
+            "400 invalid_window",
+            "400 unknown_area",
+            "400 invalid_person_id",
+            "400 invalid_query",
+            "400 empty_batch",
+            "400 invalid_register",
+            "413 batch_too_large",
+            "413 payload_too_large",
+            "415 unsupported_media_type",
+            "404 unknown_token",
+            "404 unknown_exemption",
+            "404 unknown_round",
+            "404 unknown_resident",
+            "404 not_found",
+            "405 method_not_allowed",
+            "503 storage_unavailable",
+            "503 overloaded",
+            "500 internal",
+        ];
+        assert_eq!(table, want);
+    }
+
+    #[test]
+    fn item_codes_serialise_to_their_wire_strings() {
+        for c in [
+            ItemCode::InvalidField,
+            ItemCode::UnknownField,
+            ItemCode::InvalidPersonId,
+            ItemCode::InvalidTubeId,
+            ItemCode::InvalidTime,
+            ItemCode::InvalidResult,
+            ItemCode::TubeFull,
+            ItemCode::TubeSiteConflict,
+            ItemCode::ConflictingResult,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&c).unwrap(),
+                format!("\"{}\"", c.as_str())
+            );
+        }
+    }
+}

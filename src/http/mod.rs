@@ -1,0 +1,322 @@
+//! The HTTP API of `API.md`, on actix-web: thin handlers over the engine
+//! (reads, on the engine's rayon pool), the store (writes, through its
+//! single writer) and the status cache (gate lookups).
+//!
+//! Depends on `engine`, `store`, `status_cache`, `settings`; nothing depends on it but `cli`.
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod dashboard;
+pub mod openapi;
+pub mod routes;
+mod scheduler;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::domain::{Role, Timestamp};
+use crate::engine::clock::Clock;
+use crate::engine::{Engine, SharedEngine, Status};
+use crate::settings::{CacheTarget, Settings};
+use crate::status_cache::{CacheBackend, CacheConfig, StatusCache, StatusSource};
+use crate::store::{NewToken, Store};
+use auth::{Principal, Tokens};
+use error::{ApiError, Code};
+
+/// Shared by every handler.
+pub struct AppState {
+    pub engine: SharedEngine,
+    pub pool: Arc<rayon::ThreadPool>,
+    pub store: Store,
+    pub cache: StatusCache,
+    pub clock: Arc<dyn Clock>,
+    pub tokens: Arc<Tokens>,
+    pub metrics: PrometheusHandle,
+    /// Set once replay has finished (`/readyz`).
+    pub ready: AtomicBool,
+    /// Write requests in flight; past `MAX_INFLIGHT_WRITES` new ones are shed
+    /// with `503 overloaded` (a counter, not a queue: shedding must be instant).
+    pub inflight_writes: AtomicUsize,
+}
+
+/// Write requests allowed in flight before shedding.
+pub const MAX_INFLIGHT_WRITES: usize = 512;
+
+impl AppState {
+    /// Runs a read of the engine on its rayon pool (never on an actix worker)
+    /// and brings the answer back through a oneshot channel.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Engine) -> T + Send + 'static,
+    {
+        let engine = self.engine.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.pool.spawn(move || {
+            let e = engine.read();
+            let _ = tx.send(f(&e));
+        });
+        rx.await
+            .map_err(|_| ApiError::internal(&"an engine read was dropped"))
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Admits one write request, or sheds it.
+    pub fn admit_write(&self) -> Result<WriteGuard<'_>, ApiError> {
+        let n = self.inflight_writes.fetch_add(1, Ordering::AcqRel);
+        if n >= MAX_INFLIGHT_WRITES {
+            self.inflight_writes.fetch_sub(1, Ordering::AcqRel);
+            metrics::counter!("rollcall_shed_total").increment(1);
+            return Err(ApiError::new(
+                Code::Overloaded,
+                "too many writes in flight; retry shortly",
+            ));
+        }
+        Ok(WriteGuard(self))
+    }
+}
+
+/// Releases an admitted write on drop.
+pub struct WriteGuard<'a>(&'a AppState);
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        self.0.inflight_writes.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The engine as the status cache's source of statuses.
+struct EngineSource {
+    engine: SharedEngine,
+}
+
+impl StatusSource for EngineSource {
+    fn statuses(&self, people: &[crate::domain::PersonId], now: Timestamp) -> Vec<Status> {
+        self.engine.read().statuses(people, now)
+    }
+
+    fn everyone(&self) -> Vec<crate::domain::PersonId> {
+        self.engine.read().everyone()
+    }
+}
+
+/// The process-wide Prometheus recorder (a process has one global recorder;
+/// tests start several servers in one process and share it).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+                    0.25, 0.5, 1.0, 2.5,
+                ])
+                .expect("static buckets are valid")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (a test harness);
+            // the handle still renders what this one records.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// A running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub handle: actix_web::dev::ServerHandle,
+    pub state: web::Data<AppState>,
+    /// The admin token generated at this start, if one was (printed once).
+    pub generated_admin_token: Option<String>,
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, finishes in-flight requests, and waits.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.server.await;
+    }
+}
+
+async fn cache_key(settings: &Settings, store: &Store) -> anyhow::Result<[u8; 32]> {
+    use sha2::Digest;
+    if let Some(k) = &settings.cache_key {
+        return Ok(sha2::Sha256::digest(k.as_bytes()).into());
+    }
+    secret(store, "cache_key").await
+}
+
+/// A 32-byte secret kept in the store's meta table, generated once.
+async fn secret(store: &Store, name: &str) -> anyhow::Result<[u8; 32]> {
+    if let Some(hexed) = store.meta_get(name) {
+        let v = hex::decode(hexed).context("a stored secret is not hex")?;
+        return v
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("the stored {name} has the wrong length"));
+    }
+    use rand::RngCore;
+    let mut k = [0u8; 32];
+    rand::rng().fill_bytes(&mut k);
+    store
+        .meta_put(name, &hex::encode(k))
+        .await
+        .with_context(|| format!("storing the {name}"))?;
+    Ok(k)
+}
+
+/// Opens the store (replaying it), the cache, the tokens, and starts serving.
+pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let metrics = metrics_handle();
+    let pool = Engine::build_pool(std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
+    let engine: SharedEngine = Arc::new(parking_lot::RwLock::new(Engine::new(settings.policy, pool.clone())));
+
+    // The cache is opened before the store so the writer can report changes
+    // to it; its key lives in the store, so a provisional in-process cache
+    // is never needed: the key is read from the store's file first.
+    let (store, cache) = {
+        let slot: Arc<std::sync::OnceLock<StatusCache>> = Arc::new(std::sync::OnceLock::new());
+        let on_changed = {
+            let slot = slot.clone();
+            Arc::new(move |people: Vec<crate::domain::PersonId>| -> u64 {
+                slot.get().map_or(0, |c| c.changed(people))
+            })
+        };
+        let store = Store::open(&settings.data, engine.clone(), clock.clone(), on_changed)
+            .with_context(|| format!("opening the store in {}", settings.data.display()))?;
+        let key = cache_key(settings, &store).await?;
+        let backend = match &settings.cache {
+            CacheTarget::InProcess => CacheBackend::InProcess,
+            CacheTarget::Redis(u) => CacheBackend::Redis(u.clone()),
+            CacheTarget::Cluster(n) => CacheBackend::Cluster(n.clone()),
+        };
+        let cache = StatusCache::open(
+            CacheConfig { backend, key },
+            Arc::new(EngineSource {
+                engine: engine.clone(),
+            }),
+            clock.clone(),
+        )
+        .await
+        .context("opening the status cache")?;
+        let _ = slot.set(cache.clone());
+        (store, cache)
+    };
+
+    let token_key = secret(&store, "token_key").await?;
+    let tokens = Arc::new(Tokens::new(token_key));
+    for t in store.tokens() {
+        if !t.revoked {
+            tokens.insert(
+                t.hash,
+                Principal {
+                    token_id: t.id.clone(),
+                    name: t.name.clone(),
+                    role: t.role,
+                    site: t.site.as_deref().map(Arc::from),
+                    area: t.area.clone(),
+                },
+            );
+        }
+    }
+    let mut generated_admin_token = None;
+    let bootstrap = match &settings.admin_token {
+        Some(t) if tokens.lookup(t).is_none() => Some(t.clone()),
+        Some(_) => None,
+        None if !tokens.has_admin() => {
+            let t = auth::new_token();
+            generated_admin_token = Some(t.clone());
+            Some(t)
+        }
+        None => None,
+    };
+    if let Some(t) = bootstrap {
+        let hash = tokens.hash(&t);
+        let row = store
+            .create_token(NewToken {
+                hash,
+                role: Role::Admin,
+                name: "bootstrap admin".into(),
+                site: None,
+                area: None,
+            })
+            .await
+            .context("storing the admin token")?;
+        tokens.insert(
+            hash,
+            Principal {
+                token_id: row.id,
+                name: row.name,
+                role: Role::Admin,
+                site: None,
+                area: None,
+            },
+        );
+    }
+
+    let state = web::Data::new(AppState {
+        engine,
+        pool,
+        store,
+        cache,
+        clock,
+        tokens,
+        metrics,
+        ready: AtomicBool::new(true),
+        inflight_writes: AtomicUsize::new(0),
+    });
+    scheduler::spawn(state.clone().into_inner());
+
+    let app_state = state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .app_data(web::PayloadConfig::new(body::MAX_BODY * 32))
+            .wrap(DefaultHeaders::new().add(("Cache-Control", "no-store")))
+            .wrap_fn(|req, srv| {
+                use actix_web::dev::Service;
+                let started = std::time::Instant::now();
+                let fut = srv.call(req);
+                async move {
+                    let res = fut.await?;
+                    let route = res
+                        .request()
+                        .match_pattern()
+                        .unwrap_or_else(|| "unmatched".to_owned());
+                    let status = res.status().as_u16().to_string();
+                    metrics::counter!("rollcall_http_requests_total", "route" => route.clone(), "status" => status)
+                        .increment(1);
+                    metrics::histogram!("rollcall_http_request_seconds", "route" => route)
+                        .record(started.elapsed().as_secs_f64());
+                    Ok(res)
+                }
+            })
+            .configure(routes::configure)
+    })
+    .workers(settings.workers)
+    .backlog(4096)
+    .bind(&settings.listen)
+    .with_context(|| format!("binding {}", settings.listen))?;
+    let addr = *server.addrs().first().context("bound to no address")?;
+    let server = server.run();
+    let handle = server.handle();
+    let server = tokio::spawn(server);
+    Ok(Running {
+        addr,
+        handle,
+        state,
+        generated_admin_token,
+        server,
+    })
+}

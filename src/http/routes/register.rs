@@ -1,0 +1,73 @@
+//! `POST /v1/register` and `POST /v1/heads` (admin): CSV imports, all or
+//! nothing, through the same parser as `rollcall import`.
+
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use serde_json::json;
+
+use crate::domain::Role;
+use crate::domain::register::{LineProblem, parse_heads, parse_register};
+use crate::engine::{Command, Prepared};
+use crate::http::auth::Principal;
+use crate::http::error::{ApiError, Code};
+use crate::http::{AppState, body, routes::audit::record};
+
+fn rejected(lines: Vec<LineProblem>, what: &str) -> ApiError {
+    let mut e = ApiError::new(
+        Code::InvalidRegister,
+        format!("the {what} file was rejected ({} problem(s)); nothing was changed", lines.len()),
+    );
+    e.lines = Some(lines);
+    e
+}
+
+fn answer(key: &str, p: &Prepared) -> HttpResponse {
+    match p {
+        Prepared::Import {
+            total,
+            inserted,
+            updated,
+            unchanged,
+        } => HttpResponse::Ok().json(json!({
+            key: total, "inserted": inserted, "updated": updated, "unchanged": unchanged
+        })),
+        _ => HttpResponse::Ok().finish(),
+    }
+}
+
+#[post("/v1/register")]
+pub async fn register(
+    state: web::Data<AppState>,
+    who: Principal,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    who.require(&[Role::Admin])?;
+    let bytes = body::csv(&req, payload).await?;
+    let today = state.now().shanghai_date();
+    let rows = state
+        .read(move |_| parse_register(&bytes, today))
+        .await?
+        .map_err(|l| rejected(l, "register"))?;
+    let n = rows.len() as u64;
+    let _w = state.admit_write()?;
+    let out = state.store.command(Command::Register(rows)).await?;
+    record(&state, &who, "register_import", None, None, Some(n)).await?;
+    Ok(answer("residents", &out.prepared))
+}
+
+#[post("/v1/heads")]
+pub async fn heads(
+    state: web::Data<AppState>,
+    who: Principal,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    who.require(&[Role::Admin])?;
+    let bytes = body::csv(&req, payload).await?;
+    let rows = parse_heads(&bytes).map_err(|l| rejected(l, "heads"))?;
+    let n = rows.len() as u64;
+    let _w = state.admit_write()?;
+    let out = state.store.command(Command::Heads(rows)).await?;
+    record(&state, &who, "heads_import", None, None, Some(n)).await?;
+    Ok(answer("heads", &out.prepared))
+}

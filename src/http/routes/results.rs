@@ -1,0 +1,83 @@
+//! `POST /v1/results`: lab results per tube (lab, admin).
+
+use actix_web::{HttpRequest, HttpResponse, post, web};
+
+use crate::domain::{Role, TestResult, Timestamp, TubeId};
+use crate::engine::{ResultItem, Verdict};
+use crate::http::AppState;
+use crate::http::auth::Principal;
+use crate::http::body;
+use crate::http::error::{ApiError, ItemCode};
+use crate::http::routes::records::{Rejected, batch_items, item_fields, reject};
+
+fn parse_result(item: &serde_json::Value) -> Result<ResultItem, (ItemCode, String)> {
+    let m = item_fields(item, &["tube_id", "result", "reported_at"], &[])?;
+    let get = |k: &str| m.get(k).and_then(serde_json::Value::as_str).unwrap_or_default();
+    let tube_id: TubeId = get("tube_id")
+        .parse()
+        .map_err(|e| (ItemCode::InvalidTubeId, format!("{e}")))?;
+    let result: TestResult = get("result").parse().map_err(|_| {
+        (
+            ItemCode::InvalidResult,
+            "`result` must be negative or positive".to_owned(),
+        )
+    })?;
+    let reported_at = Timestamp::parse(get("reported_at"))
+        .map_err(|e| (ItemCode::InvalidTime, format!("reported_at: {e}")))?;
+    Ok(ResultItem {
+        tube_id,
+        result,
+        reported_at,
+    })
+}
+
+#[post("/v1/results")]
+pub async fn post(
+    state: web::Data<AppState>,
+    who: Principal,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    who.require(&[Role::Lab, Role::Admin])?;
+    let items = batch_items(body::json(&req, payload).await?, "results")?;
+    let mut rejected = Vec::new();
+    let mut good = Vec::with_capacity(items.len());
+    let mut good_index = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        match parse_result(item) {
+            Ok(r) => {
+                good.push(r);
+                good_index.push(i);
+            }
+            Err((code, msg)) => rejected.push(Rejected::new(i, code, msg)),
+        }
+    }
+    let _w = state.admit_write()?;
+    let (mut accepted, mut duplicates, mut unmatched) = (0u64, 0u64, 0u64);
+    if !good.is_empty() {
+        let out = state.store.results(good).await?;
+        for (v, &i) in out.verdicts.iter().zip(&good_index) {
+            match v {
+                Verdict::Accepted { flag } => {
+                    accepted += 1;
+                    unmatched += u64::from(*flag);
+                }
+                Verdict::Duplicate => duplicates += 1,
+                Verdict::Rejected(c) => {
+                    let (code, msg) = reject(*c);
+                    rejected.push(Rejected::new(i, code, msg));
+                }
+            }
+        }
+    }
+    rejected.sort_by_key(|r| r.index);
+    metrics::counter!("rollcall_results_total", "outcome" => "accepted").increment(accepted);
+    metrics::counter!("rollcall_results_total", "outcome" => "duplicate").increment(duplicates);
+    metrics::counter!("rollcall_results_total", "outcome" => "rejected").increment(rejected.len() as u64);
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "accepted": accepted,
+        "duplicates": duplicates,
+        "unmatched": unmatched,
+        "rejected": rejected,
+    })))
+}

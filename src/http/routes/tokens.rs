@@ -1,0 +1,95 @@
+//! `/v1/tokens`: issue and revoke tokens (admin).
+
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, delete, post, web};
+use serde_json::json;
+
+use crate::domain::{AreaPath, Role};
+use crate::http::auth::{Principal, new_token};
+use crate::http::body::{self, Fields};
+use crate::http::error::{ApiError, Code};
+use crate::http::{AppState, routes::audit::record};
+use crate::store::NewToken;
+
+#[post("/v1/tokens")]
+pub async fn create(
+    state: web::Data<AppState>,
+    who: Principal,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    who.require(&[Role::Admin])?;
+    let mut f = Fields::object(body::json(&req, payload).await?)?;
+    f.check_known(&["role", "name", "site", "area"])?;
+    let role: Role = f
+        .str("role")?
+        .parse()
+        .map_err(|_| ApiError::new(Code::InvalidField, "`role` must be admin, official, scanner, lab or gate"))?;
+    let name = f.str("name")?;
+    let site = f.opt_str("site")?;
+    let area = match f.opt_str("area")? {
+        Some(a) => Some(a.parse::<AreaPath>().map_err(|e| {
+            ApiError::new(Code::InvalidField, format!("`area` is not an area path: {e}"))
+        })?),
+        None => None,
+    };
+    f.finish()?;
+    let (site, area) = match role {
+        Role::Scanner => (
+            Some(site.ok_or_else(|| ApiError::new(Code::InvalidField, "a scanner token needs its `site`"))?),
+            None,
+        ),
+        Role::Official => (
+            None,
+            Some(area.ok_or_else(|| ApiError::new(Code::InvalidField, "an official token needs its `area`"))?),
+        ),
+        _ => (None, None),
+    };
+    if let Some(s) = &site
+        && !(1..=64).contains(&s.chars().count())
+    {
+        return Err(ApiError::new(Code::InvalidField, "`site` must be 1 to 64 characters"));
+    }
+    let token = new_token();
+    let hash = state.tokens.hash(&token);
+    let _w = state.admit_write()?;
+    let row = state
+        .store
+        .create_token(NewToken {
+            hash,
+            role,
+            name: name.clone(),
+            site: site.clone(),
+            area: area.clone(),
+        })
+        .await?;
+    state.tokens.insert(
+        hash,
+        Principal {
+            token_id: row.id.clone(),
+            name,
+            role,
+            site: site.as_deref().map(Arc::from),
+            area: area.clone(),
+        },
+    );
+    record(&state, &who, "token_create", area.map(|a| a.to_string()), None, None).await?;
+    Ok(HttpResponse::Created().json(json!({"id": row.id, "token": token})))
+}
+
+#[delete("/v1/tokens/{id}")]
+pub async fn revoke(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    who.require(&[Role::Admin])?;
+    let _w = state.admit_write()?;
+    if !state.store.revoke_token(&id).await? {
+        return Err(ApiError::new(Code::UnknownToken, "no such token"));
+    }
+    state.tokens.remove_id(&id);
+    record(&state, &who, "token_revoke", None, None, None).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,45 @@
+//! Closes rounds by themselves at their deadline, the same way as
+//! `POST /v1/rounds/{id}/close`, on the injected clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::AppState;
+use crate::engine::Command;
+
+/// How often the scheduler looks for due rounds ("within a second").
+const TICK: Duration = Duration::from_millis(200);
+
+pub fn spawn(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = state.now();
+            let due: Vec<(u32, crate::domain::Timestamp)> = {
+                let e = state.engine.read();
+                e.due_rounds(now)
+                    .into_iter()
+                    .filter_map(|id| e.round(id).map(|r| (id, r.deadline)))
+                    .collect()
+            };
+            for (id, deadline) in due {
+                match state
+                    .store
+                    .command(Command::RoundClose {
+                        id,
+                        at: Some(deadline),
+                    })
+                    .await
+                {
+                    Ok(out) => {
+                        state.cache.flushed(out.ticket).await;
+                        tracing::info!(round = id, flipped = out.applied.flipped, "round closed at its deadline");
+                    }
+                    Err(e) => tracing::error!(round = id, "closing a round at its deadline failed: {e}"),
+                }
+            }
+        }
+    });
+}
