@@ -1,1 +1,4 @@
+//! The integration tests: one binary (one link), the real server on port 0.
 
+mod api;
+mod helpers;

@@ -1,0 +1,410 @@
+//! The HTTP contract end to end: the real server on port 0, its own data
+//! directory and its own redis-server.
+
+use serde_json::json;
+
+use crate::helpers::*;
+use rollcall::domain::Timestamp;
+
+const HOUR: i64 = 3_600_000;
+const A: &str = "崇文路街道/学院社区";
+const B: &str = "崇文路街道/南苑社区";
+
+fn t(ts: Timestamp) -> String {
+    ts.to_rfc3339()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_day_from_register_to_close_gives_the_right_lists_and_colours() {
+    let app = spawn_app().await;
+    let (csv, people) = small_city(5);
+    let r = app.register(&csv).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json(), json!({"residents": 40, "inserted": 40, "updated": 0, "unchanged": 0}));
+    let r = app.heads(HEADS_CSV).await;
+    assert_eq!(r.json()["heads"], 2);
+
+    let now = app.now();
+    let r = app
+        .create_round(ADMIN, &[A], now.plus_millis(-2 * HOUR), now.plus_millis(HOUR))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let rid = r.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(r.json()["state"], "open");
+    assert_eq!(r.json()["counts"]["in_scope"], 20);
+    assert_eq!(r.json()["closed_at"], serde_json::Value::Null);
+
+    let (_, s1) = app.token("scanner", Some("S01"), None).await;
+    let (_, s2) = app.token("scanner", Some("S02"), None).await;
+    let (_, lab) = app.token("lab", None, None).await;
+    let (_, gate) = app.token("gate", None, None).await;
+    let (_, official) = app.token("official", None, Some(A)).await;
+
+    // Community A: the first 12 people are sampled, 3 per tube.
+    let in_a: Vec<_> = people.iter().filter(|(_, a)| a.starts_with(A)).collect();
+    let collected = t(now.plus_millis(-HOUR));
+    let mut recs = Vec::new();
+    for (i, (id, _)) in in_a.iter().take(12).enumerate() {
+        recs.push(json!({"person_id": id, "tube_id": format!("T{}", i / 3), "collected_at": collected}));
+    }
+    // A resend and a bad ID in the same batch.
+    recs.push(recs[0].clone());
+    recs.push(json!({"person_id": "61080219850312001Y", "tube_id": "T9", "collected_at": collected}));
+    let r = app.records(&s1, json!(recs)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    assert_eq!(j["accepted"], 12);
+    assert_eq!(j["duplicates"], 1);
+    assert_eq!(j["unregistered"], 0);
+    assert_eq!(j["rejected"], json!([{"index": 13, "code": "invalid_person_id", "message": j["rejected"][0]["message"]}]));
+
+    // Another site may not use S01's tube.
+    let r = app
+        .records(&s2, json!([{"person_id": in_a[12].0, "tube_id": "T0", "collected_at": collected}]))
+        .await;
+    assert_eq!(r.json()["rejected"][0]["code"], "tube_site_conflict");
+
+    // Tube T1 tests positive: its three members turn yellow pool_positive.
+    let r = app
+        .results(&lab, json!([{"tube_id": "T1", "result": "positive", "reported_at": t(now)},
+                              {"tube_id": "T0", "result": "negative", "reported_at": t(now)}]))
+        .await;
+    assert_eq!(r.json()["accepted"], 2, "{}", r.text());
+    let st = app.status(&gate, &in_a[3].0).await.json();
+    assert_eq!(st["color"], "yellow");
+    assert_eq!(st["reasons"], json!([{"code": "pool_positive"}]));
+    let st = app.status(&gate, &in_a[0].0).await.json();
+    assert_eq!(st["color"], "green");
+    assert!(st["last_negative_at"].is_string());
+
+    // Before the close: 8 missing in A.
+    let r = app.get(&format!("/v1/rounds/{rid}"), &official).await;
+    assert_eq!(r.json()["counts"]["missing"], 8, "{}", r.text());
+
+    let r = app.close_round(&official, &rid).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["flipped"], 8);
+    assert_eq!(r.json()["round"]["state"], "closed");
+    let r = app.close_round(ADMIN, &rid).await;
+    assert_eq!(r.json()["flipped"], 0, "closing twice flips nobody");
+
+    let missing_one = &in_a[15].0;
+    let st = app.status(&gate, missing_one).await.json();
+    assert_eq!(st["color"], "yellow");
+    assert_eq!(st["reasons"], json!([{"code": "missed_round", "round_id": rid}]));
+
+    // The missing list: masked, sorted, with the nearest head.
+    let r = app.get(&format!("/v1/rounds/{rid}/missing"), &official).await;
+    let j = r.json();
+    assert_eq!(j["total"], 8, "{}", r.text());
+    assert_eq!(j["area"], A);
+    let first = &j["people"][0];
+    assert!(first["person_id"].as_str().unwrap().contains("********"));
+    let areas: Vec<String> = j["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| format!("{}|{}|{}", p["area"], p["household"], p["name"]))
+        .collect();
+    let mut sorted = areas.clone();
+    sorted.sort();
+    assert_eq!(areas, sorted);
+    for p in j["people"].as_array().unwrap() {
+        assert!(p["head"].is_object(), "every person in A has a head (community or floor)");
+    }
+
+    // A late record inside the window clears the flag and counts as late.
+    let r = app
+        .records(&s1, json!([{"person_id": missing_one, "tube_id": "T20", "collected_at": collected}]))
+        .await;
+    assert_eq!(r.json()["accepted"], 1);
+    let st = app.status(&gate, missing_one).await.json();
+    assert_eq!(st["color"], "green", "{st}");
+    let c = app.get(&format!("/v1/rounds/{rid}"), ADMIN).await.json()["counts"].clone();
+    assert_eq!(c, json!({"in_scope": 20, "sampled": 13, "late": 1, "made_up": 0, "exempt": 0, "missing": 7}));
+
+    // Coverage adds up at every level.
+    let r = app
+        .get(&format!("/v1/rounds/{rid}/coverage?area={A}&depth=2"), &official)
+        .await;
+    let cov = r.json();
+    assert_eq!(cov["in_scope"], 20, "{}", r.text());
+    let kids = cov["children"].as_array().unwrap();
+    assert_eq!(kids.len(), 2);
+    let sum: u64 = kids.iter().map(|k| k["missing"].as_u64().unwrap()).sum();
+    assert_eq!(sum, 7);
+    assert_eq!(kids[0]["children"].as_array().unwrap().len(), 1);
+
+    // The audit trail has the list pull and the close.
+    let r = app.get("/v1/audit", ADMIN).await;
+    let actions: Vec<String> = r.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    for a in ["register_import", "heads_import", "token_create", "round_create", "round_close", "missing_list"] {
+        assert!(actions.contains(&a.to_owned()), "{a} missing from {actions:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_is_held_to_its_endpoints() {
+    let app = spawn_with(Opts {
+        redis: false,
+        ..Opts::default()
+    })
+    .await;
+    let (csv, people) = small_city(2);
+    app.register(&csv).await;
+    let now = app.now();
+    let rb = app
+        .create_round(ADMIN, &[B], now.plus_millis(-HOUR), now.plus_millis(HOUR))
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, scanner) = app.token("scanner", Some("S01"), None).await;
+    let (_, lab) = app.token("lab", None, None).await;
+    let (_, gate) = app.token("gate", None, None).await;
+    let (_, off_a) = app.token("official", None, Some(A)).await;
+    let pid_a = &people[0].0;
+    let pid_b = &people.iter().find(|(_, a)| a.starts_with(B)).unwrap().0;
+
+    // No token, unknown token.
+    let r = app.req(reqwest::Method::GET, "/v1/rounds", None, None).await;
+    assert_eq!((r.status, r.code().as_str()), (401, "unauthorized"));
+    let r = app.get("/v1/rounds", "nope").await;
+    assert_eq!((r.status, r.code().as_str()), (401, "unauthorized"));
+
+    // Roles without the permission: 403 forbidden.
+    for tok in [&scanner, &lab, &gate, &off_a] {
+        assert_eq!(app.get("/v1/audit", tok).await.code(), "forbidden");
+        assert_eq!(app.post("/v1/tokens", tok, &json!({"role": "gate", "name": "x"})).await.code(), "forbidden");
+    }
+    for tok in [&scanner, &lab, &off_a] {
+        assert_eq!(app.status(tok, pid_a).await.code(), "forbidden");
+    }
+    for tok in [&gate, &lab, &off_a] {
+        let r = app
+            .records(tok, json!([{"person_id": pid_a, "tube_id": "X1", "collected_at": t(now)}]))
+            .await;
+        assert_eq!((r.status, r.code().as_str()), (403, "forbidden"));
+    }
+    for tok in [&gate, &scanner, &off_a] {
+        let r = app.results(tok, json!([{"tube_id": "X1", "result": "negative", "reported_at": t(now)}])).await;
+        assert_eq!(r.code(), "forbidden");
+    }
+    for tok in [&gate, &scanner, &lab] {
+        assert_eq!(app.get("/v1/rounds", tok).await.code(), "forbidden");
+        assert_eq!(app.get(&format!("/v1/residents/{pid_a}"), tok).await.code(), "forbidden");
+    }
+
+    // An official outside their area: 403 out_of_scope.
+    for path in [
+        format!("/v1/rounds/{rb}"),
+        format!("/v1/rounds/{rb}/missing?area={B}"),
+        format!("/v1/rounds/{rb}/coverage?area={B}"),
+        format!("/v1/rounds/{rb}/progress?area={B}"),
+        format!("/v1/residents/{pid_b}"),
+    ] {
+        let r = app.get(&path, &off_a).await;
+        assert_eq!((r.status, r.code().as_str()), (403, "out_of_scope"), "{path}");
+    }
+    let r = app
+        .create_round(&off_a, &[B], now.plus_millis(-HOUR), now.plus_millis(HOUR))
+        .await;
+    assert_eq!(r.code(), "out_of_scope");
+    let r = app
+        .post(
+            "/v1/exemptions",
+            &off_a,
+            &json!({"person_id": pid_b, "reason": "away", "from": t(now), "until": t(now.plus_millis(HOUR))}),
+        )
+        .await;
+    assert_eq!(r.code(), "out_of_scope");
+    assert_eq!(app.get(&format!("/v1/residents/{pid_a}"), &off_a).await.status, 200);
+    let listed = app.get("/v1/rounds", &off_a).await.json();
+    assert_eq!(listed["rounds"].as_array().unwrap().len(), 0, "round B does not overlap A");
+
+    // Unmasking is for admins only.
+    let r = app
+        .get(&format!("/v1/rounds/{rb}/missing?area={A}&unmask=true"), &off_a)
+        .await;
+    assert_eq!(r.code(), "forbidden");
+
+    // A revoked token stops working at once.
+    let (id, tok) = app.token("gate", None, None).await;
+    assert_eq!(app.status(&tok, pid_a).await.status, 200);
+    assert_eq!(app.delete(&format!("/v1/tokens/{id}"), ADMIN).await.status, 204);
+    assert_eq!(app.status(&tok, pid_a).await.code(), "unauthorized");
+    assert_eq!(app.delete("/v1/tokens/999", ADMIN).await.code(), "unknown_token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_batches_get_the_contracts_codes_and_store_nothing() {
+    let app = spawn_with(Opts {
+        redis: false,
+        ..Opts::default()
+    })
+    .await;
+    let (csv, people) = small_city(2);
+    app.register(&csv).await;
+    let (_, scanner) = app.token("scanner", Some("S01"), None).await;
+    let now = app.now();
+    let id = &people[0].0;
+    let good = json!({"person_id": id, "tube_id": "Z1", "collected_at": t(now)});
+
+    let cases = [
+        (json!({"records": [], }), 400, "empty_batch"),
+        (json!({"records": [good.clone()], "note": 1}), 400, "unknown_field"),
+        (json!({}), 400, "invalid_field"),
+        (json!({"records": good.clone()}), 400, "invalid_field"),
+        (json!({"records": null}), 400, "invalid_field"),
+        (json!({"records": vec![good.clone(); 10_001]}), 413, "batch_too_large"),
+    ];
+    for (body, status, code) in cases {
+        let r = app.post("/v1/records", &scanner, &body).await;
+        assert_eq!((r.status, r.code().as_str()), (status, code));
+    }
+    let r = app
+        .req(reqwest::Method::POST, "/v1/records", Some(&scanner), Some(("application/json", b"{nope".to_vec())))
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (400, "malformed_json"));
+    let r = app
+        .req(
+            reqwest::Method::POST,
+            "/v1/records",
+            Some(&scanner),
+            Some(("text/plain", serde_json::to_vec(&json!({"records": [good.clone()]})).unwrap())),
+        )
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (415, "unsupported_media_type"));
+    let big = vec![b' '; 9 * 1024 * 1024];
+    let r = app
+        .req(reqwest::Method::POST, "/v1/records", Some(&scanner), Some(("application/json", big)))
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (413, "payload_too_large"));
+    let st = app.status(ADMIN, id).await.json();
+    assert_eq!(st["last_sample_at"], serde_json::Value::Null, "nothing of a refused request is stored");
+
+    // Per-item codes, judged alone and in order.
+    let items = json!([
+        "not an object",
+        {"person_id": id, "tube_id": "Z2"},
+        {"person_id": id, "tube_id": "Z2", "collected_at": t(now), "site": "S09"},
+        {"person_id": "123", "tube_id": "Z2", "collected_at": t(now)},
+        {"person_id": id, "tube_id": "bad tube!", "collected_at": t(now)},
+        {"person_id": id, "tube_id": "Z2", "collected_at": "2022-04-19T08:15:00"},
+        {"person_id": id, "tube_id": "Z2", "collected_at": t(now.plus_millis(HOUR))},
+        {"person_id": id, "tube_id": "Z2", "collected_at": t(now.plus_millis(-31 * 24 * HOUR))},
+        good,
+    ]);
+    let r = app.records(&scanner, items).await;
+    let j = r.json();
+    let codes: Vec<&str> = j["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        ["invalid_field", "invalid_field", "unknown_field", "invalid_person_id", "invalid_tube_id", "invalid_time", "invalid_time", "invalid_time"]
+    );
+    assert_eq!(j["accepted"], 1);
+
+    // Pool size counts earlier records of the same batch; resends are duplicates even when full.
+    let batch: Vec<_> = people
+        .iter()
+        .take(21)
+        .map(|(p, _)| json!({"person_id": p, "tube_id": "FULL", "collected_at": t(now)}))
+        .collect();
+    let r = app.records(&scanner, json!(batch)).await;
+    assert_eq!(r.json()["accepted"], 20);
+    assert_eq!(r.json()["rejected"][0]["code"], "tube_full");
+    let r = app.records(&scanner, json!([batch[0].clone()])).await;
+    assert_eq!(r.json()["duplicates"], 1);
+
+    // Results: invalid result, conflicting result.
+    let (_, lab) = app.token("lab", None, None).await;
+    let r = app
+        .results(&lab, json!([{"tube_id": "FULL", "result": "maybe", "reported_at": t(now)},
+                              {"tube_id": "FULL", "result": "negative", "reported_at": t(now)},
+                              {"tube_id": "FULL", "result": "positive", "reported_at": t(now)},
+                              {"tube_id": "NEW", "result": "negative", "reported_at": t(now)}]))
+        .await;
+    let j = r.json();
+    assert_eq!(j["accepted"], 2);
+    assert_eq!(j["unmatched"], 1);
+    assert_eq!(j["rejected"][0]["code"], "invalid_result");
+    assert_eq!(j["rejected"][1]["code"], "conflicting_result");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_register_file_changes_nothing_and_reports_every_line() {
+    let app = spawn_with(Opts {
+        redis: false,
+        ..Opts::default()
+    })
+    .await;
+    let (csv, people) = small_city(1);
+    assert_eq!(app.register(&csv).await.status, 200);
+    let mut bad = String::from("person_id,name,phone,area,household\n");
+    bad.push_str(&format!("{},新名字,13900000000,崇文路街道/学院社区,H1\n", people[0].0));
+    bad.push_str("61080219850312001Y,甲,13900000000,崇文路街道/学院社区,H1\n");
+    bad.push_str(&format!("{},乙,13900000000,崇文路街道//学院社区,H1\n", people[1].0));
+    bad.push_str(&format!("{},,13900000000,崇文路街道/学院社区,H1\n", people[2].0));
+    bad.push_str(&format!("{},丙,13900000000,崇文路街道/学院社区\n", people[3].0));
+    bad.push_str(&format!("{},丁,13900000000,崇文路街道/学院社区,H1\n", people[0].0));
+    let r = app.register(&bad).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_register"));
+    let lines: Vec<(u64, String)> = r.json()["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["line"].as_u64().unwrap(), l["code"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (3, "invalid_person_id".to_owned()),
+            (4, "invalid_area".to_owned()),
+            (5, "invalid_field".to_owned()),
+            (6, "wrong_column_count".to_owned()),
+            (7, "duplicate_person".to_owned()),
+        ]
+    );
+    let v = app.get(&format!("/v1/residents/{}", people[0].0), ADMIN).await.json();
+    assert_eq!(v["name"], "居民001", "the rejected file left the register untouched");
+    let r = app.post_csv("/v1/register", ADMIN, "person_id,name\n").await;
+    assert_eq!(r.json()["lines"][0]["code"], "missing_column");
+    // Upsert counts.
+    let mut up = String::from("person_id,name,phone,area,household\n");
+    up.push_str(&format!("{},新名字,13900000000,崇文路街道/学院社区/第01网格/01号楼/01层,H1\n", people[0].0));
+    up.push_str(&format!("{},新人,13900000000,崇文路街道/学院社区/第01网格/01号楼/01层,H1\n", pid("19900101", 1)));
+    let r = app.register(&up).await;
+    assert_eq!(r.json(), json!({"residents": 9, "inserted": 1, "updated": 1, "unchanged": 0}));
+    // Moving out.
+    assert_eq!(app.delete(&format!("/v1/residents/{}", people[0].0), ADMIN).await.status, 204);
+    assert_eq!(app.get(&format!("/v1/residents/{}", people[0].0), ADMIN).await.code(), "unknown_resident");
+    assert_eq!(app.delete(&format!("/v1/residents/{}", people[0].0), ADMIN).await.code(), "unknown_resident");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_endpoints_answer_and_every_response_is_no_store() {
+    let app = spawn_app().await;
+    let r = app.req(reqwest::Method::GET, "/healthz", None, None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["cache-control"], "no-store");
+    let r = app.req(reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(r.json(), json!({"store": "ready", "redis": "ok"}));
+    let r = app.req(reqwest::Method::GET, "/v1/rounds", None, None).await;
+    assert_eq!(r.headers["cache-control"], "no-store");
+    app.status(ADMIN, &pid("19850312", 1)).await;
+    let r = app.req(reqwest::Method::GET, "/metrics", None, None).await;
+    assert!(r.text().contains("rollcall_http_requests_total"), "{}", r.text());
+    let r = app.req(reqwest::Method::GET, "/", None, None).await;
+    assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+}
