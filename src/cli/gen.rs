@@ -441,17 +441,19 @@ fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).expect("a valid constant date")
 }
 
-/// Birth dates lie in `BIRTH_FIRST..=BIRTH_LAST`, as day numbers from the first.
+/// Day 0 of birth dates: people are born from 1930-01-01 to 2022-12-31, and
+/// the generator counts their birthdays in days from the first.
 fn birth_first() -> NaiveDate {
     date(1930, 1, 1)
 }
 
+/// How many birth days there are (1930-01-01 ..= 2022-12-31).
 fn birth_days() -> u64 {
     (date(2022, 12, 31) - birth_first()).num_days() as u64 + 1
 }
 
-/// Day numbers of people younger than 14 on 2022-04-19, the campaign's day:
-/// they share the household head's phone.
+/// The first day number of people younger than 14 on 2022-04-19, the
+/// campaign's day: they share the household head's phone.
 fn minor_from_day() -> u64 {
     (date(2008, 4, 19) - birth_first()).num_days() as u64
 }

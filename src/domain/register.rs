@@ -348,7 +348,7 @@ fn text(line: u64, column: &str, raw: &str, problems: &mut Problems) -> Option<S
     let s = raw.trim();
     let problem = if s.is_empty() {
         format!("{column} is empty")
-    } else if s.chars().count() > MAX_TEXT_CHARS {
+    } else if s.len() > MAX_TEXT_CHARS && s.chars().count() > MAX_TEXT_CHARS {
         format!("{column} is longer than {MAX_TEXT_CHARS} characters")
     } else if s.chars().any(char::is_control) {
         format!("{column} contains a control character")
