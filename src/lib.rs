@@ -7,7 +7,7 @@
 //!   colours, reasons, roles) and the register/heads CSV parser. No I/O.
 //! - [`engine`]: all compliance state in memory (register, tubes, results,
 //!   rounds, exemptions, statuses), derived from events. No I/O, no async.
-//! - [`store`]: the durable append-only log in SQLite, its single writer thread
+//! - [`store`]: the durable append-only log in `SQLite`, its single writer thread
 //!   with group commit, and replay into the engine at start-up.
 //! - [`status_cache`]: what venue gates read — Redis (single or cluster) or an
 //!   in-process stand-in — written through on every status change.

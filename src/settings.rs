@@ -14,7 +14,7 @@ use crate::engine::{Policy, RestoreOn};
 /// Command-line and environment options of `rollcall serve`.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ServeArgs {
-    /// Data directory (the SQLite log, the lock, the cache key).
+    /// Data directory (the `SQLite` log, the lock, the cache key).
     #[arg(long, env = "ROLLCALL_DATA")]
     pub data: Option<PathBuf>,
     /// Address to listen on.
@@ -142,14 +142,14 @@ impl Settings {
             s.policy.red_after_consecutive_misses != Some(0),
             "red_after_consecutive_misses must be at least 1"
         );
-        s.admin_token = args.admin_token.clone();
+        s.admin_token.clone_from(&args.admin_token);
         if let Some(t) = &s.admin_token {
             anyhow::ensure!(
                 t.chars().count() >= 32,
                 "ROLLCALL_ADMIN_TOKEN must be at least 32 characters"
             );
         }
-        s.cache_key = args.cache_key.clone();
+        s.cache_key.clone_from(&args.cache_key);
         if let Some(w) = args.workers.or(server.workers) {
             anyhow::ensure!(w >= 1, "workers must be at least 1");
             s.workers = w;
@@ -205,7 +205,9 @@ mod tests {
 
     #[test]
     fn flags_override_the_file_which_overrides_defaults() {
-        let f = write("[policy]\npool_max = 10\nrestore_on = \"negative_result\"\nmax_sample_age_hours = 72\n");
+        let f = write(
+            "[policy]\npool_max = 10\nrestore_on = \"negative_result\"\nmax_sample_age_hours = 72\n",
+        );
         let args = ServeArgs {
             config: Some(f.path().to_owned()),
             pool_max: Some(5),
@@ -258,6 +260,9 @@ mod tests {
             redis_cluster: Some(vec!["redis://127.0.0.1:2".into()]),
             ..ServeArgs::default()
         };
-        assert!(matches!(Settings::resolve(&args).unwrap().cache, CacheTarget::Cluster(_)));
+        assert!(matches!(
+            Settings::resolve(&args).unwrap().cache,
+            CacheTarget::Cluster(_)
+        ));
     }
 }

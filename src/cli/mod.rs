@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "rollcall", version, about = "Mass-testing rounds: records in, missing lists and gate colours out")]
+#[command(
+    name = "rollcall",
+    version,
+    about = "Mass-testing rounds: records in, missing lists and gate colours out"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

@@ -53,11 +53,20 @@ pub struct ExemptionSpec {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// Upsert of register rows (one import).
-    Register { rows: Vec<RegisterRow>, at: Timestamp },
+    Register {
+        rows: Vec<RegisterRow>,
+        at: Timestamp,
+    },
     /// Upsert of heads (one per area node).
-    Heads { rows: Vec<HeadRow>, at: Timestamp },
+    Heads {
+        rows: Vec<HeadRow>,
+        at: Timestamp,
+    },
     /// A resident moved out.
-    ResidentDelete { person_id: PersonId, at: Timestamp },
+    ResidentDelete {
+        person_id: PersonId,
+        at: Timestamp,
+    },
     /// Accepted records of one batch, in batch order, with the batch's arrival time.
     Records {
         arrived_at: Timestamp,
@@ -69,9 +78,15 @@ pub enum Event {
         items: Vec<ResultItem>,
     },
     RoundCreate(RoundSpec),
-    RoundClose { id: u32, at: Timestamp },
+    RoundClose {
+        id: u32,
+        at: Timestamp,
+    },
     ExemptionCreate(ExemptionSpec),
-    ExemptionDelete { id: u32, at: Timestamp },
+    ExemptionDelete {
+        id: u32,
+        at: Timestamp,
+    },
     /// An admin cleared a person's `positive`.
     Clear {
         person_id: PersonId,
@@ -153,7 +168,9 @@ pub enum Prepared {
 pub enum Verdict {
     /// Accepted. For records, `flag` = the person is not in the register
     /// (`unregistered`); for results, the tube has no records yet (`unmatched`).
-    Accepted { flag: bool },
+    Accepted {
+        flag: bool,
+    },
     Duplicate,
     Rejected(RejectCode),
 }

@@ -236,8 +236,7 @@ impl Engine {
     }
 
     pub fn round(&self, id: u32) -> Option<&Round> {
-        id.checked_sub(1)
-            .and_then(|i| self.rounds.get(i as usize))
+        id.checked_sub(1).and_then(|i| self.rounds.get(i as usize))
     }
 
     pub fn exemption(&self, id: u32) -> Option<&Exemption> {
@@ -451,9 +450,14 @@ impl Engine {
                     .ok_or(CommandError::UnknownExemption)?;
                 Ok((Event::ExemptionDelete { id, at: now }, Prepared::Done))
             }
-            Command::Clear { person_id, note } => {
-                Ok((Event::Clear { person_id, note, at: now }, Prepared::Done))
-            }
+            Command::Clear { person_id, note } => Ok((
+                Event::Clear {
+                    person_id,
+                    note,
+                    at: now,
+                },
+                Prepared::Done,
+            )),
         }
     }
 
@@ -537,7 +541,12 @@ impl Engine {
         out
     }
 
-    fn apply_records(&mut self, arrived_at: Timestamp, items: &[RecordItem], changed: &mut Vec<PersonId>) {
+    fn apply_records(
+        &mut self,
+        arrived_at: Timestamp,
+        items: &[RecordItem],
+        changed: &mut Vec<PersonId>,
+    ) {
         for it in items {
             let slot = self.intern_person(it.person_id);
             let t = self.tubes.intern(&it.tube_id);
@@ -640,7 +649,9 @@ impl Engine {
             }
         }
         let exempt = self.exempt_bits(&self.rounds[ix]);
-        let frozen = self.pool.install(|| rounds::scope_bits(&self.rounds[ix], &self.register));
+        let frozen = self
+            .pool
+            .install(|| rounds::scope_bits(&self.rounds[ix], &self.register));
         let round = &mut self.rounds[ix];
         round.freeze(frozen, at);
         let missed_then = round.settle_after(at, &exempt);
@@ -743,7 +754,9 @@ impl Engine {
             let n = n as usize;
             if n > 0
                 && flagged_in_order.len() >= n
-                && flagged_in_order[flagged_in_order.len() - n..].iter().all(|&f| f)
+                && flagged_in_order[flagged_in_order.len() - n..]
+                    .iter()
+                    .all(|&f| f)
             {
                 reasons.push(Reason {
                     code: ReasonCode::RepeatedMisses,

@@ -276,7 +276,10 @@ impl Register {
     pub fn diff_heads(&self, heads: &[HeadRow]) -> Diff {
         let (mut ins, mut upd, mut unch) = (0, 0, 0);
         for h in heads {
-            match self.node(&h.area).and_then(|n| self.nodes[n as usize].head.as_ref()) {
+            match self
+                .node(&h.area)
+                .and_then(|n| self.nodes[n as usize].head.as_ref())
+            {
                 None => ins += 1,
                 Some(cur) if cur.title == h.title && cur.name == h.name && cur.phone == h.phone => {
                     unch += 1;
@@ -390,7 +393,9 @@ impl Register {
         self.rows.par_sort_by(|a, b| {
             rank[a.node as usize]
                 .cmp(&rank[b.node as usize])
-                .then_with(|| households[a.household as usize].cmp(&households[b.household as usize]))
+                .then_with(|| {
+                    households[a.household as usize].cmp(&households[b.household as usize])
+                })
                 .then_with(|| name(a).cmp(name(b)))
                 .then_with(|| ids[a.slot as usize].cmp(&ids[b.slot as usize]))
         });

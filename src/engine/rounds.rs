@@ -96,11 +96,7 @@ pub struct Round {
 
 impl Round {
     pub(super) fn new(spec: &RoundSpec, register: &Register) -> Round {
-        let mut nodes: Vec<u32> = spec
-            .scope
-            .iter()
-            .filter_map(|p| register.node(p))
-            .collect();
+        let mut nodes: Vec<u32> = spec.scope.iter().filter_map(|p| register.node(p)).collect();
         nodes.sort_unstable();
         nodes.dedup();
         let all = nodes.clone();
@@ -493,7 +489,12 @@ impl Engine {
 
     /// In-scope people by the hour of their first in-window sample, every
     /// hour from the window's first to its last (or the current one).
-    pub fn progress(&self, round: &Round, area: Option<u32>, now: Timestamp) -> Vec<(Timestamp, u64)> {
+    pub fn progress(
+        &self,
+        round: &Round,
+        area: Option<u32>,
+        now: Timestamp,
+    ) -> Vec<(Timestamp, u64)> {
         const HOUR: i64 = 3_600_000;
         let start = round.opens_at.as_millis().div_euclid(HOUR) * HOUR;
         let end_t = if round.is_closed() || now >= round.deadline {
