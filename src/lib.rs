@@ -22,7 +22,7 @@
 pub mod cli;
 pub mod domain;
 pub mod engine;
-// pub mod http; (re-enabled once store and status_cache land)
+pub mod http;
 pub mod settings;
 pub mod status_cache;
 pub mod store;

@@ -1,6 +1,8 @@
 //! The command line: one file per subcommand.
 
 pub mod r#gen;
+pub mod import;
+pub mod serve;
 
 use std::process::ExitCode;
 
@@ -19,6 +21,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Serve the HTTP API.
+    Serve(crate::settings::ServeArgs),
+    /// Import a register or heads CSV file offline (same rules as the API).
+    Import(import::ImportArgs),
     /// Write a synthetic city (register, heads, sites).
     Gen(r#gen::GenArgs),
 }
@@ -27,6 +33,8 @@ enum Cmd {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
+        Cmd::Serve(args) => serve::run(&args),
+        Cmd::Import(args) => import::run(&args),
         Cmd::Gen(args) => r#gen::run(&args),
     };
     match result {

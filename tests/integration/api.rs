@@ -249,7 +249,7 @@ async fn bad_batches_get_the_contracts_codes_and_store_nothing() {
         ..Opts::default()
     })
     .await;
-    let (csv, people) = small_city(2);
+    let (csv, people) = small_city(3);
     app.register(&csv).await;
     let (_, scanner) = app.token("scanner", Some("S01"), None).await;
     let now = app.now();

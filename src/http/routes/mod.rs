@@ -35,7 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(rounds::list)
         .service(rounds::get)
         .service(rounds::close)
-        .service(rounds::missing)
+        .service(rounds::missing::missing)
         .service(rounds::coverage)
         .service(rounds::progress)
         .service(exemptions::create)

@@ -289,7 +289,7 @@ pub fn xlsx_bytes(
         name
     };
     {
-        let ws = wb.add_worksheet_with_constant_memory();
+        let ws = wb.add_worksheet_with_constant_memory()?;
         ws.set_name(unique("汇总 summary"))?;
         let cols = ["grid", "in_scope", "sampled", "made_up", "exempt", "missing"];
         for (c, h) in cols.iter().enumerate() {
@@ -327,7 +327,7 @@ pub fn xlsx_bytes(
             } else {
                 unique(&base)
             };
-            let ws = wb.add_worksheet_with_constant_memory();
+            let ws = wb.add_worksheet_with_constant_memory()?;
             ws.set_name(name)?;
             let mut widths: Vec<f64> = COLUMNS.iter().map(|h| display_width(h)).collect();
             for (c, h) in COLUMNS.iter().enumerate() {

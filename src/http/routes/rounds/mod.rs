@@ -289,4 +289,3 @@ pub async fn progress(
     Ok(HttpResponse::Ok().json(body))
 }
 
-pub use missing::missing;

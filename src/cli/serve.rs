@@ -1,0 +1,42 @@
+//! `rollcall serve`: the HTTP service.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::engine::clock::SystemClock;
+use crate::settings::{ServeArgs, Settings};
+
+/// Logs to stderr; `RUST_LOG` overrides the default level. Logs never carry
+/// a raw ID, name or phone (IDs' `Debug` is masked; handlers log none).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,actix_server=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let settings = Settings::resolve(args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("rollcall-rt")
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let running = crate::http::start(&settings, Arc::new(SystemClock)).await?;
+        if let Some(t) = &running.generated_admin_token {
+            // Printed once, on standard output, so an operator can capture it.
+            println!("admin token: {t}");
+        }
+        println!("rollcall listening on http://{}", running.addr);
+        tracing::info!(addr = %running.addr, "serving");
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        tracing::info!("shutting down");
+        running.stop().await;
+        Ok(())
+    })
+}
