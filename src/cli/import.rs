@@ -20,7 +20,7 @@ pub enum What {
 
 #[derive(Args, Debug)]
 pub struct ImportArgs {
-    /// `register` (person_id,name,phone,area,household) or `heads` (area,title,name,phone).
+    /// `register` (`person_id,name,phone,area,household`) or `heads` (`area,title,name,phone`).
     pub what: What,
     /// The CSV file.
     pub file: PathBuf,

@@ -140,13 +140,19 @@ pub struct Running {
     /// The admin token generated at this start, if one was (printed once).
     pub generated_admin_token: Option<String>,
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+    scheduler: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
     /// Stops accepting, finishes in-flight requests, and waits.
+    /// Once the last handle on the state is gone the store's writer stops
+    /// and the data directory is unlocked.
     pub async fn stop(self) {
         self.handle.stop(true).await;
         let _ = self.server.await;
+        self.scheduler.abort();
+        let _ = self.scheduler.await;
+        drop(self.state);
     }
 }
 
@@ -276,7 +282,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         ready: AtomicBool::new(true),
         inflight_writes: AtomicUsize::new(0),
     });
-    scheduler::spawn(state.clone().into_inner());
+    let scheduler = scheduler::spawn(state.clone().into_inner());
 
     let app_state = state.clone();
     let server = HttpServer::new(move || {
@@ -318,5 +324,6 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         state,
         generated_admin_token,
         server,
+        scheduler,
     })
 }

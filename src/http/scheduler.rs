@@ -10,7 +10,7 @@ use crate::engine::Command;
 /// How often the scheduler looks for due rounds ("within a second").
 const TICK: Duration = Duration::from_millis(200);
 
-pub fn spawn(state: Arc<AppState>) {
+pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -41,5 +41,5 @@ pub fn spawn(state: Arc<AppState>) {
                 }
             }
         }
-    });
+    })
 }

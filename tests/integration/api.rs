@@ -408,3 +408,68 @@ async fn operations_endpoints_answer_and_every_response_is_no_store() {
     let r = app.req(reqwest::Method::GET, "/", None, None).await;
     assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/html"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_answers_exactly_as_before() {
+    let app = spawn_app().await;
+    let (csv, people) = small_city(3);
+    app.register(&csv).await;
+    app.heads(HEADS_CSV).await;
+    let now = app.now();
+    let rid = app
+        .create_round(ADMIN, &[A], now.plus_millis(-2 * HOUR), now.plus_millis(HOUR))
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, s1) = app.token("scanner", Some("S01"), None).await;
+    let (_, gate) = app.token("gate", None, None).await;
+    let recs: Vec<_> = people
+        .iter()
+        .take(7)
+        .enumerate()
+        .map(|(i, (p, _))| json!({"person_id": p, "tube_id": format!("R{}", i / 4), "collected_at": t(now.plus_millis(-HOUR))}))
+        .collect();
+    app.records(&s1, json!(recs)).await;
+    app.results(ADMIN, json!([{"tube_id": "R0", "result": "positive", "reported_at": t(now)}]))
+        .await;
+    app.close_round(ADMIN, &rid).await;
+    let ex = app
+        .post(
+            "/v1/exemptions",
+            ADMIN,
+            &json!({"person_id": people[10].0, "reason": "hospitalized", "from": t(now.plus_millis(-HOUR)), "until": t(now.plus_millis(HOUR))}),
+        )
+        .await;
+    assert_eq!(ex.status, 201, "{}", ex.text());
+
+    let ids: Vec<String> = people.iter().map(|(p, _)| p.clone()).collect();
+    let before = views(&app, &rid, &ids, &gate).await;
+    let app = app.restart().await;
+    let after = views(&app, &rid, &ids, &gate).await;
+    assert_eq!(before.len(), after.len());
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(b, a);
+    }
+    // Tokens survive a restart too.
+    assert_eq!(app.status(&gate, &people[0].0).await.status, 200);
+}
+
+/// Everything an official and a gate can see of one round.
+async fn views(app: &TestApp, rid: &str, ids: &[String], gate: &str) -> Vec<serde_json::Value> {
+    let paths = [
+        format!("/v1/rounds/{rid}"),
+        format!("/v1/rounds/{rid}/missing?group_by=head"),
+        format!("/v1/rounds/{rid}/coverage?depth=5"),
+        format!("/v1/rounds/{rid}/progress"),
+    ];
+    let mut out = Vec::new();
+    for p in &paths {
+        out.push(app.get(p, ADMIN).await.json());
+    }
+    for id in ids {
+        out.push(app.status(gate, id).await.json());
+    }
+    out
+}

@@ -3,7 +3,6 @@
 //! a `TestApp` with one method per endpoint.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -188,10 +187,6 @@ impl TestApp {
             Some(c) => c.now(),
             None => SystemClock.now(),
         }
-    }
-
-    pub fn data_dir(&self) -> PathBuf {
-        self.data.path().to_owned()
     }
 
     pub async fn req(
