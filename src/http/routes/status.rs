@@ -18,7 +18,10 @@ pub async fn get(
     let id: PersonId = id
         .parse()
         .map_err(|e| ApiError::new(Code::InvalidPersonId, format!("{e}")))?;
-    let status = state.cache.get(id).await;
+    // A cache hit is answered with the cached wire JSON, unparsed.
+    let body = state.cache.get_json(id).await;
     metrics::histogram!("rollcall_gate_lookup_seconds").record(started.elapsed().as_secs_f64());
-    Ok(HttpResponse::Ok().json(status))
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }

@@ -24,6 +24,10 @@ fn parse_round_id(s: &str) -> Result<u32, ApiError> {
 /// The round object of the contract.
 pub fn round_json(e: &Engine, r: &Round) -> Value {
     let c = e.counts(r, None);
+    let id = r.id.to_string();
+    metrics::gauge!("rollcall_round_in_scope", "round" => id.clone()).set(c.in_scope as f64);
+    metrics::gauge!("rollcall_round_sampled", "round" => id.clone()).set(c.sampled as f64);
+    metrics::gauge!("rollcall_round_missing", "round" => id).set(c.missing as f64);
     json!({
         "id": r.id.to_string(),
         "name": r.name,
