@@ -185,7 +185,11 @@ try {
   same(rows.length, Math.min(100, miss.total), 'the first page of the list is shown');
   same(rows.slice(0, 20), miss.people.slice(0, 20).map((p) => ({ name: p.name, id: p.person_id })), 'names and IDs in the API\'s order');
   ok(rows.every((r) => /^\d{6}\*{8}\d{3}[\dX]$/.test(r.id)), 'IDs are shown masked as the API gives them');
-  ok(rows.some((r) => r.name === SEED.hostile.name), 'a name made of HTML is shown as text', SEED.hostile.name);
+  for (let i = 0; i < 100 && await page.$('#missing .more'); i++) await page.click('#missing .more');
+  const all = await page.$$eval('#missing table.people tbody tr', (trs) => trs.map((tr) => ({
+    name: tr.querySelector('.name').textContent, id: tr.querySelector('.id').textContent })));
+  same(all, miss.people.map((p) => ({ name: p.name, id: p.person_id })), `"show more" leads to the whole list (${miss.total})`);
+  ok(all.some((r) => r.name === SEED.hostile.name), 'a name made of HTML is shown as text', SEED.hostile.name);
   ok(await page.evaluate(() => document.querySelectorAll('#missing img, #missing b').length === 0 && window.__xss === undefined),
     'and no element or script came from register data');
 

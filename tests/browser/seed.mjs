@@ -96,19 +96,20 @@ const grids = [...new Set(people.map((p) => p.grid))].sort();
 const ids = new Set(everyone.map((r) => r[iId]));
 console.log(`seed: ${community}: ${people.length} residents in ${grids.length} grids`);
 
-// A resident whose name is markup, in the first unit of the first grid (sorted first
-// in that household's list, since '<' sorts before CJK): never sampled, so they are
-// on the missing list the test opens.
+// A resident whose name is markup, never sampled, so they are on the missing list
+// of the grid the test opens. They join the community's last household and their name
+// sorts after CJK names, so they come last in the lists (out of the README screenshot).
+const last = everyone.filter((r) => r[iArea].startsWith(community + '/')).pop();
 let seq = 990, hostileId;
 do { hostileId = withCheck(`61080219900101${seq++}`); } while (ids.has(hostileId));
-const HOSTILE_NAME = '<img src=x onerror="window.__xss=1">测<b>试</b>';
+const HOSTILE_NAME = '龥<img src=x onerror="window.__xss=1">测<b>试</b>';
 const quote = (v) => (/[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
 const reg = await call('POST', '/v1/register', {
   csv: 'person_id,name,phone,area,household\n' +
-    [hostileId, HOSTILE_NAME, first[iPhone], first[iArea], first[iHh]].map(quote).join(',') + '\n',
+    [hostileId, HOSTILE_NAME, last[iPhone], last[iArea], last[iHh]].map(quote).join(',') + '\n',
 });
 console.log(`seed: register upsert ${JSON.stringify(reg)}`);
-people.unshift({ id: hostileId, area: first[iArea], grid: first[iArea].split('/').slice(0, 3).join('/'), never: true });
+people.push({ id: hostileId, area: last[iArea], grid: last[iArea].split('/').slice(0, 3).join('/'), never: true });
 
 // ---- tokens ----------------------------------------------------------------------------
 const scanner = await call('POST', '/v1/tokens', { json: { role: 'scanner', name: 'browser-test S01', site: 'S01' } });
@@ -191,6 +192,6 @@ if (!closed) throw new Error(`round ${roundA.id} did not close by itself past it
 fs.writeFileSync(OUT, JSON.stringify({
   community, grids, officialGrid, official: official.token,
   closedRound: roundA.id, openRound: roundB.id,
-  hostile: { name: HOSTILE_NAME, grid: people[0].grid },
+  hostile: { name: HOSTILE_NAME, grid: people[people.length - 1].grid },
 }, null, 2));
 console.log(`seed: done -> ${OUT}`);
