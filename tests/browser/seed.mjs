@@ -182,7 +182,7 @@ console.log(`seed: ${exempt.length} exemptions`);
 
 // Round A closes by itself at its (past) deadline, within a second.
 let closed = false;
-for (let i = 0; i < 50 && !closed; i++) {
+for (let i = 0; i < 150 && !closed; i++) { // up to 30 s on a loaded CI machine
   const rounds = await call('GET', '/v1/rounds');
   closed = rounds.rounds.some((r) => r.id === roundA.id && r.state === 'closed');
   if (!closed) await new Promise((r) => setTimeout(r, 200));
