@@ -34,9 +34,20 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         }
         println!("rollcall listening on http://{}", running.addr);
         tracing::info!(addr = %running.addr, "serving");
-        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        shutdown_signal().await?;
         tracing::info!("shutting down");
         running.stop().await;
         Ok(())
     })
+}
+
+/// Ctrl-C or SIGTERM (what systemd and Kubernetes send).
+async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }
