@@ -14,6 +14,9 @@ pub mod rounds;
 pub mod status;
 pub mod tubes;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -615,10 +618,16 @@ impl Engine {
     fn create_round(&mut self, spec: &RoundSpec) {
         let mut round = Round::new(spec, &self.register);
         // Records already held may fall in the window (a round created late).
+        // Their arrival times are not kept; for a round created after its
+        // deadline, count them as arrived by the deadline, so that the
+        // scheduler's close dated there does not take every one of them for
+        // late (only those that arrived between the deadline and the creation
+        // are misjudged, as on time).
+        let arrived = spec.created_at.min(spec.deadline);
         let negative = |t: &tubes::Tube| t.result == Some(TestResult::Negative);
         for tube in &self.tubes.tubes {
             for m in &tube.members {
-                round.mark_sample(m.slot, m.collected, spec.created_at);
+                round.mark_sample(m.slot, m.collected, arrived);
                 if negative(tube) {
                     round.mark_negative(m.slot, m.collected);
                 }
@@ -652,6 +661,18 @@ impl Engine {
         let frozen = self
             .pool
             .install(|| rounds::scope_bits(&self.rounds[ix], &self.register));
+        // Under `red_after_consecutive_misses` a close also shifts "the last N
+        // closed rounds" of everyone it covers, so people flagged in other
+        // rounds may stop being red although this close does not flag them.
+        let streaks = if self
+            .policy
+            .red_after_consecutive_misses
+            .is_some_and(|n| n > 0)
+        {
+            self.flagged_elsewhere(&frozen)
+        } else {
+            Vec::new()
+        };
         let round = &mut self.rounds[ix];
         round.freeze(frozen, at);
         let missed_then = round.settle_after(at, &exempt);
@@ -660,6 +681,7 @@ impl Engine {
         round.flipped = missing;
         let changed: Vec<PersonId> = flagged
             .iter_ones()
+            .chain(streaks)
             .map(|s| self.register.person_id(s))
             .collect();
         let deadline = self.rounds[ix].deadline;
@@ -668,6 +690,28 @@ impl Engine {
             .partition_point(|&o| (self.rounds[(o - 1) as usize].deadline, o) < (deadline, id));
         self.closed_order.insert(pos, id);
         (missing, changed)
+    }
+
+    /// Slots of `people` still flagged in some closed round.
+    fn flagged_elsewhere(&self, people: &Bitset) -> Vec<Slot> {
+        use rayon::prelude::*;
+        self.pool.install(|| {
+            (0..people.words().len())
+                .into_par_iter()
+                .flat_map_iter(|w| {
+                    Bitset::from_words(vec![people.word(w)])
+                        .iter_ones()
+                        .map(move |b| w as u32 * 64 + b)
+                        .collect::<Vec<_>>()
+                })
+                .filter(|&s| {
+                    self.closed_order.iter().any(|&o| {
+                        let r = &self.rounds[(o - 1) as usize];
+                        r.frozen_has(s) && self.still_flagged(r, s)
+                    })
+                })
+                .collect()
+        })
     }
 
     /// Slots exempt from a round: an exemption covers it when
@@ -807,7 +851,9 @@ impl Engine {
                     cands.push(e.until.as_millis());
                 }
             }
-            cands.retain(|&c| c > now.as_millis());
+            // A candidate at `now` counts: at the last instant of an answer
+            // it still changes a millisecond later.
+            cands.retain(|&c| c >= now.as_millis());
             cands.sort_unstable();
             valid_until = cands
                 .into_iter()

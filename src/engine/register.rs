@@ -47,7 +47,8 @@ pub struct Row {
     pub household: u32,
     name_off: u32,
     phone_off: u32,
-    name_len: u8,
+    /// `u16`: 64 characters of up to 4 bytes each do not fit in a `u8`.
+    name_len: u16,
     phone_len: u8,
     pub active: bool,
 }
@@ -164,8 +165,8 @@ impl Register {
         let r = &self.rows[row as usize];
         ResidentRef {
             person_id: self.ids[r.slot as usize],
-            name: self.str_at(r.name_off, r.name_len),
-            phone: self.str_at(r.phone_off, r.phone_len),
+            name: self.str_at(r.name_off, r.name_len.into()),
+            phone: self.str_at(r.phone_off, r.phone_len.into()),
             area: &self.nodes[r.node as usize].path,
             household: &self.households[r.household as usize],
             active: r.active,
@@ -178,11 +179,11 @@ impl Register {
     }
 
     pub fn name_of(&self, row: &Row) -> &str {
-        self.str_at(row.name_off, row.name_len)
+        self.str_at(row.name_off, row.name_len.into())
     }
 
-    fn str_at(&self, off: u32, len: u8) -> &str {
-        &self.arena[off as usize..off as usize + len as usize]
+    fn str_at(&self, off: u32, len: usize) -> &str {
+        &self.arena[off as usize..off as usize + len]
     }
 
     /// The head of node `n`, or failing that the nearest one above, with the
@@ -229,16 +230,27 @@ impl Register {
             let slot = self.intern(r.person_id);
             let node = self.intern_node(&r.area);
             let household = self.intern_household(&r.household);
-            let (name_off, name_len) = self.push_str(&r.name);
-            let (phone_off, phone_len) = self.push_str(&r.phone);
+            // An unchanged name or phone keeps its place in the arena, so
+            // re-importing the same register does not grow it.
+            let old = self.row_of(slot).map(|ix| self.rows[ix as usize]);
+            let (name_off, name_len) = match old {
+                Some(o) if self.name_of(&o) == r.name => (o.name_off, o.name_len.into()),
+                _ => self.push_str(&r.name, u16::MAX.into()),
+            };
+            let (phone_off, phone_len) = match old {
+                Some(o) if self.str_at(o.phone_off, o.phone_len.into()) == r.phone => {
+                    (o.phone_off, o.phone_len.into())
+                }
+                _ => self.push_str(&r.phone, u8::MAX.into()),
+            };
             let row = Row {
                 slot,
                 node,
                 household,
                 name_off,
                 phone_off,
-                name_len,
-                phone_len,
+                name_len: name_len as u16,
+                phone_len: phone_len as u8,
                 active: true,
             };
             match self.row_of(slot) {
@@ -309,16 +321,16 @@ impl Register {
         }
     }
 
-    fn push_str(&mut self, s: &str) -> (u32, u8) {
+    fn push_str(&mut self, s: &str, max: usize) -> (u32, usize) {
         // Names and phones are short (the parser bounds them); longer strings
         // are cut at a character boundary rather than corrupting the arena.
-        let mut end = s.len().min(255);
+        let mut end = s.len().min(max);
         while !s.is_char_boundary(end) {
             end -= 1;
         }
         let off = self.arena.len() as u32;
         self.arena.push_str(&s[..end]);
-        (off, end as u8)
+        (off, end)
     }
 
     fn intern_household(&mut self, h: &str) -> u32 {
@@ -389,7 +401,8 @@ impl Register {
         let arena = &self.arena;
         let households = &self.households;
         let ids = &self.ids;
-        let name = |r: &Row| &arena[r.name_off as usize..r.name_off as usize + r.name_len as usize];
+        let name =
+            |r: &Row| &arena[r.name_off as usize..r.name_off as usize + usize::from(r.name_len)];
         self.rows.par_sort_by(|a, b| {
             rank[a.node as usize]
                 .cmp(&rank[b.node as usize])
@@ -441,5 +454,201 @@ impl Register {
                 .max(self.nodes[n as usize].own_end);
             self.nodes[n as usize].end = end;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::Policy;
+    use crate::engine::tests::support::*;
+
+    fn paths(fx: &Fx, rows: std::ops::Range<u32>) -> Vec<String> {
+        let reg = fx.engine.register();
+        rows.map(|r| reg.resident(r).area.to_string()).collect()
+    }
+
+    #[test]
+    fn every_area_node_covers_a_contiguous_range_of_rows_in_tree_order() {
+        let mut fx = Fx::new(Policy::default());
+        let areas = [
+            "甲/a-b/1",
+            "甲/a/2",
+            "甲",
+            "乙/x",
+            "甲/a",
+            "甲/a b",
+            "甲/a/1",
+            "甲/a/1",
+            "乙-丙",
+        ];
+        let rows = areas
+            .iter()
+            .enumerate()
+            .map(|(i, a)| row(i as u32, a, "1", "王"))
+            .collect();
+        fx.register(rows, t("2022-04-19T08:00:00+08:00"));
+        // A second import moves one resident and adds a node in the middle.
+        fx.register(
+            vec![row(1, "甲/a/0", "1", "王"), row(20, "甲/a/1/x", "1", "王")],
+            t("2022-04-19T09:00:00+08:00"),
+        );
+        let reg = fx.engine.register();
+        for node in reg.nodes() {
+            let path = node.path.as_str();
+            let all = paths(&fx, 0..reg.rows().len() as u32);
+            let under: Vec<usize> = (0..all.len())
+                .filter(|&i| all[i] == path || all[i].starts_with(&format!("{path}/")))
+                .collect();
+            let own: Vec<usize> = (0..all.len()).filter(|&i| all[i] == path).collect();
+            assert_eq!(
+                under,
+                (node.start as usize..node.end as usize).collect::<Vec<_>>(),
+                "subtree of {path}"
+            );
+            assert_eq!(
+                own,
+                (node.start as usize..node.own_end as usize).collect::<Vec<_>>(),
+                "own rows of {path}"
+            );
+        }
+        // Tree order: a node before its children, siblings by segment.
+        assert_eq!(
+            paths(&fx, 0..reg.rows().len() as u32),
+            [
+                "乙/x",
+                "乙-丙",
+                "甲",
+                "甲/a",
+                "甲/a/0",
+                "甲/a/1",
+                "甲/a/1",
+                "甲/a/1/x",
+                "甲/a b",
+                "甲/a-b/1"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_area_exists_when_someone_lives_at_or_under_it_even_after_moving_out() {
+        let mut fx = Fx::new(Policy::default());
+        let now = t("2022-04-19T08:00:00+08:00");
+        fx.register(vec![row(1, "甲/a/1", "1", "王")], now);
+        fx.heads(vec![head("丁/z", "楼长", "李")], now);
+        let reg = fx.engine.register();
+        assert!(reg.area_exists(&area("甲")) && reg.area_exists(&area("甲/a/1")));
+        assert!(!reg.area_exists(&area("甲/a/1/x")) && !reg.area_exists(&area("甲/a/2")));
+        assert!(
+            !reg.area_exists(&area("丁/z")),
+            "a head alone does not make an area exist"
+        );
+        fx.move_out(1, now);
+        assert!(fx.engine.register().area_exists(&area("甲/a")));
+    }
+
+    #[test]
+    fn the_nearest_head_is_the_nodes_own_or_the_closest_above() {
+        let mut fx = Fx::new(Policy::default());
+        let now = t("2022-04-19T08:00:00+08:00");
+        fx.register(
+            vec![
+                row(1, "甲/a/1", "1", "王"),
+                row(2, "甲/b", "1", "王"),
+                row(3, "乙", "1", "王"),
+            ],
+            now,
+        );
+        fx.heads(
+            vec![head("甲/a/1", "楼层长", "王芳"), head("甲", "街道", "张")],
+            now,
+        );
+        let reg = fx.engine.register();
+        let nearest = |p: &str| {
+            reg.nearest_head(reg.node(&area(p)).unwrap())
+                .map(|(_, h)| h.name.clone())
+        };
+        assert_eq!(nearest("甲/a/1").as_deref(), Some("王芳"));
+        assert_eq!(nearest("甲/b").as_deref(), Some("张"));
+        assert_eq!(nearest("乙"), None);
+        // A later file replaces a node's head.
+        fx.heads(vec![head("甲/a/1", "楼层长", "赵")], now);
+        let reg = fx.engine.register();
+        assert_eq!(
+            reg.nearest_head(reg.node(&area("甲/a/1")).unwrap())
+                .unwrap()
+                .1
+                .name,
+            "赵"
+        );
+        assert_eq!(fx.engine.heads(), 2);
+    }
+
+    #[test]
+    fn a_name_of_sixty_four_four_byte_characters_is_kept_whole() {
+        // The parser allows 64 characters; some CJK characters take 4 bytes.
+        let name: String = std::iter::repeat_n('𠀋', 64).collect();
+        let mut fx = Fx::new(Policy::default());
+        let now = t("2022-04-19T08:00:00+08:00");
+        fx.register(vec![row(1, "甲", "1", &name)], now);
+        let reg = fx.engine.register();
+        assert_eq!(reg.resident(0).name, name);
+        let again = fx.register(vec![row(1, "甲", "1", &name)], now);
+        assert_eq!(
+            again,
+            crate::engine::Prepared::Import {
+                total: 1,
+                inserted: 0,
+                updated: 0,
+                unchanged: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_row_stays_twenty_four_bytes() {
+        assert_eq!(std::mem::size_of::<super::Row>(), 24);
+    }
+
+    #[test]
+    fn re_importing_the_same_register_does_not_grow_the_arena() {
+        let mut fx = Fx::new(Policy::default());
+        let now = t("2022-04-19T08:00:00+08:00");
+        let rows = || {
+            (0..50)
+                .map(|n| row(n, "甲/a", "1", "王芳"))
+                .collect::<Vec<_>>()
+        };
+        fx.register(rows(), now);
+        let size = fx.engine.register().arena.len();
+        fx.register(rows(), now);
+        assert_eq!(fx.engine.register().arena.len(), size);
+        fx.register(vec![row(3, "甲/a", "1", "王芳芳")], now);
+        assert_eq!(fx.engine.register().arena.len(), size + "王芳芳".len());
+        let reg = fx.engine.register();
+        let r = reg.row_of(reg.slot(pid(3)).unwrap()).unwrap();
+        assert_eq!(
+            (reg.resident(r).name, reg.resident(r).phone),
+            ("王芳芳", "13900000003")
+        );
+    }
+
+    #[test]
+    fn a_moved_out_resident_registered_again_counts_as_inserted() {
+        let mut fx = Fx::new(Policy::default());
+        let now = t("2022-04-19T08:00:00+08:00");
+        fx.register(vec![row(1, "甲", "1", "王")], now);
+        fx.move_out(1, now);
+        assert_eq!(fx.engine.residents(), 0);
+        let p = fx.register(vec![row(1, "甲", "1", "王")], now);
+        assert_eq!(
+            p,
+            crate::engine::Prepared::Import {
+                total: 1,
+                inserted: 1,
+                updated: 0,
+                unchanged: 0
+            }
+        );
+        assert_eq!(fx.engine.residents(), 1);
     }
 }

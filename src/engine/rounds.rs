@@ -567,3 +567,160 @@ impl Engine {
         self.register.node(&root).filter(|&n| n != NONE)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::Timestamp;
+    use crate::engine::tests::support::*;
+    use crate::engine::{Counts, CoverageNode, Policy};
+
+    fn opens() -> Timestamp {
+        t("2022-04-19T08:00:00+08:00")
+    }
+
+    /// Residents under 甲 in areas whose plain string order differs from
+    /// tree order (' ' and '-' sort before '/').
+    fn city() -> (Fx, u32) {
+        let mut fx = Fx::new(Policy::default());
+        fx.register(
+            vec![
+                row(1, "甲/a/1", "2", "王"),
+                row(2, "甲/a/1", "10", "李"),
+                row(3, "甲/a/1", "10", "A"),
+                row(4, "甲/a", "1", "王"),
+                row(5, "甲/a-b/1", "1", "王"),
+                row(6, "甲/a b", "1", "王"),
+                row(7, "甲/b", "1", "王"),
+                row(8, "乙/x", "1", "王"),
+            ],
+            opens(),
+        );
+        let r = fx.round(&["甲"], opens(), opens().plus_millis(12 * HOUR), opens());
+        (fx, r)
+    }
+
+    fn shape(c: &CoverageNode) -> String {
+        let kids: Vec<String> = c.children.iter().map(shape).collect();
+        if kids.is_empty() {
+            format!("{}:{}", c.area.leaf(), c.counts.in_scope)
+        } else {
+            format!(
+                "{}:{}({})",
+                c.area.leaf(),
+                c.counts.in_scope,
+                kids.join(" ")
+            )
+        }
+    }
+
+    fn coverage(fx: &Fx, r: u32, path: &str, depth: u32) -> CoverageNode {
+        let e = &fx.engine;
+        e.coverage(
+            e.round(r).unwrap(),
+            e.register().node(&area(path)).unwrap(),
+            depth,
+        )
+    }
+
+    #[test]
+    fn the_missing_list_is_sorted_by_area_household_name_in_plain_string_order() {
+        let (fx, r) = city();
+        let expected = [4, 6, 5, 3, 2, 1, 7].map(pid).to_vec();
+        assert_eq!(fx.missing(r, None), expected);
+        assert_eq!(fx.missing(r, Some("甲/a")), [4, 3, 2, 1].map(pid).to_vec());
+        let mut fx = fx;
+        fx.close(r, opens().plus_millis(HOUR));
+        assert_eq!(fx.missing(r, None), expected, "the same order once closed");
+        assert!(fx.missing(r, Some("乙")).is_empty(), "outside the scope");
+    }
+
+    /// Counts add up at every node.
+    fn counts_add_up(c: &CoverageNode) {
+        let k = c.counts;
+        assert_eq!(k.in_scope, k.sampled + k.made_up + k.exempt + k.missing);
+        if !c.children.is_empty() {
+            let sum: u64 = c.children.iter().map(|x| x.counts.in_scope).sum();
+            assert!(sum <= k.in_scope, "own residents make up the rest");
+        }
+        c.children.iter().for_each(counts_add_up);
+    }
+
+    #[test]
+    fn coverage_lists_children_with_someone_in_scope_sorted_by_path_at_every_depth() {
+        let (mut fx, r) = city();
+        fx.heads(vec![head("甲/c", "长", "无人")], opens()); // a node with nobody in it
+        let c = coverage(&fx, r, "甲", 10);
+        assert_eq!(shape(&c), "甲:7(a:4(1:3) a b:1 a-b:1(1:1) b:1)");
+        assert_eq!(
+            shape(&coverage(&fx, r, "甲", 1)),
+            "甲:7(a:4 a b:1 a-b:1 b:1)"
+        );
+        assert_eq!(shape(&coverage(&fx, r, "甲", 0)), "甲:7");
+        assert_eq!(
+            shape(&coverage(&fx, r, "乙", 3)),
+            "乙:0",
+            "outside the scope: nothing"
+        );
+        fx.records(
+            vec![rec(1, "T1", opens().plus_millis(HOUR))],
+            opens().plus_millis(HOUR),
+        );
+        fx.close(r, opens().plus_millis(2 * HOUR));
+        let c = coverage(&fx, r, "甲", 10);
+        counts_add_up(&c);
+        assert_eq!(
+            coverage(&fx, r, "甲/a/1", 0).counts,
+            Counts {
+                in_scope: 3,
+                sampled: 1,
+                late: 0,
+                made_up: 0,
+                exempt: 0,
+                missing: 2
+            }
+        );
+    }
+
+    #[test]
+    fn coverage_of_a_closed_round_keeps_people_who_moved_out_where_they_lived() {
+        let (mut fx, r) = city();
+        fx.close(r, opens().plus_millis(HOUR));
+        fx.move_out(5, opens().plus_millis(2 * HOUR));
+        assert_eq!(coverage(&fx, r, "甲/a-b", 0).counts.missing, 1);
+        assert_eq!(fx.counts(r).in_scope, 7);
+    }
+
+    #[test]
+    fn progress_buckets_first_samples_by_hour_with_empty_hours_as_zero() {
+        let (mut fx, r) = city();
+        let o = opens();
+        fx.records(
+            vec![
+                rec(1, "T1", o),
+                rec(1, "T2", o.plus_millis(3 * HOUR)), // not the first: ignored
+                rec(2, "T3", o.plus_millis(2 * HOUR + 59 * MIN)),
+                rec(3, "T4", o.plus_millis(-MIN)), // before the window
+                rec(8, "T5", o.plus_millis(MIN)),  // out of scope
+            ],
+            o.plus_millis(3 * HOUR),
+        );
+        let now = o.plus_millis(3 * HOUR + 30 * MIN);
+        let e = &fx.engine;
+        let p = e.progress(e.round(r).unwrap(), None, now);
+        let hours: Vec<(Timestamp, u64)> = (0..4)
+            .map(|h| (o.plus_millis(h * HOUR), [1, 0, 1, 0][h as usize]))
+            .collect();
+        assert_eq!(p, hours, "to the current hour while open");
+        let a1 = e.register().node(&area("甲/a/1")).unwrap();
+        assert_eq!(e.progress(e.round(r).unwrap(), Some(a1), now)[2].1, 1);
+        // Once past the deadline, every hour of the window.
+        let p = e.progress(e.round(r).unwrap(), None, o.plus_millis(2 * 24 * HOUR));
+        assert_eq!(p.len(), 13);
+        assert_eq!(p.last().unwrap().0, o.plus_millis(12 * HOUR));
+        // Before the window opens, its first hour alone.
+        assert_eq!(
+            e.progress(e.round(r).unwrap(), None, o.plus_millis(-5 * HOUR)),
+            vec![(o, 1)]
+        );
+    }
+}

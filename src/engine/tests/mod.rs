@@ -1,0 +1,11 @@
+//! The engine's tests that span its files: every rule of API.md's
+//! "Sample-collection records", "Lab results", "Rounds", "Missing lists and
+//! coverage", "Exemptions", "Status" and "Policy" sections (`rules`), and a
+//! property test (`property`) driving the engine and a deliberately naive
+//! reference model (`reference`) with the same random city and events.
+//! `support` drives the engine the way the store does: judge, log, apply.
+
+mod property;
+mod reference;
+mod rules;
+pub(super) mod support;
