@@ -15,6 +15,41 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::error::{ApiError, Code};
 
+/// Every route [`configure`] registers, as (method, path template in
+/// OpenAPI's `{name}` form). Kept by hand: `tests/integration/openapi.rs`
+/// checks it against the server (each entry is served; no other method is),
+/// against the handlers' route attributes, and against `/openapi.json`
+/// (exactly these operations), so a route added in one place only fails CI.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/"),
+    ("GET", "/docs"),
+    ("GET", "/docs/{file}"),
+    ("POST", "/v1/tokens"),
+    ("DELETE", "/v1/tokens/{id}"),
+    ("POST", "/v1/register"),
+    ("POST", "/v1/heads"),
+    ("GET", "/v1/residents/{person_id}"),
+    ("DELETE", "/v1/residents/{person_id}"),
+    ("POST", "/v1/residents/{person_id}/clear"),
+    ("POST", "/v1/records"),
+    ("POST", "/v1/results"),
+    ("POST", "/v1/rounds"),
+    ("GET", "/v1/rounds"),
+    ("GET", "/v1/rounds/{id}"),
+    ("POST", "/v1/rounds/{id}/close"),
+    ("GET", "/v1/rounds/{id}/missing"),
+    ("GET", "/v1/rounds/{id}/coverage"),
+    ("GET", "/v1/rounds/{id}/progress"),
+    ("POST", "/v1/exemptions"),
+    ("DELETE", "/v1/exemptions/{id}"),
+    ("GET", "/v1/status/{person_id}"),
+    ("GET", "/v1/audit"),
+];
+
 /// Registers every route of the contract.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(ops::healthz)
@@ -42,7 +77,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(exemptions::delete)
         .service(status::get)
         .service(audit::list)
+        // Guarded like the handlers' `#[get]`, so another method falls through
+        // to `not_found` rather than a bare 405.
+        .service(
+            web::resource("/docs")
+                .guard(actix_web::guard::Get())
+                .to(docs_redirect),
+        )
+        // Swagger UI from files built into the binary (the `vendored`
+        // feature): no CDN. It fetches `/openapi.json`, which `ops::openapi`
+        // serves, so the UI registers no document route of its own; its
+        // default online validator badge (a request to swagger.io) is off.
+        .service(
+            utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
+                .config(utoipa_swagger_ui::Config::from("/openapi.json").validator_url("none")),
+        )
         .default_service(web::to(not_found));
+}
+
+/// `/docs` → `/docs/`, so the UI's relative asset paths resolve under `/docs/`.
+async fn docs_redirect() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((actix_web::http::header::LOCATION, "/docs/"))
+        .finish()
 }
 
 async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
