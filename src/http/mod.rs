@@ -166,13 +166,13 @@ async fn cache_key(settings: &Settings, store: &Store) -> anyhow::Result<[u8; 32
 
 /// A 32-byte secret kept in the store's meta table, generated once.
 async fn secret(store: &Store, name: &str) -> anyhow::Result<[u8; 32]> {
+    use rand::RngCore;
     if let Some(hexed) = store.meta_get(name) {
         let v = hex::decode(hexed).context("a stored secret is not hex")?;
         return v
             .try_into()
             .map_err(|_| anyhow::anyhow!("the stored {name} has the wrong length"));
     }
-    use rand::RngCore;
     let mut k = [0u8; 32];
     rand::rng().fill_bytes(&mut k);
     store
@@ -239,13 +239,12 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
     let mut generated_admin_token = None;
     let bootstrap = match &settings.admin_token {
         Some(t) if tokens.lookup(t).is_none() => Some(t.clone()),
-        Some(_) => None,
         None if !tokens.has_admin() => {
             let t = auth::new_token();
             generated_admin_token = Some(t.clone());
             Some(t)
         }
-        None => None,
+        _ => None,
     };
     if let Some(t) = bootstrap {
         let hash = tokens.hash(&t);

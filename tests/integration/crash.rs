@@ -12,6 +12,9 @@ use serde_json::json;
 
 use crate::helpers::{ADMIN, free_port, pid};
 
+/// Every batch sent: its people, and whether the server acknowledged it.
+type Sent = Arc<Mutex<Vec<(Vec<String>, bool)>>>;
+
 fn spawn_server(data: &std::path::Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_rollcall"))
         .args(["serve", "--data", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
@@ -78,7 +81,7 @@ async fn killing_the_server_loses_no_acknowledged_record_and_half_writes_nothing
         .to_rfc3339();
 
     // (people, acknowledged?) per batch sent.
-    let sent: Arc<Mutex<Vec<(Vec<String>, bool)>>> = Arc::default();
+    let sent: Sent = Arc::default();
     let mut tasks = Vec::new();
     for c in 0..6u32 {
         let (client, base, scanner, at, sent) =

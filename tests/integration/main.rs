@@ -1,5 +1,8 @@
 //! The integration tests: one binary (one link), the real server on port 0.
 
+// Building CSV fixtures line by line reads best with `push_str(&format!(..))`.
+#![allow(clippy::format_push_string)]
+
 mod api;
 mod crash;
 mod helpers;

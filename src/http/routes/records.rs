@@ -47,14 +47,11 @@ pub fn batch_items(v: Value, key: &str) -> Result<Vec<Value>, ApiError> {
     if let Some(k) = map.keys().find(|k| k.as_str() != key) {
         return Err(ApiError::new(Code::UnknownField, format!("unknown field `{k}`")));
     }
-    let items = match map.remove(key) {
-        Some(Value::Array(a)) => a,
-        _ => {
-            return Err(ApiError::new(
-                Code::InvalidField,
-                format!("`{key}` must be an array"),
-            ));
-        }
+    let Some(Value::Array(items)) = map.remove(key) else {
+        return Err(ApiError::new(
+            Code::InvalidField,
+            format!("`{key}` must be an array"),
+        ));
     };
     if items.is_empty() {
         return Err(ApiError::new(Code::EmptyBatch, format!("`{key}` is empty")));

@@ -172,9 +172,9 @@ pub async fn close(
 
 /// The `area` of an official's view: given (inside their area) or their
 /// own; for an admin, given or none (the whole round).
-pub fn view_area(
+pub fn view_area<S: std::hash::BuildHasher>(
     who: &Principal,
-    q: &std::collections::HashMap<String, String>,
+    q: &std::collections::HashMap<String, String, S>,
 ) -> Result<Option<AreaPath>, ApiError> {
     let area = match q.get("area") {
         Some(a) => Some(
