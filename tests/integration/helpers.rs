@@ -182,6 +182,10 @@ impl TestApp {
         start_on(data, redis, clock, policy).await
     }
 
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.data.path().to_owned()
+    }
+
     pub fn now(&self) -> Timestamp {
         match &self.clock {
             Some(c) => c.now(),
