@@ -7,3 +7,4 @@ mod api;
 mod crash;
 mod helpers;
 mod openapi;
+mod store;

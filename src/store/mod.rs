@@ -1,0 +1,494 @@
+//! The store: the source of truth. An append-only log of what happened
+//! (register imports, heads, records, results, rounds, closes, exemptions,
+//! clears) plus tokens, the audit log and a little metadata, in SQLite (WAL,
+//! `synchronous=FULL`) in the data directory; the engine is rebuilt from it
+//! at start-up.
+//!
+//! - `schema`: tables, schema version and migrations, the checks made before
+//!   a file is touched.
+//! - `log`: an event as rows; `replay`: rows back into events, merged by `seq`.
+//! - `writer`: the single writer thread with group commit.
+//! - `side`: tokens, audit entries, `meta`.
+//!
+//! The promise: a request is answered only after everything it wrote is
+//! committed and fsynced, and what was answered is applied to the engine in
+//! the order it was logged, so replay rebuilds the same engine. Nothing here
+//! blocks an async worker: the API sends to the writer thread and awaits a
+//! oneshot. Depends on `domain` and `engine`; knows nothing of HTTP or Redis
+//! (the status cache is told of changes through the `on_changed` callback).
+
+mod log;
+mod replay;
+mod schema;
+mod side;
+mod writer;
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+pub use replay::ReplayStats;
+pub use schema::{DB_FILE, LOCK_FILE, SCHEMA_VERSION};
+pub use side::{AuditEntry, NewToken, TokenRow};
+pub use writer::{MAX_GROUP_BATCHES, MAX_GROUP_RECORDS};
+
+use crate::domain::{PersonId, Timestamp};
+use crate::engine::clock::Clock;
+use crate::engine::{
+    Applied, Command, CommandError, Prepared, RecordItem, ResultItem, SharedEngine, Verdict,
+};
+use writer::{Reply, Request, Visible, Writer};
+
+/// Told which people may have changed status after each durable write;
+/// returns a ticket from the status cache (what the HTTP layer may wait on).
+/// Called on the writer thread, outside every engine lock: it must hand the
+/// work off rather than do network I/O itself.
+pub type OnChanged = Arc<dyn Fn(Vec<PersonId>) -> u64 + Send + Sync>;
+
+/// Requests that may wait for the writer before `send` itself waits: a
+/// bound, so an overloaded store pushes back instead of queueing without end.
+const QUEUE: usize = 4096;
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A write could not be made durable (disk full, I/O error, writer gone).
+    /// Nothing of the request was acknowledged or applied.
+    #[error("the store could not make the write durable")]
+    Unavailable,
+    /// The engine refused the command; nothing was logged.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// A token with the same hash exists (the caller should draw a new
+    /// token). Nothing was written.
+    #[error("a token with this hash exists already")]
+    DuplicateToken,
+    /// Another process holds the data directory's lock.
+    #[error(
+        "another rollcall process is using the data directory {0} (its lock file {LOCK_FILE} is held); refusing to start a second one on it"
+    )]
+    Locked(PathBuf),
+    /// The file was written by a newer rollcall. It was not touched.
+    #[error(
+        "the store has schema version {found}, newer than the {supported} this build understands; upgrade rollcall (the file was not touched)"
+    )]
+    NewerSchema { found: u32, supported: u32 },
+    /// The file is damaged, truncated or not a rollcall store. It was not touched.
+    #[error("the store is damaged and was left untouched: {0}")]
+    Corrupt(String),
+    #[error("store I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// Any other SQLite failure while opening.
+    #[error("SQLite: {0}")]
+    Sqlite(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+        match e.sqlite_error_code() {
+            Some(DatabaseCorrupt | NotADatabase) => StoreError::Corrupt(e.to_string()),
+            _ => StoreError::Sqlite(e),
+        }
+    }
+}
+
+/// The answer to a record or result batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// One per item, in batch order.
+    pub verdicts: Vec<Verdict>,
+    /// The status cache's ticket for this batch's changes; 0 if none.
+    pub ticket: u64,
+}
+
+/// The answer to a command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandOutcome {
+    pub prepared: Prepared,
+    pub applied: Applied,
+    /// The status cache's ticket for `applied.changed`; 0 if none.
+    pub ticket: u64,
+}
+
+/// A snapshot of the writer's counters since open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Successful commits (group commits and commands; each one fsync).
+    pub commits: u64,
+    /// Commits that failed (their requests were answered `Unavailable`).
+    pub failed_commits: u64,
+    /// Record and result batches judged.
+    pub batches: u64,
+    /// Records and results judged (accepted or not).
+    pub items: u64,
+    /// Rows appended to the event tables by successful commits.
+    pub rows: u64,
+    /// Time the writer spent judging batches, inserting rows, committing
+    /// (the fsync) and applying to the engine (with the cache callback).
+    pub judge: Duration,
+    pub insert: Duration,
+    pub commit: Duration,
+    pub apply: Duration,
+}
+
+/// A handle on the store. Cheap to clone; the writer thread stops (and the
+/// directory lock is released) once the last handle is dropped.
+#[derive(Clone)]
+pub struct Store {
+    // Declared first so it is dropped before `inner`: the writer sees the
+    // channel close before the last handle waits for it to finish.
+    tx: mpsc::Sender<Request>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    visible: Arc<Visible>,
+    replay: ReplayStats,
+    // A Mutex because a rusqlite connection is not Sync; only audit reads use
+    // it, on a blocking thread, one at a time. `None` once closing.
+    reader: Mutex<Option<Connection>>,
+    // Joined when the last handle goes, so a reopen after drop finds the
+    // directory unlocked and the file closed.
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Close the reader first, so the writer's connection is the last one
+        // and checkpoints the log into the database file as it closes.
+        drop(self.reader.lock().take());
+        if let Some(h) = self.writer.lock().take()
+            && h.join().is_err()
+        {
+            tracing::error!("the store's writer thread panicked");
+        }
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` and replays it into `engine`,
+    /// which should be empty.
+    ///
+    /// Fails with `Locked` when another process (or handle) holds the
+    /// directory, `NewerSchema` for a file from a newer rollcall, `Corrupt`
+    /// for a damaged, truncated or foreign file — in all three cases without
+    /// writing to the database file — and `Io`/`Sqlite` otherwise.
+    pub fn open(
+        dir: &Path,
+        engine: SharedEngine,
+        clock: Arc<dyn Clock>,
+        on_changed: OnChanged,
+    ) -> Result<Store, StoreError> {
+        let started = Instant::now();
+        std::fs::create_dir_all(dir)?;
+        let lock = lock_dir(dir)?;
+        let db = dir.join(DB_FILE);
+
+        // Checks first, on read-only connections; the file is opened for
+        // writing only once they pass.
+        let mut rw = None;
+        let mut check = None;
+        let mut quick_check = Duration::ZERO;
+        match schema::precheck(&db)? {
+            schema::OnDisk::Absent => {
+                let mut c = open_rw(&db, true)?;
+                schema::migrate(&mut c, 0)?;
+                rw = Some(c);
+            }
+            schema::OnDisk::Present => {
+                let v = schema::user_version(&open_ro(&db)?)?;
+                if v > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema {
+                        found: v,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                let handle = spawn_quick_check(db.clone())?;
+                if v < SCHEMA_VERSION {
+                    // Migrate only a sound file.
+                    quick_check = join_check(handle)?;
+                    if v == 0 && has_tables(&open_ro(&db)?)? {
+                        return Err(StoreError::Corrupt(format!(
+                            "{} has tables but no rollcall schema version: not a rollcall store",
+                            db.display()
+                        )));
+                    }
+                    let mut c = open_rw(&db, false)?;
+                    schema::migrate(&mut c, v)?;
+                    rw = Some(c);
+                } else {
+                    check = Some(handle);
+                }
+            }
+        }
+
+        // Replay while `quick_check` runs on the other core.
+        let replayed = open_ro(&db).and_then(|ro| replay::replay(ro, &mut engine.write()));
+        if let Some(h) = check {
+            // A damaged file explains a failed replay better than the replay.
+            quick_check = join_check(h)?;
+        }
+        let mut stats = replayed?;
+        stats.quick_check = quick_check;
+
+        let conn = match rw {
+            Some(c) => c,
+            None => open_rw(&db, false)?,
+        };
+        let (tokens, next_token) = side::load(&conn)?;
+        let meta = side::meta_load(&conn)?;
+        let visible = Arc::new(Visible {
+            tokens: parking_lot::RwLock::new(tokens),
+            meta: parking_lot::RwLock::new(meta.into_iter().collect()),
+            counters: writer::Counters::default(),
+        });
+        let reader = Mutex::new(Some(open_ro(&db)?));
+
+        // Background checkpoints; the writer's own stay as a backstop at
+        // 64 MiB of log, and a log that grew past that is cut back after.
+        conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let checkpointer = writer::Checkpointer::start(open_rw(&db, false)?)?;
+
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let w = Writer {
+            conn,
+            checkpointer,
+            engine,
+            clock,
+            on_changed,
+            visible: visible.clone(),
+            next_seq: stats.last_seq + 1,
+            next_token,
+            lock,
+        };
+        let handle = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || w.run(rx))?;
+        stats.open = started.elapsed();
+        tracing::info!(
+            events = stats.events,
+            register_rows = stats.register_rows,
+            records = stats.records,
+            results = stats.results,
+            replay_ms = stats.replay.as_millis() as u64,
+            quick_check_ms = stats.quick_check.as_millis() as u64,
+            open_ms = stats.open.as_millis() as u64,
+            "store opened"
+        );
+        Ok(Store {
+            tx,
+            inner: Arc::new(Inner {
+                visible,
+                replay: stats,
+                reader,
+                writer: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    /// What the replay at open loaded, and how long it took.
+    pub fn replay_stats(&self) -> &ReplayStats {
+        &self.inner.replay
+    }
+
+    /// The writer's counters since open.
+    pub fn stats(&self) -> StoreStats {
+        let c = &self.inner.visible.counters;
+        StoreStats {
+            commits: c.commits.load(Ordering::Relaxed),
+            failed_commits: c.failed_commits.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+            items: c.items.load(Ordering::Relaxed),
+            rows: c.rows.load(Ordering::Relaxed),
+            judge: Duration::from_nanos(c.judge_ns.load(Ordering::Relaxed)),
+            insert: Duration::from_nanos(c.insert_ns.load(Ordering::Relaxed)),
+            commit: Duration::from_nanos(c.commit_ns.load(Ordering::Relaxed)),
+            apply: Duration::from_nanos(c.apply_ns.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Requests waiting for the writer (for load shedding).
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::Unavailable)?;
+        answer.await.map_err(|_| StoreError::Unavailable)?
+    }
+
+    fn call_blocking<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .blocking_send(make(reply))
+            .map_err(|_| StoreError::Unavailable)?;
+        answer.blocking_recv().map_err(|_| StoreError::Unavailable)?
+    }
+
+    /// Judges and durably appends a batch of records; answers after the
+    /// group commit that holds it.
+    pub async fn records(&self, items: Vec<RecordItem>) -> Result<BatchOutcome, StoreError> {
+        self.call(|reply| Request::Records { items, reply }).await
+    }
+
+    /// Judges and durably appends a batch of lab results.
+    pub async fn results(&self, items: Vec<ResultItem>) -> Result<BatchOutcome, StoreError> {
+        self.call(|reply| Request::Results { items, reply }).await
+    }
+
+    /// Prepares, logs and applies a command. A refused command is
+    /// `StoreError::Command`.
+    pub async fn command(&self, cmd: Command) -> Result<CommandOutcome, StoreError> {
+        self.call(|reply| Request::Command { cmd, reply }).await
+    }
+
+    /// [`Store::command`] for synchronous callers (the offline import). Must
+    /// not be called from inside an async runtime.
+    pub fn command_blocking(&self, cmd: Command) -> Result<CommandOutcome, StoreError> {
+        self.call_blocking(|reply| Request::Command { cmd, reply })
+    }
+
+    /// Stores a new token (its hash only) and returns it with its id.
+    pub async fn create_token(&self, t: NewToken) -> Result<TokenRow, StoreError> {
+        self.call(|reply| Request::CreateToken { token: t, reply })
+            .await
+    }
+
+    /// Revokes a token; `false` when no token has that id.
+    pub async fn revoke_token(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.call(|reply| Request::RevokeToken { id, reply }).await
+    }
+
+    /// Every token (revoked ones too), in creation order.
+    pub fn tokens(&self) -> Vec<TokenRow> {
+        self.inner.visible.tokens.read().clone()
+    }
+
+    /// Durably appends an audit entry.
+    pub async fn audit(&self, e: AuditEntry) -> Result<(), StoreError> {
+        self.call(|reply| Request::Audit { entry: e, reply }).await
+    }
+
+    /// Audit entries at or after `since` (all without it), oldest first.
+    pub async fn audit_since(
+        &self,
+        since: Option<Timestamp>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || match &*inner.reader.lock() {
+            Some(conn) => side::audit_since(conn, since),
+            None => Err(StoreError::Unavailable),
+        })
+        .await
+        .map_err(|_| StoreError::Unavailable)?
+    }
+
+    /// A `meta` value (loaded at open, kept current).
+    pub fn meta_get(&self, key: &str) -> Option<String> {
+        self.inner.visible.meta.read().get(key).cloned()
+    }
+
+    /// Durably sets a `meta` value.
+    pub async fn meta_put(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.call(|reply| Request::MetaPut { key, value, reply })
+            .await
+    }
+}
+
+/// Takes the data directory's exclusive lock (`flock` on Linux), held until
+/// the writer thread ends; a second process — or a second `open` in this
+/// one — gets `Locked`. The lock file holds the owner's pid, for operators.
+fn lock_dir(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let mut f = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
+        .open(&path)?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return Err(StoreError::Locked(dir.to_path_buf())),
+        Err(TryLockError::Error(e)) => return Err(StoreError::Io(e)),
+    }
+    f.set_len(0)?;
+    writeln!(f, "{}", std::process::id())?;
+    Ok(f)
+}
+
+fn open_ro(db: &Path) -> Result<Connection, StoreError> {
+    let c = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    c.busy_timeout(Duration::from_secs(5))?;
+    Ok(c)
+}
+
+fn open_rw(db: &Path, create: bool) -> Result<Connection, StoreError> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let c = Connection::open_with_flags(db, flags)?;
+    let mode: String = c.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Io(std::io::Error::other(format!(
+            "could not put {} in WAL mode (got {mode})",
+            db.display()
+        ))));
+    }
+    // FULL: in WAL mode every commit fsyncs the log before it returns, so an
+    // answered request survives a power loss (NORMAL would not).
+    c.pragma_update(None, "synchronous", "FULL")?;
+    c.busy_timeout(Duration::from_secs(5))?;
+    Ok(c)
+}
+
+fn has_tables(c: &Connection) -> Result<bool, StoreError> {
+    let n: i64 = c.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+    Ok(n > 0)
+}
+
+fn spawn_quick_check(
+    db: PathBuf,
+) -> Result<JoinHandle<Result<Duration, StoreError>>, StoreError> {
+    let h = std::thread::Builder::new()
+        .name("store-check".into())
+        .spawn(move || {
+            let t = Instant::now();
+            let problems = schema::quick_check(&open_ro(&db)?)?;
+            if problems.is_empty() {
+                Ok(t.elapsed())
+            } else {
+                Err(StoreError::Corrupt(format!(
+                    "{} failed its integrity check: {}",
+                    db.display(),
+                    problems.join("; ")
+                )))
+            }
+        })?;
+    Ok(h)
+}
+
+fn join_check(h: JoinHandle<Result<Duration, StoreError>>) -> Result<Duration, StoreError> {
+    h.join()
+        .map_err(|_| StoreError::Io(std::io::Error::other("the integrity check panicked")))?
+}

@@ -1,0 +1,523 @@
+//! Replay: rebuilding the engine from the log at start-up.
+//!
+//! Each event table is read in one ordered scan (`ORDER BY id`, the rowid, so
+//! no sort and no index); consecutive rows with the same `seq` form one event,
+//! and the tables are merged by `seq` back into the exact order the writer
+//! logged them in. Rows are trusted only through the domain's parsers: a row
+//! they refuse, or a `seq` out of order, makes the store refuse to start
+//! (`Corrupt`) rather than guess.
+//!
+//! Consecutive register imports are applied as one: `Engine::apply` upserts
+//! rows one by one and then restores tree order, so two imports back to back
+//! leave the same state as their concatenation, and the (parallel) re-sort of
+//! the register runs once instead of once per import file.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, Row, Rows};
+use rustc_hash::FxHashMap;
+
+use super::StoreError;
+use crate::domain::register::{HeadRow, RegisterRow};
+use crate::domain::{AreaPath, ExemptionReason, PersonId, TestResult, Timestamp, TubeId};
+use crate::engine::{Engine, Event, ExemptionSpec, RecordItem, ResultItem, RoundSpec};
+
+/// The tables that hold engine events (each with `id` and `seq`).
+pub const EVENT_TABLES: [&str; 10] = [
+    "register_rows",
+    "heads",
+    "resident_deletes",
+    "records",
+    "results",
+    "rounds",
+    "round_closes",
+    "exemptions",
+    "exemption_deletes",
+    "clears",
+];
+
+/// What a replay loaded and how long it took.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplayStats {
+    /// Events applied (consecutive register imports counted once each).
+    pub events: u64,
+    pub register_rows: u64,
+    pub head_rows: u64,
+    pub records: u64,
+    pub results: u64,
+    /// Rounds, closes, exemptions, their deletions, clears, resident deletions.
+    pub other_events: u64,
+    /// The highest `seq` in the log (0 when empty).
+    pub last_seq: u64,
+    /// Reading, decoding and applying the log.
+    pub replay: Duration,
+    /// The part of `replay` spent inside `Engine::apply`.
+    pub apply: Duration,
+    /// `PRAGMA quick_check`, run beside the replay on its own connection.
+    pub quick_check: Duration,
+    /// The whole of `Store::open`.
+    pub open: Duration,
+}
+
+/// Shared decoding state: one `Arc<str>` per site, one parse per area path.
+#[derive(Default)]
+struct Ctx {
+    sites: FxHashMap<Box<str>, Arc<str>>,
+    last_site: Option<Arc<str>>,
+    /// Every area path seen: a city has far fewer area nodes than people.
+    areas: FxHashMap<Box<str>, AreaPath>,
+}
+
+impl Ctx {
+    fn site(&mut self, s: &str) -> Arc<str> {
+        // A batch's records share their site: most rows hit the last one.
+        if let Some(a) = &self.last_site
+            && **a == *s
+        {
+            return a.clone();
+        }
+        let a = match self.sites.get(s) {
+            Some(a) => a.clone(),
+            None => {
+                let a: Arc<str> = s.into();
+                self.sites.insert(s.into(), a.clone());
+                a
+            }
+        };
+        self.last_site = Some(a.clone());
+        a
+    }
+
+    fn area(&mut self, s: &str) -> Result<AreaPath, String> {
+        if let Some(a) = self.areas.get(s) {
+            return Ok(a.clone());
+        }
+        let a = AreaPath::parse(s).map_err(|e| format!("area: {e}"))?;
+        self.areas.insert(s.into(), a.clone());
+        Ok(a)
+    }
+}
+
+type Decoded<H, I> = (u64, H, I);
+type DecodeFn<H, I> = fn(&Row<'_>, &mut Ctx) -> Result<Decoded<H, I>, String>;
+type BuildFn<H, I> = fn(H, Vec<I>) -> Result<Event, String>;
+
+/// One table's stream of events.
+trait Source {
+    /// The `seq` of the next event, `None` at the end.
+    fn peek(&mut self, ctx: &mut Ctx) -> Result<Option<u64>, StoreError>;
+    /// The next event (after `peek` returned `Some`) and its row count.
+    fn take(&mut self, ctx: &mut Ctx) -> Result<(Event, u64), StoreError>;
+}
+
+struct Table<'s, H, I> {
+    name: &'static str,
+    rows: Rows<'s>,
+    decode: DecodeFn<H, I>,
+    build: BuildFn<H, I>,
+    head: Option<Decoded<H, I>>,
+    done: bool,
+}
+
+impl<'s, H, I> Table<'s, H, I> {
+    fn new(name: &'static str, rows: Rows<'s>, decode: DecodeFn<H, I>, build: BuildFn<H, I>) -> Self {
+        Table {
+            name,
+            rows,
+            decode,
+            build,
+            head: None,
+            done: false,
+        }
+    }
+
+    fn fill(&mut self, ctx: &mut Ctx) -> Result<(), StoreError> {
+        if self.head.is_some() || self.done {
+            return Ok(());
+        }
+        match self.rows.next().map_err(StoreError::from)? {
+            None => self.done = true,
+            Some(row) => {
+                let decoded = (self.decode)(row, ctx).map_err(|e| {
+                    let id: i64 = row.get(0).unwrap_or(-1);
+                    StoreError::Corrupt(format!("{} row with seq {id}: {e}", self.name))
+                })?;
+                self.head = Some(decoded);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<H, I> Source for Table<'_, H, I> {
+    fn peek(&mut self, ctx: &mut Ctx) -> Result<Option<u64>, StoreError> {
+        self.fill(ctx)?;
+        Ok(self.head.as_ref().map(|h| h.0))
+    }
+
+    fn take(&mut self, ctx: &mut Ctx) -> Result<(Event, u64), StoreError> {
+        let (seq, header, first) = self.head.take().expect("take follows a successful peek");
+        let mut items = vec![first];
+        loop {
+            self.fill(ctx)?;
+            match self.head.take() {
+                Some((s, _, item)) if s == seq => items.push(item),
+                other => {
+                    self.head = other;
+                    break;
+                }
+            }
+        }
+        let n = items.len() as u64;
+        let event = (self.build)(header, items)
+            .map_err(|e| StoreError::Corrupt(format!("{} event with seq {seq}: {e}", self.name)))?;
+        Ok((event, n))
+    }
+}
+
+// ------------------------------------------------------------ decoding
+
+fn seq(r: &Row<'_>) -> Result<u64, String> {
+    let s: i64 = r.get(0).map_err(|e| e.to_string())?;
+    u64::try_from(s).map_err(|_| format!("negative seq {s}"))
+}
+
+fn int(r: &Row<'_>, i: usize) -> Result<i64, String> {
+    r.get::<_, i64>(i).map_err(|e| e.to_string())
+}
+
+fn text<'r>(r: &'r Row<'_>, i: usize) -> Result<&'r str, String> {
+    r.get_ref(i)
+        .and_then(|v| v.as_str().map_err(Into::into))
+        .map_err(|e| e.to_string())
+}
+
+fn time(r: &Row<'_>, i: usize) -> Result<Timestamp, String> {
+    int(r, i).map(Timestamp::from_millis)
+}
+
+fn person(r: &Row<'_>, i: usize) -> Result<PersonId, String> {
+    let v = int(r, i)?;
+    let v = u64::try_from(v).map_err(|_| "negative person_id".to_owned())?;
+    PersonId::from_u64(v).map_err(|e| format!("person_id: {e}"))
+}
+
+fn small_id(r: &Row<'_>, i: usize) -> Result<u32, String> {
+    let v = int(r, i)?;
+    u32::try_from(v).map_err(|_| format!("id {v} out of range"))
+}
+
+fn one<H>(header: H, items: &[()]) -> Result<H, String> {
+    if items.len() == 1 {
+        Ok(header)
+    } else {
+        Err(format!("{} rows share one seq", items.len()))
+    }
+}
+
+fn decode_register(r: &Row<'_>, ctx: &mut Ctx) -> Result<Decoded<Timestamp, RegisterRow>, String> {
+    let row = RegisterRow {
+        person_id: person(r, 1)?,
+        name: text(r, 2)?.to_owned(),
+        phone: text(r, 3)?.to_owned(),
+        area: ctx.area(text(r, 4)?)?,
+        household: text(r, 5)?.to_owned(),
+    };
+    Ok((seq(r)?, time(r, 6)?, row))
+}
+
+fn decode_heads(r: &Row<'_>, ctx: &mut Ctx) -> Result<Decoded<Timestamp, HeadRow>, String> {
+    let row = HeadRow {
+        area: ctx.area(text(r, 1)?)?,
+        title: text(r, 2)?.to_owned(),
+        name: text(r, 3)?.to_owned(),
+        phone: text(r, 4)?.to_owned(),
+    };
+    Ok((seq(r)?, time(r, 5)?, row))
+}
+
+fn decode_resident_delete(r: &Row<'_>, _: &mut Ctx) -> Result<Decoded<Event, ()>, String> {
+    let ev = Event::ResidentDelete {
+        person_id: person(r, 1)?,
+        at: time(r, 2)?,
+    };
+    Ok((seq(r)?, ev, ()))
+}
+
+fn decode_record(r: &Row<'_>, ctx: &mut Ctx) -> Result<Decoded<Timestamp, RecordItem>, String> {
+    let item = RecordItem {
+        person_id: person(r, 1)?,
+        tube_id: TubeId::parse(text(r, 2)?).map_err(|e| format!("tube_id: {e}"))?,
+        site: ctx.site(text(r, 3)?),
+        collected_at: time(r, 4)?,
+    };
+    Ok((seq(r)?, time(r, 5)?, item))
+}
+
+fn decode_result(r: &Row<'_>, _: &mut Ctx) -> Result<Decoded<Timestamp, ResultItem>, String> {
+    let item = ResultItem {
+        tube_id: TubeId::parse(text(r, 1)?).map_err(|e| format!("tube_id: {e}"))?,
+        result: text(r, 2)?
+            .parse::<TestResult>()
+            .map_err(|e| e.to_string())?,
+        reported_at: time(r, 3)?,
+    };
+    Ok((seq(r)?, time(r, 4)?, item))
+}
+
+fn decode_round(r: &Row<'_>, ctx: &mut Ctx) -> Result<Decoded<Event, ()>, String> {
+    let scope: Vec<String> =
+        serde_json::from_str(text(r, 3)?).map_err(|e| format!("scope: {e}"))?;
+    let scope = scope
+        .iter()
+        .map(|s| ctx.area(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let spec = RoundSpec {
+        id: small_id(r, 1)?,
+        name: text(r, 2)?.to_owned(),
+        scope,
+        opens_at: time(r, 4)?,
+        deadline: time(r, 5)?,
+        created_at: time(r, 6)?,
+    };
+    Ok((seq(r)?, Event::RoundCreate(spec), ()))
+}
+
+fn decode_round_close(r: &Row<'_>, _: &mut Ctx) -> Result<Decoded<Event, ()>, String> {
+    let ev = Event::RoundClose {
+        id: small_id(r, 1)?,
+        at: time(r, 2)?,
+    };
+    Ok((seq(r)?, ev, ()))
+}
+
+fn decode_exemption(r: &Row<'_>, _: &mut Ctx) -> Result<Decoded<Event, ()>, String> {
+    let spec = ExemptionSpec {
+        id: small_id(r, 1)?,
+        person_id: person(r, 2)?,
+        reason: text(r, 3)?
+            .parse::<ExemptionReason>()
+            .map_err(|e| e.to_string())?,
+        from: time(r, 4)?,
+        until: time(r, 5)?,
+        note: text(r, 6)?.to_owned(),
+        created_at: time(r, 7)?,
+    };
+    Ok((seq(r)?, Event::ExemptionCreate(spec), ()))
+}
+
+fn decode_exemption_delete(r: &Row<'_>, _: &mut Ctx) -> Result<Decoded<Event, ()>, String> {
+    let ev = Event::ExemptionDelete {
+        id: small_id(r, 1)?,
+        at: time(r, 2)?,
+    };
+    Ok((seq(r)?, ev, ()))
+}
+
+fn decode_clear(r: &Row<'_>, _: &mut Ctx) -> Result<Decoded<Event, ()>, String> {
+    let ev = Event::Clear {
+        person_id: person(r, 1)?,
+        note: text(r, 2)?.to_owned(),
+        at: time(r, 3)?,
+    };
+    Ok((seq(r)?, ev, ()))
+}
+
+#[allow(clippy::unnecessary_wraps)] // the signature is every table's BuildFn
+fn build_register(at: Timestamp, rows: Vec<RegisterRow>) -> Result<Event, String> {
+    Ok(Event::Register { rows, at })
+}
+
+#[allow(clippy::unnecessary_wraps)]
+fn build_heads(at: Timestamp, rows: Vec<HeadRow>) -> Result<Event, String> {
+    Ok(Event::Heads { rows, at })
+}
+
+#[allow(clippy::unnecessary_wraps)]
+fn build_records(arrived_at: Timestamp, items: Vec<RecordItem>) -> Result<Event, String> {
+    Ok(Event::Records { arrived_at, items })
+}
+
+#[allow(clippy::unnecessary_wraps)]
+fn build_results(arrived_at: Timestamp, items: Vec<ResultItem>) -> Result<Event, String> {
+    Ok(Event::Results { arrived_at, items })
+}
+
+#[allow(clippy::needless_pass_by_value)] // the signature is every table's BuildFn
+fn build_single(event: Event, items: Vec<()>) -> Result<Event, String> {
+    one(event, &items)
+}
+
+// ------------------------------------------------------------ the merge
+
+/// Reads the whole log in `seq` order and applies it to `engine`. Fails with
+/// `Corrupt` on a row the parsers refuse or a `seq` seen twice.
+///
+/// Two threads: this one applies, a scoped one reads and decodes, with a
+/// short queue between them, so SQLite's scans and the allocations of
+/// decoding overlap with the engine's work (the register's re-sort above all).
+pub fn replay(conn: Connection, engine: &mut Engine) -> Result<ReplayStats, StoreError> {
+    let started = Instant::now();
+    let mut apply_time = Duration::ZERO;
+    let decoded = std::thread::scope(|scope| {
+        // Bounded: the decoder stays at most a few events ahead, so memory
+        // holds a few batches, not the log.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Event>(8);
+        let decoder = std::thread::Builder::new()
+            .name("store-replay".into())
+            .spawn_scoped(scope, move || decode(&conn, |ev| tx.send(ev).is_ok()))?;
+        for event in rx {
+            let t = Instant::now();
+            engine.apply(&event);
+            apply_time += t.elapsed();
+            if let Event::Register { rows, .. } = &event
+                && rows.len() > 100_000
+            {
+                // Freeing millions of strings takes a while; not on this thread.
+                scope.spawn(move || drop(event));
+            }
+        }
+        decoder
+            .join()
+            .unwrap_or_else(|_| Err(StoreError::Corrupt("the replay decoder panicked".into())))
+    });
+    let mut stats = decoded?;
+    stats.apply = apply_time;
+    stats.replay = started.elapsed();
+    Ok(stats)
+}
+
+/// Reads the log in `seq` order and hands each event to `emit` (which
+/// returns false to stop), merging consecutive register imports.
+fn decode(conn: &Connection, mut emit: impl FnMut(Event) -> bool) -> Result<ReplayStats, StoreError> {
+    let prep = |sql: &str| conn.prepare(sql).map_err(StoreError::from);
+    let mut register = prep(
+        "SELECT seq, person_id, name, phone, area, household, at FROM register_rows ORDER BY id",
+    )?;
+    let mut heads = prep("SELECT seq, area, title, name, phone, at FROM heads ORDER BY id")?;
+    let mut deletes = prep("SELECT seq, person_id, at FROM resident_deletes ORDER BY id")?;
+    let mut records = prep(
+        "SELECT seq, person_id, tube_id, site, collected_at, arrived_at FROM records ORDER BY id",
+    )?;
+    let mut results =
+        prep("SELECT seq, tube_id, result, reported_at, arrived_at FROM results ORDER BY id")?;
+    let mut rounds = prep(
+        "SELECT seq, round_id, name, scope, opens_at, deadline, created_at FROM rounds ORDER BY id",
+    )?;
+    let mut closes = prep("SELECT seq, round_id, at FROM round_closes ORDER BY id")?;
+    let mut exemptions = prep(
+        "SELECT seq, exemption_id, person_id, reason, from_at, until_at, note, created_at
+         FROM exemptions ORDER BY id",
+    )?;
+    let mut ex_deletes = prep("SELECT seq, exemption_id, at FROM exemption_deletes ORDER BY id")?;
+    let mut clears = prep("SELECT seq, person_id, note, at FROM clears ORDER BY id")?;
+    let mut sources: Vec<Box<dyn Source + '_>> = vec![
+        Box::new(Table::new(
+            "register_rows",
+            register.query([])?,
+            decode_register,
+            build_register,
+        )),
+        Box::new(Table::new("heads", heads.query([])?, decode_heads, build_heads)),
+        Box::new(Table::new(
+            "resident_deletes",
+            deletes.query([])?,
+            decode_resident_delete,
+            build_single,
+        )),
+        Box::new(Table::new("records", records.query([])?, decode_record, build_records)),
+        Box::new(Table::new("results", results.query([])?, decode_result, build_results)),
+        Box::new(Table::new("rounds", rounds.query([])?, decode_round, build_single)),
+        Box::new(Table::new(
+            "round_closes",
+            closes.query([])?,
+            decode_round_close,
+            build_single,
+        )),
+        Box::new(Table::new(
+            "exemptions",
+            exemptions.query([])?,
+            decode_exemption,
+            build_single,
+        )),
+        Box::new(Table::new(
+            "exemption_deletes",
+            ex_deletes.query([])?,
+            decode_exemption_delete,
+            build_single,
+        )),
+        Box::new(Table::new("clears", clears.query([])?, decode_clear, build_single)),
+    ];
+
+    let mut ctx = Ctx::default();
+    let mut stats = ReplayStats::default();
+    // A register import waiting to be merged with the next one.
+    let mut pending: Option<Event> = None;
+    loop {
+        let mut best: Option<(usize, u64)> = None;
+        for (i, s) in sources.iter_mut().enumerate() {
+            if let Some(seq) = s.peek(&mut ctx)? {
+                match best {
+                    Some((_, b)) if b == seq => {
+                        return Err(StoreError::Corrupt(format!(
+                            "two tables hold events with seq {seq}"
+                        )));
+                    }
+                    Some((_, b)) if b < seq => {}
+                    _ => best = Some((i, seq)),
+                }
+            }
+        }
+        let Some((i, seq)) = best else { break };
+        if seq <= stats.last_seq {
+            return Err(StoreError::Corrupt(format!(
+                "seq {seq} follows seq {} in {}",
+                stats.last_seq, EVENT_TABLES[i]
+            )));
+        }
+        stats.last_seq = seq;
+        let (event, rows) = sources[i].take(&mut ctx)?;
+        match &event {
+            Event::Register { .. } => stats.register_rows += rows,
+            Event::Heads { .. } => stats.head_rows += rows,
+            Event::Records { .. } => stats.records += rows,
+            Event::Results { .. } => stats.results += rows,
+            _ => stats.other_events += 1,
+        }
+        let mut out = |ev: Event, stats: &mut ReplayStats| {
+            stats.events += 1;
+            emit(ev)
+        };
+        pending = match (pending, event) {
+            (Some(Event::Register { rows: mut all, .. }), Event::Register { rows, at }) => {
+                all.extend(rows);
+                Some(Event::Register { rows: all, at })
+            }
+            (prev, Event::Register { rows, at }) => {
+                if let Some(p) = prev
+                    && !out(p, &mut stats)
+                {
+                    return Ok(stats);
+                }
+                Some(Event::Register { rows, at })
+            }
+            (prev, event) => {
+                if let Some(p) = prev
+                    && !out(p, &mut stats)
+                {
+                    return Ok(stats);
+                }
+                if !out(event, &mut stats) {
+                    return Ok(stats);
+                }
+                None
+            }
+        };
+    }
+    if let Some(p) = pending {
+        stats.events += 1;
+        emit(p);
+    }
+    Ok(stats)
+}

@@ -1,0 +1,594 @@
+//! The single writer thread and its group commit.
+//!
+//! Requests arrive on one bounded channel. The writer takes the first one,
+//! then drains whatever else is already queued (up to [`MAX_GROUP_BATCHES`]
+//! batches or [`MAX_GROUP_RECORDS`] items): each record or result batch is
+//! judged against the engine plus the overlay of the batches judged before it
+//! in the same group, and all their accepted rows — with any token, audit and
+//! meta writes that arrived meanwhile — go into ONE transaction and one
+//! commit (one fsync). Requests that queue up during that fsync form the next
+//! group, so the busier the store, the larger the groups.
+//!
+//! Only after the commit succeeds are the events applied to the engine and
+//! every request of the group answered. If any write or the commit fails, the
+//! transaction is rolled back, nothing of the group is applied, the overlay is
+//! dropped, and every request of the group is answered `Unavailable`. (A
+//! failed commit's log frames are overwritten by the next successful commit,
+//! whose checksums do not chain to them, so they cannot resurface.)
+//!
+//! Commands (register imports, rounds, closes, exemptions, clears) run between
+//! groups: the group queued before them is committed first, then the command
+//! is prepared against the engine, logged, committed and applied on its own.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use parking_lot::RwLock;
+use rusqlite::Connection;
+use rustc_hash::FxHashMap;
+use tokio::sync::{mpsc, oneshot};
+
+use super::side::{self, AuditEntry, NewToken, TokenRow};
+use super::{BatchOutcome, CommandOutcome, OnChanged, StoreError, log};
+use crate::domain::{PersonId, Timestamp};
+use crate::engine::clock::Clock;
+use crate::engine::{Command, Event, Overlay, RecordItem, ResultItem, SharedEngine, Verdict};
+
+/// Most record/result batches judged into one group commit.
+pub const MAX_GROUP_BATCHES: usize = 64;
+/// Most records/results judged into one group commit (bounds the time the
+/// writer spends before an fsync, and the transaction's size).
+pub const MAX_GROUP_RECORDS: usize = 50_000;
+
+pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// What the async API sends to the writer.
+pub(super) enum Request {
+    Records {
+        items: Vec<RecordItem>,
+        reply: Reply<BatchOutcome>,
+    },
+    Results {
+        items: Vec<ResultItem>,
+        reply: Reply<BatchOutcome>,
+    },
+    Command {
+        cmd: Command,
+        reply: Reply<CommandOutcome>,
+    },
+    CreateToken {
+        token: NewToken,
+        reply: Reply<TokenRow>,
+    },
+    RevokeToken {
+        id: String,
+        reply: Reply<bool>,
+    },
+    Audit {
+        entry: AuditEntry,
+        reply: Reply<()>,
+    },
+    MetaPut {
+        key: String,
+        value: String,
+        reply: Reply<()>,
+    },
+}
+
+/// Counters of the writer's work, for tests and benches (the same figures go
+/// to the `metrics` recorder).
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    // Atomics: written by the writer thread, read by any handle; each is an
+    // independent tally, so relaxed ordering is enough.
+    pub commits: AtomicU64,
+    pub failed_commits: AtomicU64,
+    pub batches: AtomicU64,
+    pub items: AtomicU64,
+    pub rows: AtomicU64,
+    /// Nanoseconds spent judging batches, inserting rows, committing
+    /// (fsync included) and applying to the engine.
+    pub judge_ns: AtomicU64,
+    pub insert_ns: AtomicU64,
+    pub commit_ns: AtomicU64,
+    pub apply_ns: AtomicU64,
+}
+
+impl Counters {
+    fn time(counter: &AtomicU64, since: Instant) {
+        counter.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+/// State the writer keeps current for readers on other threads.
+#[derive(Debug, Default)]
+pub(super) struct Visible {
+    // RwLocks: read on every authenticated request (tokens) or now and then
+    // (meta), written only by the writer after a commit.
+    pub tokens: RwLock<Vec<TokenRow>>,
+    pub meta: RwLock<FxHashMap<String, String>>,
+    pub counters: Counters,
+}
+
+/// One request judged into the open group.
+enum Job {
+    Batch {
+        event: Option<(u64, Event)>,
+        verdicts: Vec<Verdict>,
+        reply: Reply<BatchOutcome>,
+    },
+    CreateToken {
+        row: TokenRow,
+        reply: Reply<TokenRow>,
+    },
+    RevokeToken {
+        id: String,
+        known: bool,
+        at: Timestamp,
+        reply: Reply<bool>,
+    },
+    Audit {
+        entry: AuditEntry,
+        reply: Reply<()>,
+    },
+    MetaPut {
+        key: String,
+        value: String,
+        reply: Reply<()>,
+    },
+}
+
+impl Job {
+    fn writes(&self) -> bool {
+        match self {
+            Job::Batch { event, .. } => event.is_some(),
+            Job::RevokeToken { known, .. } => *known,
+            _ => true,
+        }
+    }
+
+    fn fail(self) {
+        // A dropped receiver means the caller went away; nothing to tell.
+        match self {
+            Job::Batch { reply, .. } => drop(reply.send(Err(StoreError::Unavailable))),
+            Job::CreateToken { reply, .. } => drop(reply.send(Err(StoreError::Unavailable))),
+            Job::RevokeToken { reply, .. } => drop(reply.send(Err(StoreError::Unavailable))),
+            Job::Audit { reply, .. } | Job::MetaPut { reply, .. } => {
+                drop(reply.send(Err(StoreError::Unavailable)));
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Group {
+    jobs: Vec<Job>,
+    batches: usize,
+    items: usize,
+}
+
+impl Group {
+    fn full(&self) -> bool {
+        self.batches >= MAX_GROUP_BATCHES || self.items >= MAX_GROUP_RECORDS
+    }
+}
+
+/// Rows written between two background checkpoints (a few MiB of log).
+const CHECKPOINT_EVERY_ROWS: u64 = 20_000;
+
+/// Copies committed log frames into the database file on its own thread and
+/// connection, so the writer's commits pay only for the log's fsync and not
+/// for the database file's writes and fsync. SQLite's own auto-checkpoint
+/// stays on at a large size on the writer's connection, as a backstop should
+/// this thread fall behind. A failed checkpoint loses nothing: the frames
+/// stay in the fsynced log.
+pub(super) struct Checkpointer {
+    // A rendezvous of one slot: `try_send` coalesces requests made while a
+    // checkpoint runs into one more.
+    tx: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    rows: u64,
+}
+
+impl Checkpointer {
+    pub fn start(conn: Connection) -> std::io::Result<Checkpointer> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("store-checkpt".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    let t = Instant::now();
+                    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                    }) {
+                        Ok((log, done)) => {
+                            metrics::histogram!("rollcall_store_checkpoint_seconds")
+                                .record(t.elapsed().as_secs_f64());
+                            tracing::debug!(log, done, "checkpoint");
+                        }
+                        Err(e) => tracing::warn!(error = %e, "background checkpoint failed"),
+                    }
+                }
+            })?;
+        Ok(Checkpointer {
+            tx: Some(tx),
+            thread: Some(thread),
+            rows: 0,
+        })
+    }
+
+    fn wrote(&mut self, rows: u64) {
+        self.rows += rows;
+        if self.rows >= CHECKPOINT_EVERY_ROWS {
+            self.rows = 0;
+            if let Some(tx) = &self.tx {
+                // Full: a checkpoint is already due; it will see these frames.
+                let _ = tx.try_send(());
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("the checkpoint thread panicked");
+        }
+    }
+}
+
+pub(super) struct Writer {
+    pub conn: Connection,
+    pub checkpointer: Checkpointer,
+    pub engine: SharedEngine,
+    pub clock: Arc<dyn Clock>,
+    pub on_changed: OnChanged,
+    pub visible: Arc<Visible>,
+    pub next_seq: u64,
+    pub next_token: u64,
+    /// Held for the writer's lifetime: the data directory's exclusive lock.
+    pub lock: std::fs::File,
+}
+
+impl Writer {
+    /// Serves requests until every sender is gone.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        let mut overlay = Overlay::default();
+        let mut next: Option<Request> = None;
+        loop {
+            let Some(first) = next.take().or_else(|| rx.blocking_recv()) else {
+                break;
+            };
+            if let Request::Command { cmd, reply } = first {
+                self.command(cmd, reply);
+                continue;
+            }
+            let mut group = Group::default();
+            let (first_seq, first_token) = (self.next_seq, self.next_token);
+            self.admit(first, &mut group, &mut overlay);
+            while !group.full() {
+                match rx.try_recv() {
+                    Ok(r @ Request::Command { .. }) => {
+                        next = Some(r);
+                        break;
+                    }
+                    Ok(r) => self.admit(r, &mut group, &mut overlay),
+                    Err(_) => break,
+                }
+            }
+            overlay.clear();
+            if let Err(e) = self.commit_group(group) {
+                self.next_seq = first_seq;
+                self.next_token = first_token;
+                tracing::error!(error = %e, "group commit failed; its requests are answered storage_unavailable");
+            }
+        }
+        // The checkpointer's connection closes first, so the writer's is the
+        // last one and checkpoints the whole log as it closes; the lock goes
+        // only after that.
+        self.checkpointer.stop();
+        let Writer { conn, lock, .. } = self;
+        drop(conn);
+        drop(lock);
+    }
+
+    /// Judges one request into the open group.
+    fn admit(&mut self, req: Request, group: &mut Group, overlay: &mut Overlay) {
+        let started = Instant::now();
+        let now = self.clock.now();
+        match req {
+            Request::Records { items, reply } => {
+                let verdicts = self.engine.read().judge_records(&items, now, overlay);
+                let accepted: Vec<RecordItem> = keep_accepted(items, &verdicts);
+                group.batches += 1;
+                group.items += verdicts.len();
+                let event = (!accepted.is_empty()).then(|| {
+                    (self.take_seq(), Event::Records {
+                        arrived_at: now,
+                        items: accepted,
+                    })
+                });
+                group.jobs.push(Job::Batch {
+                    event,
+                    verdicts,
+                    reply,
+                });
+            }
+            Request::Results { items, reply } => {
+                let verdicts = self.engine.read().judge_results(&items, now, overlay);
+                let accepted: Vec<ResultItem> = keep_accepted(items, &verdicts);
+                group.batches += 1;
+                group.items += verdicts.len();
+                let event = (!accepted.is_empty()).then(|| {
+                    (self.take_seq(), Event::Results {
+                        arrived_at: now,
+                        items: accepted,
+                    })
+                });
+                group.jobs.push(Job::Batch {
+                    event,
+                    verdicts,
+                    reply,
+                });
+            }
+            Request::CreateToken { token, reply } => {
+                // The hash is UNIQUE in the table; a clash must not fail the
+                // whole group's transaction, so it is refused here.
+                let taken = self.visible.tokens.read().iter().any(|t| t.hash == token.hash)
+                    || group.jobs.iter().any(
+                        |j| matches!(j, Job::CreateToken { row, .. } if row.hash == token.hash),
+                    );
+                if taken {
+                    drop(reply.send(Err(StoreError::DuplicateToken)));
+                    return;
+                }
+                let id = self.next_token;
+                self.next_token += 1;
+                let row = TokenRow {
+                    id: id.to_string(),
+                    hash: token.hash,
+                    role: token.role,
+                    name: token.name,
+                    site: token.site,
+                    area: token.area,
+                    created_at: now,
+                    revoked: false,
+                };
+                group.jobs.push(Job::CreateToken { row, reply });
+            }
+            Request::RevokeToken { id, reply } => {
+                let known = self.visible.tokens.read().iter().any(|t| t.id == id)
+                    || group
+                        .jobs
+                        .iter()
+                        .any(|j| matches!(j, Job::CreateToken { row, .. } if row.id == id));
+                group.jobs.push(Job::RevokeToken {
+                    id,
+                    known,
+                    at: now,
+                    reply,
+                });
+            }
+            Request::Audit { entry, reply } => group.jobs.push(Job::Audit { entry, reply }),
+            Request::MetaPut { key, value, reply } => {
+                group.jobs.push(Job::MetaPut { key, value, reply });
+            }
+            Request::Command { .. } => unreachable!("commands never join a group"),
+        }
+        Counters::time(&self.visible.counters.judge_ns, started);
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+
+    /// Writes the group in one transaction; on success applies and answers
+    /// it, on failure answers every request `Unavailable`.
+    fn commit_group(&mut self, group: Group) -> Result<(), rusqlite::Error> {
+        let visible = self.visible.clone();
+        let counters = &visible.counters;
+        counters
+            .batches
+            .fetch_add(group.batches as u64, Ordering::Relaxed);
+        counters
+            .items
+            .fetch_add(group.items as u64, Ordering::Relaxed);
+        if group.jobs.iter().any(Job::writes) {
+            if let Err(e) = self.write_group(&group.jobs) {
+                counters.failed_commits.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("rollcall_store_failed_commits_total").increment(1);
+                group.jobs.into_iter().for_each(Job::fail);
+                return Err(e);
+            }
+            metrics::histogram!("rollcall_store_group_size").record(group.batches as f64);
+        }
+        self.finish(group.jobs);
+        Ok(())
+    }
+
+    fn write_group(&mut self, jobs: &[Job]) -> rusqlite::Result<()> {
+        let started = Instant::now();
+        let tx = begin(&mut self.conn)?;
+        let mut rows = 0u64;
+        for job in jobs {
+            match job {
+                Job::Batch {
+                    event: Some((seq, ev)),
+                    ..
+                } => {
+                    log::write_event(&tx, *seq, ev)?;
+                    rows += event_rows(ev);
+                }
+                Job::Batch { event: None, .. } => {}
+                Job::CreateToken { row, .. } => side::insert(&tx, row)?,
+                Job::RevokeToken { id, known, at, .. } => {
+                    if *known {
+                        side::revoke(&tx, id, *at)?;
+                    }
+                }
+                Job::Audit { entry, .. } => side::audit_insert(&tx, entry)?,
+                Job::MetaPut { key, value, .. } => side::meta_put(&tx, key, value)?,
+            }
+        }
+        Counters::time(&self.visible.counters.insert_ns, started);
+        commit(tx, &self.visible)?;
+        self.checkpointer.wrote(rows);
+        self.visible
+            .counters
+            .rows
+            .fetch_add(rows, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// After a durable commit: apply the events in `seq` order, tell the
+    /// status cache once for the group, make side-table changes visible, and
+    /// answer everyone.
+    fn finish(&mut self, jobs: Vec<Job>) {
+        let started = Instant::now();
+        let mut changed_all: Vec<PersonId> = Vec::new();
+        let mut changed_by_job = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let mut changed = false;
+            if let Job::Batch {
+                event: Some((_, ev)),
+                ..
+            } = job
+            {
+                // One short write lock per event, so gate readers interleave.
+                let applied = self.engine.write().apply(ev);
+                changed = !applied.changed.is_empty();
+                changed_all.extend(applied.changed);
+            }
+            changed_by_job.push(changed);
+        }
+        let ticket = if changed_all.is_empty() {
+            0
+        } else {
+            changed_all.sort_unstable();
+            changed_all.dedup();
+            (self.on_changed)(changed_all)
+        };
+        Counters::time(&self.visible.counters.apply_ns, started);
+        for (job, changed) in jobs.into_iter().zip(changed_by_job) {
+            // A dropped receiver means the caller went away; the write stands.
+            match job {
+                Job::Batch {
+                    verdicts, reply, ..
+                } => {
+                    let ticket = if changed { ticket } else { 0 };
+                    drop(reply.send(Ok(BatchOutcome { verdicts, ticket })));
+                }
+                Job::CreateToken { row, reply } => {
+                    self.visible.tokens.write().push(row.clone());
+                    drop(reply.send(Ok(row)));
+                }
+                Job::RevokeToken {
+                    id, known, reply, ..
+                } => {
+                    if known {
+                        for t in self.visible.tokens.write().iter_mut() {
+                            if t.id == id {
+                                t.revoked = true;
+                            }
+                        }
+                    }
+                    drop(reply.send(Ok(known)));
+                }
+                Job::Audit { reply, .. } => drop(reply.send(Ok(()))),
+                Job::MetaPut { key, value, reply } => {
+                    self.visible.meta.write().insert(key, value);
+                    drop(reply.send(Ok(())));
+                }
+            }
+        }
+    }
+
+    /// A command, alone: prepare against the engine, log, commit, apply.
+    fn command(&mut self, cmd: Command, reply: Reply<CommandOutcome>) {
+        let now = self.clock.now();
+        let prepared = self.engine.read().prepare(cmd, now);
+        let (event, prepared) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                drop(reply.send(Err(StoreError::Command(e))));
+                return;
+            }
+        };
+        let seq = self.next_seq;
+        let written = begin(&mut self.conn).and_then(|tx| {
+            log::write_event(&tx, seq, &event)?;
+            commit(tx, &self.visible)
+        });
+        if let Err(e) = written {
+            self.visible
+                .counters
+                .failed_commits
+                .fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("rollcall_store_failed_commits_total").increment(1);
+            tracing::error!(error = %e, "command commit failed; answered storage_unavailable");
+            drop(reply.send(Err(StoreError::Unavailable)));
+            return;
+        }
+        self.next_seq += 1;
+        self.checkpointer.wrote(event_rows(&event));
+        self.visible
+            .counters
+            .rows
+            .fetch_add(event_rows(&event), Ordering::Relaxed);
+        let applied = self.engine.write().apply(&event);
+        let ticket = if applied.changed.is_empty() {
+            0
+        } else {
+            (self.on_changed)(applied.changed.clone())
+        };
+        drop(reply.send(Ok(CommandOutcome {
+            prepared,
+            applied,
+            ticket,
+        })));
+    }
+}
+
+fn begin(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    if !conn.is_autocommit() {
+        // A rollback that failed after an earlier error left a transaction
+        // open; end it so this one starts clean.
+        conn.execute_batch("ROLLBACK")?;
+    }
+    conn.transaction()
+}
+
+/// Commits (the fsync) and counts it.
+fn commit(tx: rusqlite::Transaction<'_>, visible: &Visible) -> rusqlite::Result<()> {
+    let t = Instant::now();
+    tx.commit()?;
+    Counters::time(&visible.counters.commit_ns, t);
+    metrics::histogram!("rollcall_store_commit_seconds").record(t.elapsed().as_secs_f64());
+    metrics::counter!("rollcall_store_commits_total").increment(1);
+    visible.counters.commits.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The items whose verdict is `Accepted`, in batch order.
+fn keep_accepted<T>(items: Vec<T>, verdicts: &[Verdict]) -> Vec<T> {
+    items
+        .into_iter()
+        .zip(verdicts)
+        .filter(|(_, v)| matches!(v, Verdict::Accepted { .. }))
+        .map(|(it, _)| it)
+        .collect()
+}
+
+fn event_rows(ev: &Event) -> u64 {
+    match ev {
+        Event::Register { rows, .. } => rows.len() as u64,
+        Event::Heads { rows, .. } => rows.len() as u64,
+        Event::Records { items, .. } => items.len() as u64,
+        Event::Results { items, .. } => items.len() as u64,
+        _ => 1,
+    }
+}
