@@ -1,0 +1,347 @@
+//! What the cache stores: keys derived from a keyed hash of the ID, and values
+//! that carry a version, the expiry and the wire JSON of the status.
+//!
+//! Shared by the Redis and the in-process backends so that both hold exactly
+//! the same bytes. No I/O.
+//!
+//! Key: `rc:s:` + the first 128 bits of HMAC-SHA256(key, ID) in hex, written
+//! as two groups of 16 hex digits joined by `:` (`rc:s:0f3a…:9be1…`). The
+//! split keeps every run of digits in a key at 16 or fewer, so a data-loss
+//! scanner looking for 18-digit resident IDs never flags a hash by chance (a
+//! plain 32-digit hex string holds 18 decimal digits in a row about once in
+//! 300 keys). 128 bits keep collisions out of reach at any city's size.
+//!
+//! Value: `VVVVVVVVVVVVVVVV:UUUUUUUUUUUUUUUU:{json}` — the version and
+//! `valid_until` (milliseconds, `ffffffffffffffff` for none) as 16 hex digits
+//! each, then the status exactly as `GET /v1/status` answers it. Nothing else:
+//! no ID, name or phone. The fixed-width header lets the Lua script compare
+//! versions and lets a reader check expiry and answer with a slice of the
+//! value, without parsing the JSON.
+
+use std::fmt::Write as _;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::domain::{PersonId, Timestamp};
+use crate::engine::status::Status;
+
+/// Prefix of every status key.
+pub const KEY_PREFIX: &str = "rc:s:";
+/// Length of a status key in bytes: prefix, 16 hex, `:`, 16 hex.
+pub const KEY_LEN: usize = KEY_PREFIX.len() + 16 + 1 + 16;
+/// Length of the value header: 16 hex, `:`, 16 hex, `:`.
+pub const HEADER_LEN: usize = 16 + 1 + 16 + 1;
+/// `valid_until` of a status that never changes by itself.
+const NO_EXPIRY: u64 = u64::MAX;
+
+/// Bits of a version that count changes; the bits above hold the epoch
+/// (bumped at every full rewrite), so any version taken after a full
+/// rewrite is newer than every version written before it.
+pub const SEQ_BITS: u32 = 40;
+const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
+
+/// The 128-bit keyed digest of one person's ID.
+pub type Digest = [u8; 16];
+/// A status key, as bytes.
+pub type Key = [u8; KEY_LEN];
+
+/// Hashes IDs with the cache's secret key.
+#[derive(Clone)]
+pub struct Keyer {
+    /// Keyed once; each digest clones this state instead of re-keying.
+    mac: Hmac<Sha256>,
+}
+
+impl Keyer {
+    pub fn new(key: &[u8; 32]) -> Keyer {
+        Keyer {
+            mac: Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length"),
+        }
+    }
+
+    /// HMAC-SHA256 of the 18-character ID, truncated to 128 bits.
+    pub fn digest(&self, person: PersonId) -> Digest {
+        let mut id = IdBuf::default();
+        write!(id, "{person}").expect("an ID has 18 characters");
+        let mut mac = self.mac.clone();
+        mac.update(id.as_bytes());
+        let full = mac.finalize().into_bytes();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full[..16]);
+        out
+    }
+
+    /// The Redis key of one person.
+    pub fn key(&self, person: PersonId) -> Key {
+        key_of(&self.digest(person))
+    }
+}
+
+/// The Redis key for a digest.
+pub fn key_of(digest: &Digest) -> Key {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut key = [0u8; KEY_LEN];
+    key[..KEY_PREFIX.len()].copy_from_slice(KEY_PREFIX.as_bytes());
+    let mut at = KEY_PREFIX.len();
+    for (i, b) in digest.iter().enumerate() {
+        if i == 8 {
+            key[at] = b':';
+            at += 1;
+        }
+        key[at] = HEX[usize::from(b >> 4)];
+        key[at + 1] = HEX[usize::from(b & 0xf)];
+        at += 2;
+    }
+    key
+}
+
+/// Builds a version from an epoch and a sequence number.
+pub fn version(epoch: u64, seq: u64) -> u64 {
+    (epoch << SEQ_BITS) | (seq & SEQ_MASK)
+}
+
+/// The epoch part of a version.
+pub fn epoch_of(version: u64) -> u64 {
+    version >> SEQ_BITS
+}
+
+/// Encodes a status with its version: header, then the wire JSON.
+pub fn encode_value(version: u64, status: &Status) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + 160);
+    let valid = status
+        .valid_until
+        .map_or(NO_EXPIRY, |t| t.as_millis().max(0) as u64);
+    // Writing into a Vec cannot fail.
+    let _ = std::io::Write::write_fmt(&mut out, format_args!("{version:016x}:{valid:016x}:"));
+    serde_json::to_writer(&mut out, status).expect("a status always serialises");
+    out
+}
+
+/// A value read back from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoded<'a> {
+    pub version: u64,
+    /// Milliseconds since the epoch; `None` if the status never expires.
+    pub valid_until_ms: Option<i64>,
+    /// The wire JSON.
+    pub json: &'a [u8],
+}
+
+impl Decoded<'_> {
+    /// Whether the status has expired at `now`. An answer whose
+    /// `valid_until` has come is never served, whatever Redis's own clock
+    /// says about the key's expiry.
+    pub fn expired_at(&self, now: Timestamp) -> bool {
+        self.valid_until_ms.is_some_and(|v| v <= now.as_millis())
+    }
+}
+
+/// Decodes a value; `None` if it is not one this module wrote.
+pub fn decode_value(raw: &[u8]) -> Option<Decoded<'_>> {
+    if raw.len() <= HEADER_LEN || raw[16] != b':' || raw[33] != b':' {
+        return None;
+    }
+    let version = parse_hex(&raw[..16])?;
+    let valid = parse_hex(&raw[17..33])?;
+    let json = &raw[HEADER_LEN..];
+    if json.first() != Some(&b'{') || json.last() != Some(&b'}') {
+        return None;
+    }
+    Some(Decoded {
+        version,
+        valid_until_ms: (valid != NO_EXPIRY).then_some(valid.min(i64::MAX as u64) as i64),
+        json,
+    })
+}
+
+/// Milliseconds from `now` until the status expires, for `SET … PX`: `0` for
+/// no expiry, at least 1 otherwise (a status already past its `valid_until`
+/// lives for a millisecond, and readers treat it as expired at once).
+///
+/// Relative rather than `PXAT`: expiry is measured on the injected clock, so
+/// it holds whatever Redis's clock says. The pipeline's few milliseconds of
+/// latency only keep a key slightly longer; readers check `valid_until`
+/// themselves, so an expired answer is never served.
+pub fn expiry_px(status: &Status, now: Timestamp) -> u64 {
+    status
+        .valid_until
+        .map_or(0, |t| (t.as_millis() - now.as_millis()).max(1) as u64)
+}
+
+fn parse_hex(digits: &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for &d in digits {
+        let n = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            _ => return None,
+        };
+        v = (v << 4) | u64::from(n);
+    }
+    Some(v)
+}
+
+/// A stack buffer for formatting one ID without allocating.
+#[derive(Default)]
+struct IdBuf {
+    bytes: [u8; 24],
+    len: usize,
+}
+
+impl IdBuf {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl std::fmt::Write for IdBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        if end > self.bytes.len() {
+            return Err(std::fmt::Error);
+        }
+        self.bytes[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ReasonCode, Timestamp};
+    use crate::engine::status::Reason;
+
+    fn person(s: &str) -> PersonId {
+        s.parse().unwrap()
+    }
+
+    fn yellow(valid_until: Option<Timestamp>) -> Status {
+        Status::from_reasons(
+            vec![Reason {
+                code: ReasonCode::MissedRound,
+                round_id: Some("3".into()),
+            }],
+            valid_until,
+            Some(Timestamp::parse("2022-04-15T09:02:00+08:00").unwrap()),
+            None,
+        )
+    }
+
+    #[test]
+    fn keys_hash_the_id_with_the_secret_and_never_hold_it() {
+        let p = person("61080219850312001X");
+        let a = Keyer::new(&[1; 32]).key(p);
+        let b = Keyer::new(&[2; 32]).key(p);
+        assert_ne!(a, b, "the secret changes every key");
+        assert_eq!(a, Keyer::new(&[1; 32]).key(p), "stable for one secret");
+        let text = std::str::from_utf8(&a).unwrap();
+        assert!(text.starts_with("rc:s:"));
+        assert_eq!(text.len(), KEY_LEN);
+        assert!(!text.contains("61080219850312001X"));
+    }
+
+    #[test]
+    fn keys_are_hmac_sha256_of_the_id_string() {
+        let p = person("61080219850312001X");
+        let mut mac = Hmac::<Sha256>::new_from_slice(&[7; 32]).unwrap();
+        mac.update(b"61080219850312001X");
+        let full = hex::encode(mac.finalize().into_bytes());
+        let key = Keyer::new(&[7; 32]).key(p);
+        let expected = format!("rc:s:{}:{}", &full[..16], &full[16..32]);
+        assert_eq!(std::str::from_utf8(&key).unwrap(), expected);
+    }
+
+    #[test]
+    fn no_key_holds_more_than_sixteen_digits_in_a_row() {
+        let keyer = Keyer::new(&[9; 32]);
+        for d in 0..20_000u64 {
+            let p =
+                PersonId::from_u64(61_080_219_850_312_000 + d % 1000 + (d / 1000) * 1000).unwrap();
+            let key = keyer.key(p);
+            let longest = key
+                .split(|b| !b.is_ascii_digit())
+                .map(<[u8]>::len)
+                .max()
+                .unwrap();
+            assert!(longest <= 16);
+        }
+    }
+
+    #[test]
+    fn values_round_trip_with_version_and_expiry() {
+        let until = Timestamp::parse("2022-04-20T08:00:00+08:00").unwrap();
+        let status = yellow(Some(until));
+        let raw = encode_value(version(3, 42), &status);
+        let d = decode_value(&raw).unwrap();
+        assert_eq!(d.version, version(3, 42));
+        assert_eq!(epoch_of(d.version), 3);
+        assert_eq!(d.valid_until_ms, Some(until.as_millis()));
+        let back: Status = serde_json::from_slice(d.json).unwrap();
+        assert_eq!(back, status);
+        assert_eq!(d.json, serde_json::to_vec(&status).unwrap().as_slice());
+        assert!(!d.expired_at(until.plus_millis(-1)));
+        assert!(d.expired_at(until));
+    }
+
+    #[test]
+    fn a_status_without_valid_until_never_expires() {
+        let raw = encode_value(1, &yellow(None));
+        let d = decode_value(&raw).unwrap();
+        assert_eq!(d.valid_until_ms, None);
+        assert!(!d.expired_at(Timestamp::from_millis(i64::MAX / 2)));
+        assert_eq!(expiry_px(&yellow(None), Timestamp::from_millis(0)), 0);
+    }
+
+    #[test]
+    fn expiry_is_relative_to_the_injected_clock_and_never_zero() {
+        let now = Timestamp::parse("2022-04-19T08:00:00+08:00").unwrap();
+        let status = yellow(Some(now.plus_millis(90_000)));
+        assert_eq!(expiry_px(&status, now), 90_000);
+        assert_eq!(expiry_px(&status, now.plus_millis(200_000)), 1);
+    }
+
+    #[test]
+    fn versions_compare_as_their_hex_headers_do() {
+        // The Lua script compares the 16-digit headers; they must order as the numbers.
+        let pairs = [
+            (version(1, 5), version(1, 6)),
+            (version(1, SEQ_MASK), version(2, 0)),
+        ];
+        for (a, b) in pairs {
+            assert!(a < b);
+            assert!(
+                encode_value(a, &Status::green())[..16] < encode_value(b, &Status::green())[..16]
+            );
+        }
+    }
+
+    #[test]
+    fn foreign_or_damaged_values_are_not_decoded() {
+        assert!(decode_value(b"").is_none());
+        assert!(decode_value(b"hello").is_none());
+        let mut raw = encode_value(1, &Status::green());
+        raw[3] = b'z';
+        assert!(decode_value(&raw).is_none());
+        let mut raw = encode_value(1, &Status::green());
+        raw.pop();
+        assert!(decode_value(&raw).is_none());
+    }
+
+    #[test]
+    fn a_value_holds_no_run_of_digits_longer_than_sixteen() {
+        let raw = encode_value(
+            version(12, 9_999_999),
+            &yellow(Some(
+                Timestamp::parse("2022-04-20T08:00:00.123+08:00").unwrap(),
+            )),
+        );
+        let longest = raw
+            .split(|b| !b.is_ascii_digit())
+            .map(<[u8]>::len)
+            .max()
+            .unwrap();
+        assert!(longest <= 16);
+    }
+}
