@@ -1,8 +1,11 @@
 //! The command line: one file per subcommand.
 
+pub mod demo;
 pub mod r#gen;
 pub mod import;
+pub mod load;
 pub mod serve;
+pub mod sim;
 
 use std::process::ExitCode;
 
@@ -27,6 +30,10 @@ enum Cmd {
     Import(import::ImportArgs),
     /// Write a synthetic city (register, heads, sites).
     Gen(r#gen::GenArgs),
+    /// The main job end to end: the fixture city, a simulated round day, the close.
+    Demo(demo::DemoArgs),
+    /// Load a running server: scanners' ingest or gates' lookups.
+    Load(load::LoadArgs),
 }
 
 /// Entry point of the binary.
@@ -36,6 +43,8 @@ pub fn main() -> ExitCode {
         Cmd::Serve(args) => serve::run(&args),
         Cmd::Import(args) => import::run(&args),
         Cmd::Gen(args) => r#gen::run(&args),
+        Cmd::Demo(args) => demo::run(&args),
+        Cmd::Load(args) => load::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@
 
 mod api;
 mod crash;
+mod demo;
 mod helpers;
 mod openapi;
 mod store;
