@@ -112,10 +112,118 @@ pub fn encode_value(version: u64, status: &Status) -> Vec<u8> {
     let valid = status
         .valid_until
         .map_or(NO_EXPIRY, |t| t.as_millis().max(0) as u64);
-    // Writing into a Vec cannot fail.
-    let _ = std::io::Write::write_fmt(&mut out, format_args!("{version:016x}:{valid:016x}:"));
-    serde_json::to_writer(&mut out, status).expect("a status always serialises");
+    write_hex16(&mut out, version);
+    out.push(b':');
+    write_hex16(&mut out, valid);
+    out.push(b':');
+    write_status_json(&mut out, status);
     out
+}
+
+/// The first instant from which Asia/Shanghai has been `+08:00` for good
+/// (1992-01-01T00:00:00+08:00; its last summer time ended in 1991).
+const FIXED_OFFSET_FROM_MS: i64 = 694_195_200_000;
+/// The last instant whose local year has four digits (9999-12-31T23:59:59.999+08:00).
+const FOUR_DIGIT_YEARS_UNTIL_MS: i64 = 253_402_271_999_999;
+const OFFSET_MS: i64 = 8 * 3_600_000;
+
+/// Writes `status` exactly as `serde_json` writes it (the wire JSON of
+/// `GET /v1/status`), without chrono's format strings or an allocation per
+/// time: a round close encodes a million of these. A property test holds it
+/// to `serde_json::to_vec`, so a change of `Status` or of the time format
+/// fails a test rather than the wire.
+pub fn write_status_json(out: &mut Vec<u8>, status: &Status) {
+    out.extend_from_slice(b"{\"color\":\"");
+    out.extend_from_slice(status.colour.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"reasons\":[");
+    for (i, reason) in status.reasons.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"code\":\"");
+        out.extend_from_slice(reason.code.as_str().as_bytes());
+        out.push(b'"');
+        if let Some(round) = &reason.round_id {
+            out.extend_from_slice(b",\"round_id\":");
+            serde_json::to_writer(&mut *out, round).expect("a string always serialises");
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"],\"valid_until\":");
+    write_time(out, status.valid_until);
+    out.extend_from_slice(b",\"last_sample_at\":");
+    write_time(out, status.last_sample_at);
+    out.extend_from_slice(b",\"last_negative_at\":");
+    write_time(out, status.last_negative_at);
+    out.push(b'}');
+}
+
+/// A time as `Timestamp`'s serde writes it: RFC 3339 in Asia/Shanghai,
+/// milliseconds only when there are any. Times outside the fixed-offset
+/// years go through `Timestamp::to_rfc3339` itself.
+fn write_time(out: &mut Vec<u8>, t: Option<Timestamp>) {
+    let Some(t) = t else {
+        out.extend_from_slice(b"null");
+        return;
+    };
+    out.push(b'"');
+    let ms = t.as_millis();
+    if (FIXED_OFFSET_FROM_MS..=FOUR_DIGIT_YEARS_UNTIL_MS).contains(&ms) {
+        let local = ms + OFFSET_MS;
+        let days = local.div_euclid(86_400_000);
+        let of_day = local.rem_euclid(86_400_000);
+        let (y, m, d) = civil_from_days(days);
+        write_digits(out, y as u64, 4);
+        out.push(b'-');
+        write_digits(out, u64::from(m), 2);
+        out.push(b'-');
+        write_digits(out, u64::from(d), 2);
+        out.push(b'T');
+        write_digits(out, (of_day / 3_600_000) as u64, 2);
+        out.push(b':');
+        write_digits(out, (of_day / 60_000 % 60) as u64, 2);
+        out.push(b':');
+        write_digits(out, (of_day / 1000 % 60) as u64, 2);
+        if of_day % 1000 != 0 {
+            out.push(b'.');
+            write_digits(out, (of_day % 1000) as u64, 3);
+        }
+        out.extend_from_slice(b"+08:00");
+    } else {
+        out.extend_from_slice(t.to_rfc3339().as_bytes());
+    }
+    out.push(b'"');
+}
+
+/// (year, month, day) of a day count from 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`), for days from 1970 on.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn write_digits(out: &mut Vec<u8>, mut v: u64, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for slot in out[start..].iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+fn write_hex16(out: &mut Vec<u8>, v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(HEX[((v >> (shift * 4)) & 0xf) as usize]);
+    }
 }
 
 /// A value read back from the cache.
@@ -314,6 +422,93 @@ mod tests {
             assert!(
                 encode_value(a, &Status::green())[..16] < encode_value(b, &Status::green())[..16]
             );
+        }
+    }
+
+    #[test]
+    fn the_fixed_offset_bounds_are_the_instants_they_name() {
+        assert_eq!(
+            Timestamp::parse("1992-01-01T00:00:00+08:00")
+                .unwrap()
+                .as_millis(),
+            FIXED_OFFSET_FROM_MS
+        );
+        assert_eq!(
+            Timestamp::parse("9999-12-31T23:59:59.999+08:00")
+                .unwrap()
+                .as_millis(),
+            FOUR_DIGIT_YEARS_UNTIL_MS
+        );
+    }
+
+    fn serde_bytes(status: &Status) -> Vec<u8> {
+        serde_json::to_vec(status).unwrap()
+    }
+
+    fn fast_bytes(status: &Status) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_status_json(&mut out, status);
+        out
+    }
+
+    #[test]
+    fn the_wire_json_matches_serde_at_the_edges() {
+        let edges = [
+            i64::MIN / 4,
+            -1,
+            0,
+            FIXED_OFFSET_FROM_MS - 1,
+            FIXED_OFFSET_FROM_MS,
+            951_753_600_000, // 2000-02-29 local
+            1_650_327_300_250,
+            4_107_456_000_000, // 2100-02-28/03-01
+            FOUR_DIGIT_YEARS_UNTIL_MS,
+            FOUR_DIGIT_YEARS_UNTIL_MS + 1,
+        ];
+        for ms in edges {
+            let t = Some(Timestamp::from_millis(ms));
+            let status = Status::from_reasons(
+                vec![
+                    Reason {
+                        code: ReasonCode::MissedRound,
+                        round_id: Some("12".into()),
+                    },
+                    Reason {
+                        code: ReasonCode::Positive,
+                        round_id: None,
+                    },
+                ],
+                t,
+                t,
+                None,
+            );
+            assert_eq!(
+                String::from_utf8(fast_bytes(&status)).unwrap(),
+                String::from_utf8(serde_bytes(&status)).unwrap(),
+                "at {ms}"
+            );
+        }
+        assert_eq!(fast_bytes(&Status::green()), serde_bytes(&Status::green()));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_wire_json_matches_serde(
+            times in proptest::collection::vec(
+                proptest::option::of(0i64..4_200_000_000_000), 3),
+            codes in proptest::collection::vec(0usize..5, 0..4),
+            round in "[0-9a-z\"\\\\]{0,4}",
+        ) {
+            let reasons = codes
+                .iter()
+                .map(|&c| Reason {
+                    code: ReasonCode::ALL[c],
+                    round_id: (c == 2).then(|| round.clone()),
+                })
+                .collect();
+            let at = |i: usize| times[i].map(Timestamp::from_millis);
+            let status = Status::from_reasons(reasons, at(0), at(1), at(2));
+            proptest::prop_assert_eq!(fast_bytes(&status), serde_bytes(&status));
         }
     }
 

@@ -23,11 +23,17 @@
 //! - the value belongs to the current epoch (a value from before the latest
 //!   full rewrite is treated as a miss) and its `valid_until` has not come.
 //!
-//! Every value carries a version, and Redis keeps a write only if it is
-//! newer than what it holds (a Lua script), so neither a late write-back of a
-//! miss nor a pipeline that timed out and landed after a reconnect can put an
-//! older status over a newer one. Why the versions order correctly is told
-//! at [`Shared::next_version`].
+//! Every value carries a version. A miss's write-back is written with a
+//! Lua script that keeps it only if it is newer than what Redis holds, so a
+//! late write-back never puts an older status over a newer one (why the
+//! versions order correctly is told at [`Shared::next_version`]).
+//! Write-through to one Redis is plain `MSET` (a third of the script's cost
+//! per key, for a round close's million flips): chunks are computed and sent
+//! strictly in order over one connection, and after any error the new write
+//! connection first kills the old one (`CLIENT KILL ID`), so a pipeline that
+//! timed out can never land after the statuses that replace it. On a
+//! cluster, whose client retries and reroutes on its own, write-through uses
+//! the versioned script too.
 //!
 //! # Layout
 //! - `format`: keys (keyed hashes of IDs) and values (version, expiry, JSON).
@@ -369,7 +375,9 @@ impl StatusCache {
         match self.lookup(person).await {
             Answer::Cached(json) => json,
             Answer::Computed(status) => {
-                Bytes::from(serde_json::to_vec(&status).expect("a status always serialises"))
+                let mut json = Vec::with_capacity(192);
+                format::write_status_json(&mut json, &status);
+                Bytes::from(json)
             }
         }
     }
@@ -482,11 +490,13 @@ impl Shared {
     /// The writer takes the version `w` of its write for C after draining C,
     /// so after C was applied, and computes after that. Any status computed
     /// from the engine *before* C was applied (a miss's write-back racing
-    /// with C, or an older write-through) took its version even earlier, so
-    /// it is below `w`: if it lands first, `w` overwrites it; if it lands
-    /// after, the script drops it. A version above `w` was taken later still
-    /// and computed from an engine at least as new as `w`'s. Until `w` is
-    /// acknowledged the person is pending and never read from Redis.
+    /// with C) took its version even earlier, so it is below `w`: if it lands
+    /// first, `w` overwrites it; if it lands after, the script drops it.
+    /// Until `w` is acknowledged the person is pending and never read from
+    /// Redis. A plain write-through may in turn overwrite a write-back with
+    /// a *higher* version; that one was computed later, but if the engine
+    /// changed in between, the change is pending until its own write lands,
+    /// and if it did not, both carry the same status.
     ///
     /// The epoch is read before the counter is bumped; as both only grow,
     /// versions taken later compare higher in (epoch, counter) order.
@@ -692,6 +702,21 @@ mod tests {
         .err()
         .unwrap();
         assert!(matches!(err, CacheError::NoClusterNodes));
+    }
+
+    #[test]
+    fn the_cache_and_its_lookups_can_cross_threads() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: &T) {}
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (cache, _, _) = runtime.block_on(in_process());
+        send_sync(&cache);
+        send(&cache.get(p(1)));
+        send(&cache.get_json(p(1)));
+        send(&cache.flushed(0));
     }
 
     #[test]

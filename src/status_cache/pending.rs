@@ -30,18 +30,49 @@ impl Pending {
         }
     }
 
-    fn shard(&self, person: u64) -> &Mutex<FxHashMap<u64, u64>> {
+    fn index(person: u64) -> usize {
         // Fibonacci hashing: the top bits of the product spread the IDs'
         // clustered numbers evenly over the shards.
-        let index = person.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHARDS.trailing_zeros());
-        &self.shards[index as usize]
+        (person.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHARDS.trailing_zeros())) as usize
+    }
+
+    fn shard(&self, person: u64) -> &Mutex<FxHashMap<u64, u64>> {
+        &self.shards[Pending::index(person)]
+    }
+
+    /// Runs `f` on every person with their shard locked, taking each lock
+    /// once per call for large lists (a round close's million) rather than
+    /// once per person.
+    fn by_shard(&self, people: &[PersonId], mut f: impl FnMut(&mut FxHashMap<u64, u64>, u64)) {
+        if people.len() < 4 * SHARDS {
+            for p in people {
+                f(&mut self.shard(p.as_u64()).lock(), p.as_u64());
+            }
+            return;
+        }
+        let mut buckets: Vec<Vec<u64>> = vec![Vec::new(); SHARDS];
+        for p in people {
+            buckets[Pending::index(p.as_u64())].push(p.as_u64());
+        }
+        for (shard, bucket) in self.shards.iter().zip(&buckets) {
+            let mut map = shard.lock();
+            for &p in bucket {
+                f(&mut map, p);
+            }
+            // A close of millions leaves the maps mostly empty; give the
+            // memory back rather than keep it for the next close.
+            if map.capacity() > 4_096 && map.len() < map.capacity() / 8 {
+                let keep = map.len() * 2;
+                map.shrink_to(keep);
+            }
+        }
     }
 
     /// Marks `people` as changed by the change with `ticket`.
     pub fn insert_all(&self, people: &[PersonId], ticket: u64) {
-        for p in people {
-            self.shard(p.as_u64()).lock().insert(p.as_u64(), ticket);
-        }
+        self.by_shard(people, |map, p| {
+            map.insert(p, ticket);
+        });
     }
 
     /// Whether the cache may hold an old status of `person`.
@@ -55,12 +86,11 @@ impl Pending {
     /// their status was computed after that change and is now written. A
     /// later change keeps its person pending until its own write.
     pub fn remove_upto(&self, people: &[PersonId], upto: u64) {
-        for p in people {
-            let mut shard = self.shard(p.as_u64()).lock();
-            if shard.get(&p.as_u64()).is_some_and(|&t| t <= upto) {
-                shard.remove(&p.as_u64());
+        self.by_shard(people, |map, p| {
+            if map.get(&p).is_some_and(|&t| t <= upto) {
+                map.remove(&p);
             }
-        }
+        });
     }
 
     /// How many people are pending (for tests and logs; takes every lock).
@@ -113,6 +143,18 @@ mod tests {
         pending.remove_upto(&[p(2)], 7);
         assert!(!pending.contains(p(2)));
         assert_eq!(pending.len(), 0);
+    }
+
+    #[test]
+    fn large_lists_are_marked_and_unmarked_shard_by_shard() {
+        let pending = Pending::new();
+        let many: Vec<PersonId> = (0..1_000).map(p).collect();
+        pending.insert_all(&many, 3);
+        assert_eq!(pending.len(), 1_000);
+        pending.insert_all(&many[..10], 4);
+        pending.remove_upto(&many, 3);
+        assert_eq!(pending.len(), 10);
+        assert!(many[..10].iter().all(|&q| pending.contains(q)));
     }
 
     #[test]

@@ -206,7 +206,7 @@ impl RedisWriter {
                 self.conn = None;
                 self.remember_queued();
                 if Instant::now() >= retry_at {
-                    self.dirty.extend(self.carry.drain(..));
+                    self.dirty.extend(std::mem::take(&mut self.carry));
                     match self.resync().await {
                         Ok(()) => {
                             backoff = MIN_BACKOFF;
@@ -342,7 +342,8 @@ impl RedisWriter {
         }
         self.run_ids = Some(run_ids);
         self.need_full = false;
-        self.dirty.clear();
+        // Replaced, not cleared: a long outage's set gives its memory back.
+        self.dirty = FxHashSet::default();
         *self.redis().read.write() = Some(read);
         self.conn = Some(write);
         // Only the writer makes `trust` odd, so this cannot race another
