@@ -8,4 +8,5 @@ mod crash;
 mod demo;
 mod helpers;
 mod openapi;
+mod status_cache;
 mod store;

@@ -1,0 +1,818 @@
+//! The status cache against a real `redis-server` (and a real three-node
+//! Redis Cluster), started by the tests on free ports. Only the engine is
+//! faked, as the cache's `StatusSource`: a map of statuses.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{Days, NaiveDate};
+use parking_lot::Mutex;
+use redis::AsyncCommands as _;
+use redis_test::cluster::{RedisCluster, RedisClusterConfiguration};
+use redis_test::server::RedisServer;
+
+use rollcall::domain::{PersonId, ReasonCode, Timestamp};
+use rollcall::engine::clock::{Clock, ManualClock};
+use rollcall::engine::status::{Reason, Status};
+use rollcall::status_cache::{
+    CacheBackend, CacheConfig, RedisState, StatusCache, StatusSource, cache_key, cached_json,
+};
+
+const KEY: [u8; 32] = [0x5a; 32];
+
+// ---------------------------------------------------------------- fakes
+
+/// The engine, as far as the cache sees it: statuses in a map, green by
+/// default. Can hold one person's next computation (to stage a race).
+#[derive(Default)]
+struct FakeEngine {
+    statuses: Mutex<HashMap<PersonId, Status>>,
+    calls: AtomicU64,
+    hold: Mutex<Option<Hold>>,
+}
+
+struct Hold {
+    person: PersonId,
+    entered: tokio::sync::oneshot::Sender<()>,
+    release: std::sync::mpsc::Receiver<()>,
+}
+
+impl FakeEngine {
+    fn set(&self, person: PersonId, status: Status) {
+        self.statuses.lock().insert(person, status);
+    }
+
+    fn status(&self, person: PersonId) -> Status {
+        self.statuses
+            .lock()
+            .get(&person)
+            .cloned()
+            .unwrap_or_else(Status::green)
+    }
+
+    fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl StatusSource for FakeEngine {
+    fn statuses(&self, people: &[PersonId], _now: Timestamp) -> Vec<Status> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let computed: Vec<Status> = people.iter().map(|&p| self.status(p)).collect();
+        let held = {
+            let mut hold = self.hold.lock();
+            if hold.as_ref().is_some_and(|h| people == [h.person]) {
+                hold.take()
+            } else {
+                None
+            }
+        };
+        if let Some(h) = held {
+            // Computed already; the answer is delayed past a newer change.
+            let _ = h.entered.send(());
+            let _ = h.release.recv();
+        }
+        computed
+    }
+
+    fn everyone(&self) -> Vec<PersonId> {
+        self.statuses.lock().keys().copied().collect()
+    }
+}
+
+/// A distinct valid ID per `n` (region 610802, birth dates from 1950 on).
+fn person(n: u64) -> PersonId {
+    let birth = NaiveDate::from_ymd_opt(1950, 1, 1)
+        .unwrap()
+        .checked_add_days(Days::new(n / 1000))
+        .unwrap();
+    let date: u64 = birth.format("%Y%m%d").to_string().parse().unwrap();
+    PersonId::from_u64(610_802 * 100_000_000_000 + date * 1000 + n % 1000).unwrap()
+}
+
+fn at(s: &str) -> Timestamp {
+    Timestamp::parse(s).unwrap()
+}
+
+fn yellow(round: &str) -> Status {
+    Status::from_reasons(
+        vec![Reason {
+            code: ReasonCode::MissedRound,
+            round_id: Some(round.into()),
+        }],
+        None,
+        Some(at("2022-04-15T09:02:00+08:00")),
+        Some(at("2022-04-15T21:40:00+08:00")),
+    )
+}
+
+fn red() -> Status {
+    Status::from_reasons(
+        vec![Reason {
+            code: ReasonCode::Positive,
+            round_id: None,
+        }],
+        None,
+        Some(at("2022-04-18T09:00:00+08:00")),
+        None,
+    )
+}
+
+// ---------------------------------------------------------------- servers
+
+fn start_redis() -> RedisServer {
+    let server = RedisServer::new();
+    wait_for_server(&server);
+    server
+}
+
+fn restart_redis(old: &mut RedisServer) -> RedisServer {
+    let addr = old.client_addr().clone();
+    old.stop();
+    let server = RedisServer::new_with_addr_and_modules(addr, &[], false);
+    wait_for_server(&server);
+    server
+}
+
+fn wait_for_server(server: &RedisServer) {
+    let client = redis::Client::open(server.connection_info()).unwrap();
+    for _ in 0..200 {
+        if let Ok(mut c) = client.get_connection()
+            && redis::cmd("PING").query::<String>(&mut c).is_ok()
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("redis-server did not come up");
+}
+
+fn url(server: &RedisServer) -> String {
+    let (host, port) = server.host_and_port().unwrap();
+    format!("redis://{host}:{port}")
+}
+
+fn signal(server: &RedisServer, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(server.process.id().to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig}");
+}
+
+/// Resumes a paused server even if the test fails, so its `Drop` can stop it.
+struct Resume<'a>(&'a RedisServer);
+
+impl Drop for Resume<'_> {
+    fn drop(&mut self) {
+        // No assertion here: a panic while unwinding would abort the run.
+        let _ = std::process::Command::new("kill")
+            .arg("-CONT")
+            .arg(self.0.process.id().to_string())
+            .status();
+    }
+}
+
+async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.connection_info())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+fn start_cluster() -> (RedisCluster, Vec<String>) {
+    let cluster = RedisCluster::new(RedisClusterConfiguration::default());
+    let urls = cluster
+        .iter_servers()
+        .map(|s| {
+            let (host, port) = s.host_and_port().unwrap();
+            format!("redis://{host}:{port}")
+        })
+        .collect();
+    (cluster, urls)
+}
+
+// ---------------------------------------------------------------- cache
+
+struct Setup {
+    cache: StatusCache,
+    engine: Arc<FakeEngine>,
+    clock: Arc<ManualClock>,
+}
+
+async fn open(backend: CacheBackend, engine: Arc<FakeEngine>) -> Setup {
+    let clock = ManualClock::new(at("2022-04-19T08:00:00+08:00"));
+    let cache = StatusCache::open(
+        CacheConfig { backend, key: KEY },
+        engine.clone(),
+        clock.clone() as Arc<dyn Clock>,
+    )
+    .await
+    .unwrap();
+    Setup {
+        cache,
+        engine,
+        clock,
+    }
+}
+
+async fn wait_for_state(cache: &StatusCache, state: RedisState) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while cache.redis_state() != state {
+        assert!(Instant::now() < deadline, "never reached {state:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn flush(cache: &StatusCache, ticket: u64) {
+    tokio::time::timeout(Duration::from_secs(10), cache.flushed(ticket))
+        .await
+        .expect("flushed resolves");
+}
+
+/// The status stored under `person`'s key, if any.
+async fn stored(conn: &mut impl redis::aio::ConnectionLike, person: PersonId) -> Option<Status> {
+    let raw: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(cache_key(&KEY, person))
+        .query_async(conn)
+        .await
+        .unwrap();
+    raw.map(|raw| serde_json::from_slice(cached_json(&raw).expect("a cache value")).unwrap())
+}
+
+/// Every key and value on one server.
+async fn dump(conn: &mut redis::aio::MultiplexedConnection) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut iter: redis::AsyncIter<Vec<u8>> = conn.scan().await.unwrap();
+    while let Some(k) = futures_util::StreamExt::next(&mut iter).await {
+        keys.push(k.unwrap());
+    }
+    drop(iter);
+    let mut out = Vec::new();
+    for k in keys {
+        let v: Vec<u8> = conn.get(&k).await.unwrap();
+        out.push((k, v));
+    }
+    out
+}
+
+fn longest_digit_run(bytes: &[u8]) -> usize {
+    bytes
+        .split(|b| !b.is_ascii_digit())
+        .map(<[u8]>::len)
+        .max()
+        .unwrap_or(0)
+}
+
+fn assert_no_ids(pairs: &[(Vec<u8>, Vec<u8>)], people: &[PersonId]) {
+    assert!(!pairs.is_empty());
+    // The 17 leading digits of every ID: with or without its check character,
+    // an ID would show them.
+    let ids: HashSet<Vec<u8>> = people
+        .iter()
+        .map(|p| p.to_string().into_bytes()[..17].to_vec())
+        .collect();
+    for (k, v) in pairs {
+        for bytes in [k, v] {
+            let text = String::from_utf8_lossy(bytes);
+            assert!(longest_digit_run(bytes) < 17, "an ID-like run in {text}");
+            assert!(
+                !bytes.windows(17).any(|w| ids.contains(w)),
+                "a raw ID in {text}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------- single Redis
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_is_in_redis_once_flushed_and_then_served_from_it() {
+    let server = start_redis();
+    let engine = Arc::new(FakeEngine::default());
+    let Setup { cache, engine, .. } = open(CacheBackend::Redis(url(&server)), engine).await;
+    wait_for_state(&cache, RedisState::Ok).await;
+    assert_eq!(cache.redis_state().as_str(), "ok");
+
+    let people: Vec<PersonId> = (0..2_000).map(person).collect();
+    for (i, &p) in people.iter().enumerate() {
+        engine.set(p, if i % 3 == 0 { red() } else { yellow("7") });
+    }
+    let ticket = cache.changed(people.clone());
+    flush(&cache, ticket).await;
+    assert_eq!(cache.pending_len(), 0);
+
+    let mut conn = raw(&server).await;
+    for &p in &people {
+        assert_eq!(stored(&mut conn, p).await, Some(engine.status(p)));
+    }
+    let calls = engine.calls();
+    for &p in people.iter().take(50) {
+        assert_eq!(cache.get(p).await, engine.status(p));
+        let json = cache.get_json(p).await;
+        assert_eq!(&json[..], serde_json::to_vec(&engine.status(p)).unwrap());
+    }
+    assert_eq!(engine.calls(), calls, "answered from Redis, not the engine");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_expires_at_valid_until_and_a_later_status_clears_the_expiry() {
+    let server = start_redis();
+    let engine = Arc::new(FakeEngine::default());
+    let Setup {
+        cache,
+        engine,
+        clock,
+    } = open(CacheBackend::Redis(url(&server)), engine).await;
+    wait_for_state(&cache, RedisState::Ok).await;
+    let p = person(1);
+    let mut status = yellow("2");
+    status.reasons[0].code = ReasonCode::NoRecentSample;
+    status.reasons[0].round_id = None;
+    status.valid_until = Some(clock.now().plus_millis(90 * 60_000));
+    engine.set(p, status.clone());
+    let t = cache.changed(vec![p]);
+    flush(&cache, t).await;
+
+    let mut conn = raw(&server).await;
+    let pttl: i64 = conn.pttl(cache_key(&KEY, p)).await.unwrap();
+    let expected = 90 * 60_000;
+    assert!(
+        (expected - 2_000..=expected).contains(&pttl),
+        "PTTL {pttl}, expected about {expected}"
+    );
+    assert_eq!(cache.get(p).await, status);
+
+    // Past valid_until on our clock the cached answer is not served, even
+    // though Redis (on its own clock) still holds the key.
+    engine.set(p, yellow("2"));
+    clock.advance_millis(90 * 60_000);
+    assert_eq!(cache.get(p).await, yellow("2"));
+
+    // A status without valid_until clears the expiry.
+    let t = cache.changed(vec![p]);
+    flush(&cache, t).await;
+    let pttl: i64 = conn.pttl(cache_key(&KEY, p)).await.unwrap();
+    assert_eq!(pttl, -1, "no expiry");
+    assert_eq!(stored(&mut conn, p).await, Some(yellow("2")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_holds_no_raw_id_nor_any_eighteen_digit_string() {
+    let server = start_redis();
+    let engine = Arc::new(FakeEngine::default());
+    let Setup { cache, engine, .. } = open(CacheBackend::Redis(url(&server)), engine).await;
+    wait_for_state(&cache, RedisState::Ok).await;
+    let people: Vec<PersonId> = (0..3_000).map(|n| person(n * 7)).collect();
+    for &p in &people[..1_500] {
+        engine.set(p, yellow("12"));
+    }
+    let t = cache.changed(people[..1_500].to_vec());
+    flush(&cache, t).await;
+    for &p in &people[1_500..] {
+        cache.get(p).await; // misses, written back
+    }
+    let pairs = dump(&mut raw(&server).await).await;
+    assert!(
+        pairs.len() > people.len(),
+        "every person and the epoch marker"
+    );
+    assert_no_ids(&pairs, &people);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_is_computed_by_the_engine_and_written_back() {
+    let server = start_redis();
+    let engine = Arc::new(FakeEngine::default());
+    let Setup { cache, engine, .. } = open(CacheBackend::Redis(url(&server)), engine).await;
+    wait_for_state(&cache, RedisState::Ok).await;
+    let p = person(42);
+    let mut conn = raw(&server).await;
+    assert_eq!(stored(&mut conn, p).await, None);
+    // The engine knows something the cache was never told (as after a
+    // restart of this process): a miss asks the engine.
+    engine.set(p, red());
+    let calls = engine.calls();
+    assert_eq!(cache.get(p).await, red());
+    assert_eq!(engine.calls(), calls + 1);
+    assert_eq!(stored(&mut conn, p).await, Some(red()));
+    assert_eq!(cache.get(p).await, red());
+    assert_eq!(engine.calls(), calls + 1, "now a hit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_write_back_never_overwrites_a_newer_write_through() {
+    let server = start_redis();
+    let engine = Arc::new(FakeEngine::default());
+    let Setup { cache, engine, .. } = open(CacheBackend::Redis(url(&server)), engine).await;
+    wait_for_state(&cache, RedisState::Ok).await;
+    let p = person(9);
+
+    // A gate's lookup misses and computes green, but its write-back is
+    // delayed until after the person turned yellow and that was written.
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel();
+    *engine.hold.lock() = Some(Hold {
+        person: p,
+        entered: entered_tx,
+        release: release_rx,
+    });
+    let lookup = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.get(p).await }
+    });
+    entered_rx.await.unwrap();
+    engine.set(p, yellow("5"));
+    let t = cache.changed(vec![p]);
+    flush(&cache, t).await;
+    let mut conn = raw(&server).await;
+    assert_eq!(stored(&mut conn, p).await, Some(yellow("5")));
+
+    release_tx.send(()).unwrap();
+    assert_eq!(
+        lookup.await.unwrap(),
+        Status::green(),
+        "the late lookup's own answer"
+    );
+    assert_eq!(
+        stored(&mut conn, p).await,
+        Some(yellow("5")),
+        "not overwritten"
+    );
+    assert_eq!(cache.get(p).await, yellow("5"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_killed_lookups_come_from_the_engine_and_state_is_unreachable() {
+    let mut server = start_redis();
+    let engine = Arc::new(FakeEngine::default());
+    let Setup { cache, engine, .. } = open(CacheBackend::Redis(url(&server)), engine).await;
+    wait_for_state(&cache, RedisState::Ok).await;
+    let people: Vec<PersonId> = (0..100).map(person).collect();
+    for &p in &people {
+        engine.set(p, yellow("1"));
+    }
+    let t = cache.changed(people.clone());
+    flush(&cache, t).await;
+
+    server.stop();
+    for &p in &people[..50] {
+        engine.set(p, Status::green());
+    }
+    let t = cache.changed(people[..50].to_vec());
+    for &p in &people {
+        assert_eq!(cache.get(p).await, engine.status(p));
+    }
+    wait_for_state(&cache, RedisState::Unreachable).await;
+    assert_eq!(cache.redis_state().as_str(), "unreachable");
+    flush(&cache, t).await; // remembered, not written
+    for &p in &people {
+        assert_eq!(cache.get(p).await, engine.status(p));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_paused_no_old_colour_is_ever_served() {
+    let server = start_redis();
+    let engine = Arc::new(FakeEngine::default());
+    let Setup { cache, engine, .. } = open(CacheBackend::Redis(url(&server)), engine).await;
+    wait_for_state(&cache, RedisState::Ok).await;
+    let people: Vec<PersonId> = (0..60).map(person).collect();
+    for &p in &people {
+        engine.set(p, Status::green());
+    }
+    let t = cache.changed(people.clone());
+    flush(&cache, t).await;
+    for &p in &people {
+        assert_eq!(cache.get(p).await, Status::green());
+    }
+
+    let flip = |round: u64| {
+        // Each round flips a different third of the people.
+        let changed: Vec<PersonId> = people
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(i, _)| (*i as u64 + round).is_multiple_of(3))
+            .map(|(_, p)| p)
+            .collect();
+        for &p in &changed {
+            let next = if engine.status(p) == Status::green() {
+                yellow(&round.to_string())
+            } else {
+                Status::green()
+            };
+            engine.set(p, next);
+        }
+        changed
+    };
+    let mut lookups = 0u64;
+    let mut check_all = async |cache: &StatusCache| {
+        for &p in &people {
+            assert_eq!(cache.get(p).await, engine.status(p), "an old colour served");
+            lookups += 1;
+        }
+    };
+
+    signal(&server, "STOP");
+    let resume = Resume(&server);
+    let mut round = 0;
+    let paused_until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < paused_until {
+        round += 1;
+        let t = cache.changed(flip(round));
+        check_all(&cache).await;
+        flush(&cache, t).await; // remembered while Redis is paused
+    }
+    assert_eq!(cache.redis_state(), RedisState::Unreachable);
+    drop(resume); // SIGCONT
+
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        round += 1;
+        let _ = cache.changed(flip(round));
+        check_all(&cache).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_for_state(&cache, RedisState::Ok).await;
+    let t = cache.changed(Vec::new());
+    flush(&cache, t).await;
+    check_all(&cache).await;
+    let mut conn = raw(&server).await;
+    for &p in &people {
+        assert_eq!(stored(&mut conn, p).await, Some(engine.status(p)));
+    }
+    assert!(lookups > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_is_rewritten_with_changes_made_while_it_was_down() {
+    let mut server = start_redis();
+    let engine = Arc::new(FakeEngine::default());
+    let Setup { cache, engine, .. } = open(CacheBackend::Redis(url(&server)), engine).await;
+    wait_for_state(&cache, RedisState::Ok).await;
+    let people: Vec<PersonId> = (0..500).map(person).collect();
+    for &p in &people {
+        engine.set(p, yellow("3"));
+    }
+    let t = cache.changed(people.clone());
+    flush(&cache, t).await;
+
+    server.stop();
+    for &p in &people[..100] {
+        engine.set(p, red());
+    }
+    let t = cache.changed(people[..100].to_vec());
+    flush(&cache, t).await;
+    for &p in &people {
+        assert_eq!(cache.get(p).await, engine.status(p));
+    }
+
+    let server = restart_redis(&mut server);
+    wait_for_state(&cache, RedisState::Ok).await;
+    let mut conn = raw(&server).await;
+    for &p in &people {
+        assert_eq!(
+            stored(&mut conn, p).await,
+            Some(engine.status(p)),
+            "rewritten"
+        );
+        assert_eq!(cache.get(p).await, engine.status(p));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_noticed_only_by_the_health_check_still_forces_a_full_rewrite() {
+    let mut server = start_redis();
+    let engine = Arc::new(FakeEngine::default());
+    let Setup { cache, engine, .. } = open(CacheBackend::Redis(url(&server)), engine).await;
+    wait_for_state(&cache, RedisState::Ok).await;
+    let people: Vec<PersonId> = (0..200).map(person).collect();
+    for &p in &people {
+        engine.set(p, yellow("4"));
+    }
+    let t = cache.changed(people.clone());
+    flush(&cache, t).await;
+    // No lookups or changes: only the periodic check can notice.
+    let server = restart_redis(&mut server);
+    let mut conn = raw(&server).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n: usize = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+        if n > people.len() && cache.redis_state() == RedisState::Ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not rewritten");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for &p in &people {
+        assert_eq!(stored(&mut conn, p).await, Some(yellow("4")));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_with_redis_unreachable_succeeds_and_trusts_it_once_it_is_up() {
+    // Take a free port, then start nothing on it yet.
+    let probe = RedisServer::new();
+    let addr = probe.client_addr().clone();
+    let mut probe = probe;
+    probe.stop();
+    let (host, port) = match &addr {
+        redis::ConnectionAddr::Tcp(h, p) => (h.clone(), *p),
+        other => panic!("unexpected address {other:?}"),
+    };
+    let engine = Arc::new(FakeEngine::default());
+    engine.set(person(1), red());
+    let Setup { cache, engine, .. } = open(
+        CacheBackend::Redis(format!("redis://{host}:{port}")),
+        engine,
+    )
+    .await;
+    assert_eq!(cache.redis_state(), RedisState::Unreachable);
+    assert_eq!(cache.get(person(1)).await, red());
+    let t = cache.changed(vec![person(2)]);
+    flush(&cache, t).await;
+
+    let server = RedisServer::new_with_addr_and_modules(addr, &[], false);
+    wait_for_server(&server);
+    wait_for_state(&cache, RedisState::Ok).await;
+    let mut conn = raw(&server).await;
+    assert_eq!(
+        stored(&mut conn, person(1)).await,
+        Some(red()),
+        "full rewrite"
+    );
+    assert_eq!(
+        stored(&mut conn, person(2)).await,
+        Some(Status::green()),
+        "dirty set"
+    );
+    assert_eq!(cache.get(person(1)).await, engine.status(person(1)));
+}
+
+// ---------------------------------------------------------------- cluster
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_is_written_through_by_slot_and_serves_lookups() {
+    let (cluster, urls) = start_cluster();
+    let engine = Arc::new(FakeEngine::default());
+    let Setup { cache, engine, .. } = open(CacheBackend::Cluster(urls.clone()), engine).await;
+    wait_for_state(&cache, RedisState::Ok).await;
+
+    let people: Vec<PersonId> = (0..3_000).map(person).collect();
+    for (i, &p) in people.iter().enumerate() {
+        engine.set(p, if i % 2 == 0 { red() } else { yellow("8") });
+    }
+    let t = cache.changed(people.clone());
+    flush(&cache, t).await;
+    assert_eq!(cache.pending_len(), 0);
+
+    let client = redis::cluster::ClusterClient::new(urls).unwrap();
+    let mut conn = client.get_async_connection().await.unwrap();
+    for &p in &people {
+        assert_eq!(stored(&mut conn, p).await, Some(engine.status(p)));
+    }
+    // Spread over every node.
+    for server in cluster.iter_servers() {
+        let n: usize = redis::cmd("DBSIZE")
+            .query_async(&mut raw(server).await)
+            .await
+            .unwrap();
+        assert!(n > 500, "a node holds only {n} keys");
+    }
+    let calls = engine.calls();
+    for &p in people.iter().take(100) {
+        assert_eq!(cache.get(p).await, engine.status(p));
+    }
+    assert_eq!(engine.calls(), calls, "hits");
+
+    // A miss is computed and written back; a change is written through.
+    let q = person(5_000);
+    engine.set(q, yellow("9"));
+    assert_eq!(cache.get(q).await, yellow("9"));
+    assert_eq!(stored(&mut conn, q).await, Some(yellow("9")));
+    engine.set(q, Status::green());
+    let t = cache.changed(vec![q]);
+    flush(&cache, t).await;
+    assert_eq!(stored(&mut conn, q).await, Some(Status::green()));
+    assert_eq!(cache.get(q).await, Status::green());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_holds_no_raw_id_and_keys_expire_at_valid_until() {
+    let (cluster, urls) = start_cluster();
+    let engine = Arc::new(FakeEngine::default());
+    let Setup {
+        cache,
+        engine,
+        clock,
+    } = open(CacheBackend::Cluster(urls.clone()), engine).await;
+    wait_for_state(&cache, RedisState::Ok).await;
+
+    let people: Vec<PersonId> = (0..1_000).map(|n| person(n * 13)).collect();
+    let mut status = red();
+    status.valid_until = Some(clock.now().plus_millis(3_600_000));
+    for &p in &people {
+        engine.set(p, status.clone());
+    }
+    let t = cache.changed(people.clone());
+    flush(&cache, t).await;
+
+    let client = redis::cluster::ClusterClient::new(urls).unwrap();
+    let mut conn = client.get_async_connection().await.unwrap();
+    for &p in people.iter().take(50) {
+        let pttl: i64 = conn.pttl(cache_key(&KEY, p)).await.unwrap();
+        assert!((3_598_000..=3_600_000).contains(&pttl), "PTTL {pttl}");
+    }
+    let mut pairs = Vec::new();
+    for server in cluster.iter_servers() {
+        pairs.extend(dump(&mut raw(server).await).await);
+    }
+    assert!(pairs.len() > people.len());
+    assert_no_ids(&pairs, &people);
+}
+
+// ---------------------------------------------------------------- measurement
+
+/// User and system CPU of this process so far (Linux).
+fn own_cpu() -> (Duration, Duration) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let tick = |i: usize| Duration::from_millis(fields[i].parse::<u64>().unwrap() * 10);
+    (tick(11), tick(12))
+}
+
+/// The cache's own cost, not the engine's: everyone has the same status.
+struct SameForEveryone(Status);
+
+impl StatusSource for SameForEveryone {
+    fn statuses(&self, people: &[PersonId], _now: Timestamp) -> Vec<Status> {
+        vec![self.0.clone(); people.len()]
+    }
+    fn everyone(&self) -> Vec<PersonId> {
+        Vec::new()
+    }
+}
+
+/// Not a test: how long a round close's million flips take to be written
+/// (`cargo test --release --test integration -- --ignored --nocapture million`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run by hand with --release"]
+async fn measure_a_million_flips_written_through() {
+    let server = start_redis();
+    let clock = ManualClock::new(at("2022-04-19T08:00:00+08:00"));
+    let cache = StatusCache::open(
+        CacheConfig {
+            backend: CacheBackend::Redis(url(&server)),
+            key: KEY,
+        },
+        Arc::new(SameForEveryone(yellow("3"))),
+        clock as Arc<dyn Clock>,
+    )
+    .await
+    .unwrap();
+    wait_for_state(&cache, RedisState::Ok).await;
+    let people: Vec<PersonId> = (0..1_000_000).map(person).collect();
+    for run in 0..3 {
+        let before = own_cpu();
+        let started = Instant::now();
+        let t = cache.changed(people.clone());
+        let queued = started.elapsed();
+        cache.flushed(t).await;
+        let elapsed = started.elapsed();
+        let after = own_cpu();
+        let mut conn = raw(&server).await;
+        let n: usize = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+        let stats: String = redis::cmd("INFO")
+            .arg("cpu")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let redis_cpu: f64 = stats
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("used_cpu_user:")
+                    .or_else(|| l.strip_prefix("used_cpu_sys:"))
+            })
+            .map(|v| v.trim().parse::<f64>().unwrap())
+            .sum();
+        println!(
+            "run {run}: 1,000,000 flips: changed() {queued:?}, flushed after {elapsed:?}; {n} keys; \
+             pending {}; this process's CPU {:?}; redis-server's CPU so far {redis_cpu:.2}s",
+            cache.pending_len(),
+            (after.0 + after.1).saturating_sub(before.0 + before.1),
+        );
+        assert_eq!(cache.pending_len(), 0);
+        assert_eq!(n, 1_000_001);
+    }
+}
