@@ -40,8 +40,8 @@ fn report(problems: &[LineProblem]) -> anyhow::Error {
 }
 
 pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
-    let bytes = std::fs::read(&args.file)
-        .with_context(|| format!("reading {}", args.file.display()))?;
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let cmd = match args.what {
         What::Register => Command::Register(

@@ -94,7 +94,7 @@ pub struct LoadArgs {
     /// along the daily curve.
     #[arg(long, default_value_t = 8.0)]
     pub spread_hours: f64,
-    /// Print the report as JSON (for scripts) instead of text.
+    /// Print the report as one line of JSON (for scripts) instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -255,7 +255,8 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     let report = rt.block_on(execute(args, std::io::stderr().is_terminal()))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        // One line, so scripts can collect runs as JSON lines.
+        println!("{}", serde_json::to_string(&report)?);
     } else {
         println!("{report}");
     }

@@ -24,7 +24,10 @@ pub async fn read(mut payload: web::Payload) -> Result<Bytes, ApiError> {
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| match e {
             actix_web::error::PayloadError::Overflow => too_large(),
-            other => ApiError::new(Code::MalformedJson, format!("reading the body failed: {other}")),
+            other => ApiError::new(
+                Code::MalformedJson,
+                format!("reading the body failed: {other}"),
+            ),
         })?;
         total += chunk.len();
         if total > MAX_BODY {
@@ -64,12 +67,19 @@ pub async fn json(req: &HttpRequest, payload: web::Payload) -> Result<Value, Api
             "send the body as Content-Type: application/json",
         ));
     }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(Code::MalformedJson, format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            Code::MalformedJson,
+            format!("the body is not valid JSON: {e}"),
+        )
+    })
 }
 
 /// An optional JSON body: empty is fine, else as [`json`].
-pub async fn optional_json(req: &HttpRequest, payload: web::Payload) -> Result<Option<Value>, ApiError> {
+pub async fn optional_json(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<Option<Value>, ApiError> {
     let mt = media_type(req);
     let bytes = read(payload).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -81,9 +91,12 @@ pub async fn optional_json(req: &HttpRequest, payload: web::Payload) -> Result<O
             "send the body as Content-Type: application/json",
         ));
     }
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| ApiError::new(Code::MalformedJson, format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        ApiError::new(
+            Code::MalformedJson,
+            format!("the body is not valid JSON: {e}"),
+        )
+    })
 }
 
 /// A CSV body (`text/csv`), at most 8 MiB.
@@ -114,7 +127,10 @@ impl Fields {
                 map,
                 seen: Vec::new(),
             }),
-            _ => Err(ApiError::new(Code::InvalidField, "the body must be a JSON object")),
+            _ => Err(ApiError::new(
+                Code::InvalidField,
+                "the body must be a JSON object",
+            )),
         }
     }
 
@@ -156,9 +172,15 @@ impl Fields {
     /// A required time: RFC 3339 with an explicit offset.
     pub fn time(&mut self, k: &'static str) -> Result<Timestamp, ApiError> {
         match self.get(k) {
-            None => Err(ApiError::new(Code::InvalidField, format!("`{k}` is required"))),
+            None => Err(ApiError::new(
+                Code::InvalidField,
+                format!("`{k}` is required"),
+            )),
             Some(Value::String(s)) => Timestamp::parse(s).map_err(|e| {
-                ApiError::new(Code::InvalidTime, format!("`{k}`: {e} (RFC 3339 with an offset)"))
+                ApiError::new(
+                    Code::InvalidTime,
+                    format!("`{k}`: {e} (RFC 3339 with an offset)"),
+                )
             }),
             Some(_) => Err(ApiError::new(
                 Code::InvalidTime,
@@ -170,11 +192,17 @@ impl Fields {
     /// A required person ID.
     pub fn person_id(&mut self, k: &'static str) -> Result<PersonId, ApiError> {
         match self.get(k) {
-            None => Err(ApiError::new(Code::InvalidField, format!("`{k}` is required"))),
+            None => Err(ApiError::new(
+                Code::InvalidField,
+                format!("`{k}` is required"),
+            )),
             Some(Value::String(s)) => s
                 .parse::<PersonId>()
                 .map_err(|e| ApiError::new(Code::InvalidPersonId, format!("`{k}`: {e}"))),
-            Some(_) => Err(ApiError::new(Code::InvalidPersonId, format!("`{k}` must be a string"))),
+            Some(_) => Err(ApiError::new(
+                Code::InvalidPersonId,
+                format!("`{k}` must be a string"),
+            )),
         }
     }
 
@@ -186,7 +214,10 @@ impl Fields {
                 .iter()
                 .map(|v| match v {
                     Value::String(s) => s.parse::<AreaPath>().map_err(|e| {
-                        ApiError::new(Code::UnknownArea, format!("`{k}`: {s:?} is not an area: {e}"))
+                        ApiError::new(
+                            Code::UnknownArea,
+                            format!("`{k}`: {s:?} is not an area: {e}"),
+                        )
                     }),
                     _ => Err(ApiError::new(
                         Code::InvalidField,
@@ -204,7 +235,10 @@ impl Fields {
     /// Rejects any key that was not read.
     pub fn finish(self) -> Result<(), ApiError> {
         match self.map.keys().find(|k| !self.seen.contains(&k.as_str())) {
-            Some(k) => Err(ApiError::new(Code::UnknownField, format!("unknown field `{k}`"))),
+            Some(k) => Err(ApiError::new(
+                Code::UnknownField,
+                format!("unknown field `{k}`"),
+            )),
             None => Ok(()),
         }
     }
@@ -212,7 +246,10 @@ impl Fields {
     /// Checks for unknown keys first (before field errors), without consuming.
     pub fn check_known(&self, known: &[&str]) -> Result<(), ApiError> {
         match self.map.keys().find(|k| !known.contains(&k.as_str())) {
-            Some(k) => Err(ApiError::new(Code::UnknownField, format!("unknown field `{k}`"))),
+            Some(k) => Err(ApiError::new(
+                Code::UnknownField,
+                format!("unknown field `{k}`"),
+            )),
             None => Ok(()),
         }
     }
@@ -229,10 +266,16 @@ pub fn query(
     let mut map = std::collections::HashMap::new();
     for (k, v) in pairs {
         if !known.contains(&k.as_str()) {
-            return Err(ApiError::new(Code::InvalidQuery, format!("unknown query parameter `{k}`")));
+            return Err(ApiError::new(
+                Code::InvalidQuery,
+                format!("unknown query parameter `{k}`"),
+            ));
         }
         if map.insert(k.clone(), v).is_some() {
-            return Err(ApiError::new(Code::InvalidQuery, format!("`{k}` given twice")));
+            return Err(ApiError::new(
+                Code::InvalidQuery,
+                format!("`{k}` given twice"),
+            ));
         }
     }
     Ok(map)

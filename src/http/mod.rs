@@ -6,8 +6,8 @@
 
 pub mod auth;
 pub mod body;
-pub mod error;
 pub mod dashboard;
+pub mod error;
 pub mod openapi;
 pub mod routes;
 mod scheduler;
@@ -118,8 +118,8 @@ fn metrics_handle() -> PrometheusHandle {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets(&[
-                    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
-                    0.25, 0.5, 1.0, 2.5,
+                    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
+                    0.1, 0.25, 0.5, 1.0, 2.5,
                 ])
                 .expect("static buckets are valid")
                 .build_recorder();
@@ -185,8 +185,12 @@ async fn secret(store: &Store, name: &str) -> anyhow::Result<[u8; 32]> {
 /// Opens the store (replaying it), the cache, the tokens, and starts serving.
 pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     let metrics = metrics_handle();
-    let pool = Engine::build_pool(std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
-    let engine: SharedEngine = Arc::new(parking_lot::RwLock::new(Engine::new(settings.policy, pool.clone())));
+    let pool =
+        Engine::build_pool(std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
+    let engine: SharedEngine = Arc::new(parking_lot::RwLock::new(Engine::new(
+        settings.policy,
+        pool.clone(),
+    )));
 
     // The cache is opened before the store so the writer can report changes
     // to it; its key lives in the store, so a provisional in-process cache

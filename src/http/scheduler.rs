@@ -35,9 +35,15 @@ pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
                 {
                     Ok(out) => {
                         state.cache.flushed(out.ticket).await;
-                        tracing::info!(round = id, flipped = out.applied.flipped, "round closed at its deadline");
+                        tracing::info!(
+                            round = id,
+                            flipped = out.applied.flipped,
+                            "round closed at its deadline"
+                        );
                     }
-                    Err(e) => tracing::error!(round = id, "closing a round at its deadline failed: {e}"),
+                    Err(e) => {
+                        tracing::error!(round = id, "closing a round at its deadline failed: {e}");
+                    }
                 }
             }
         }

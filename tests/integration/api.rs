@@ -20,13 +20,21 @@ async fn a_round_day_from_register_to_close_gives_the_right_lists_and_colours() 
     let (csv, people) = small_city(5);
     let r = app.register(&csv).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json(), json!({"residents": 40, "inserted": 40, "updated": 0, "unchanged": 0}));
+    assert_eq!(
+        r.json(),
+        json!({"residents": 40, "inserted": 40, "updated": 0, "unchanged": 0})
+    );
     let r = app.heads(HEADS_CSV).await;
     assert_eq!(r.json()["heads"], 2);
 
     let now = app.now();
     let r = app
-        .create_round(ADMIN, &[A], now.plus_millis(-2 * HOUR), now.plus_millis(HOUR))
+        .create_round(
+            ADMIN,
+            &[A],
+            now.plus_millis(-2 * HOUR),
+            now.plus_millis(HOUR),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
     let rid = r.json()["id"].as_str().unwrap().to_owned();
@@ -45,29 +53,42 @@ async fn a_round_day_from_register_to_close_gives_the_right_lists_and_colours() 
     let collected = t(now.plus_millis(-HOUR));
     let mut recs = Vec::new();
     for (i, (id, _)) in in_a.iter().take(12).enumerate() {
-        recs.push(json!({"person_id": id, "tube_id": format!("T{}", i / 3), "collected_at": collected}));
+        recs.push(
+            json!({"person_id": id, "tube_id": format!("T{}", i / 3), "collected_at": collected}),
+        );
     }
     // A resend and a bad ID in the same batch.
     recs.push(recs[0].clone());
-    recs.push(json!({"person_id": "61080219850312001Y", "tube_id": "T9", "collected_at": collected}));
+    recs.push(
+        json!({"person_id": "61080219850312001Y", "tube_id": "T9", "collected_at": collected}),
+    );
     let r = app.records(&s1, json!(recs)).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let j = r.json();
     assert_eq!(j["accepted"], 12);
     assert_eq!(j["duplicates"], 1);
     assert_eq!(j["unregistered"], 0);
-    assert_eq!(j["rejected"], json!([{"index": 13, "code": "invalid_person_id", "message": j["rejected"][0]["message"]}]));
+    assert_eq!(
+        j["rejected"],
+        json!([{"index": 13, "code": "invalid_person_id", "message": j["rejected"][0]["message"]}])
+    );
 
     // Another site may not use S01's tube.
     let r = app
-        .records(&s2, json!([{"person_id": in_a[12].0, "tube_id": "T0", "collected_at": collected}]))
+        .records(
+            &s2,
+            json!([{"person_id": in_a[12].0, "tube_id": "T0", "collected_at": collected}]),
+        )
         .await;
     assert_eq!(r.json()["rejected"][0]["code"], "tube_site_conflict");
 
     // Tube T1 tests positive: its three members turn yellow pool_positive.
     let r = app
-        .results(&lab, json!([{"tube_id": "T1", "result": "positive", "reported_at": t(now)},
-                              {"tube_id": "T0", "result": "negative", "reported_at": t(now)}]))
+        .results(
+            &lab,
+            json!([{"tube_id": "T1", "result": "positive", "reported_at": t(now)},
+                              {"tube_id": "T0", "result": "negative", "reported_at": t(now)}]),
+        )
         .await;
     assert_eq!(r.json()["accepted"], 2, "{}", r.text());
     let st = app.status(&gate, &in_a[3].0).await.json();
@@ -91,10 +112,15 @@ async fn a_round_day_from_register_to_close_gives_the_right_lists_and_colours() 
     let missing_one = &in_a[15].0;
     let st = app.status(&gate, missing_one).await.json();
     assert_eq!(st["color"], "yellow");
-    assert_eq!(st["reasons"], json!([{"code": "missed_round", "round_id": rid}]));
+    assert_eq!(
+        st["reasons"],
+        json!([{"code": "missed_round", "round_id": rid}])
+    );
 
     // The missing list: masked, sorted, with the nearest head.
-    let r = app.get(&format!("/v1/rounds/{rid}/missing"), &official).await;
+    let r = app
+        .get(&format!("/v1/rounds/{rid}/missing"), &official)
+        .await;
     let j = r.json();
     assert_eq!(j["total"], 8, "{}", r.text());
     assert_eq!(j["area"], A);
@@ -110,22 +136,34 @@ async fn a_round_day_from_register_to_close_gives_the_right_lists_and_colours() 
     sorted.sort();
     assert_eq!(areas, sorted);
     for p in j["people"].as_array().unwrap() {
-        assert!(p["head"].is_object(), "every person in A has a head (community or floor)");
+        assert!(
+            p["head"].is_object(),
+            "every person in A has a head (community or floor)"
+        );
     }
 
     // A late record inside the window clears the flag and counts as late.
     let r = app
-        .records(&s1, json!([{"person_id": missing_one, "tube_id": "T20", "collected_at": collected}]))
+        .records(
+            &s1,
+            json!([{"person_id": missing_one, "tube_id": "T20", "collected_at": collected}]),
+        )
         .await;
     assert_eq!(r.json()["accepted"], 1);
     let st = app.status(&gate, missing_one).await.json();
     assert_eq!(st["color"], "green", "{st}");
     let c = app.get(&format!("/v1/rounds/{rid}"), ADMIN).await.json()["counts"].clone();
-    assert_eq!(c, json!({"in_scope": 20, "sampled": 13, "late": 1, "made_up": 0, "exempt": 0, "missing": 7}));
+    assert_eq!(
+        c,
+        json!({"in_scope": 20, "sampled": 13, "late": 1, "made_up": 0, "exempt": 0, "missing": 7})
+    );
 
     // Coverage adds up at every level.
     let r = app
-        .get(&format!("/v1/rounds/{rid}/coverage?area={A}&depth=2"), &official)
+        .get(
+            &format!("/v1/rounds/{rid}/coverage?area={A}&depth=2"),
+            &official,
+        )
         .await;
     let cov = r.json();
     assert_eq!(cov["in_scope"], 20, "{}", r.text());
@@ -143,8 +181,18 @@ async fn a_round_day_from_register_to_close_gives_the_right_lists_and_colours() 
         .iter()
         .map(|e| e["action"].as_str().unwrap().to_owned())
         .collect();
-    for a in ["register_import", "heads_import", "token_create", "round_create", "round_close", "missing_list"] {
-        assert!(actions.contains(&a.to_owned()), "{a} missing from {actions:?}");
+    for a in [
+        "register_import",
+        "heads_import",
+        "token_create",
+        "round_create",
+        "round_close",
+        "missing_list",
+    ] {
+        assert!(
+            actions.contains(&a.to_owned()),
+            "{a} missing from {actions:?}"
+        );
     }
 }
 
@@ -173,7 +221,9 @@ async fn each_role_is_held_to_its_endpoints() {
     let pid_b = &people.iter().find(|(_, a)| a.starts_with(B)).unwrap().0;
 
     // No token, unknown token.
-    let r = app.req(reqwest::Method::GET, "/v1/rounds", None, None).await;
+    let r = app
+        .req(reqwest::Method::GET, "/v1/rounds", None, None)
+        .await;
     assert_eq!((r.status, r.code().as_str()), (401, "unauthorized"));
     let r = app.get("/v1/rounds", "nope").await;
     assert_eq!((r.status, r.code().as_str()), (401, "unauthorized"));
@@ -181,24 +231,40 @@ async fn each_role_is_held_to_its_endpoints() {
     // Roles without the permission: 403 forbidden.
     for tok in [&scanner, &lab, &gate, &off_a] {
         assert_eq!(app.get("/v1/audit", tok).await.code(), "forbidden");
-        assert_eq!(app.post("/v1/tokens", tok, &json!({"role": "gate", "name": "x"})).await.code(), "forbidden");
+        assert_eq!(
+            app.post("/v1/tokens", tok, &json!({"role": "gate", "name": "x"}))
+                .await
+                .code(),
+            "forbidden"
+        );
     }
     for tok in [&scanner, &lab, &off_a] {
         assert_eq!(app.status(tok, pid_a).await.code(), "forbidden");
     }
     for tok in [&gate, &lab, &off_a] {
         let r = app
-            .records(tok, json!([{"person_id": pid_a, "tube_id": "X1", "collected_at": t(now)}]))
+            .records(
+                tok,
+                json!([{"person_id": pid_a, "tube_id": "X1", "collected_at": t(now)}]),
+            )
             .await;
         assert_eq!((r.status, r.code().as_str()), (403, "forbidden"));
     }
     for tok in [&gate, &scanner, &off_a] {
-        let r = app.results(tok, json!([{"tube_id": "X1", "result": "negative", "reported_at": t(now)}])).await;
+        let r = app
+            .results(
+                tok,
+                json!([{"tube_id": "X1", "result": "negative", "reported_at": t(now)}]),
+            )
+            .await;
         assert_eq!(r.code(), "forbidden");
     }
     for tok in [&gate, &scanner, &lab] {
         assert_eq!(app.get("/v1/rounds", tok).await.code(), "forbidden");
-        assert_eq!(app.get(&format!("/v1/residents/{pid_a}"), tok).await.code(), "forbidden");
+        assert_eq!(
+            app.get(&format!("/v1/residents/{pid_a}"), tok).await.code(),
+            "forbidden"
+        );
     }
 
     // An official outside their area: 403 out_of_scope.
@@ -210,7 +276,11 @@ async fn each_role_is_held_to_its_endpoints() {
         format!("/v1/residents/{pid_b}"),
     ] {
         let r = app.get(&path, &off_a).await;
-        assert_eq!((r.status, r.code().as_str()), (403, "out_of_scope"), "{path}");
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (403, "out_of_scope"),
+            "{path}"
+        );
     }
     let r = app
         .create_round(&off_a, &[B], now.plus_millis(-HOUR), now.plus_millis(HOUR))
@@ -224,22 +294,40 @@ async fn each_role_is_held_to_its_endpoints() {
         )
         .await;
     assert_eq!(r.code(), "out_of_scope");
-    assert_eq!(app.get(&format!("/v1/residents/{pid_a}"), &off_a).await.status, 200);
+    assert_eq!(
+        app.get(&format!("/v1/residents/{pid_a}"), &off_a)
+            .await
+            .status,
+        200
+    );
     let listed = app.get("/v1/rounds", &off_a).await.json();
-    assert_eq!(listed["rounds"].as_array().unwrap().len(), 0, "round B does not overlap A");
+    assert_eq!(
+        listed["rounds"].as_array().unwrap().len(),
+        0,
+        "round B does not overlap A"
+    );
 
     // Unmasking is for admins only.
     let r = app
-        .get(&format!("/v1/rounds/{rb}/missing?area={A}&unmask=true"), &off_a)
+        .get(
+            &format!("/v1/rounds/{rb}/missing?area={A}&unmask=true"),
+            &off_a,
+        )
         .await;
     assert_eq!(r.code(), "forbidden");
 
     // A revoked token stops working at once.
     let (id, tok) = app.token("gate", None, None).await;
     assert_eq!(app.status(&tok, pid_a).await.status, 200);
-    assert_eq!(app.delete(&format!("/v1/tokens/{id}"), ADMIN).await.status, 204);
+    assert_eq!(
+        app.delete(&format!("/v1/tokens/{id}"), ADMIN).await.status,
+        204
+    );
     assert_eq!(app.status(&tok, pid_a).await.code(), "unauthorized");
-    assert_eq!(app.delete("/v1/tokens/999", ADMIN).await.code(), "unknown_token");
+    assert_eq!(
+        app.delete("/v1/tokens/999", ADMIN).await.code(),
+        "unknown_token"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,18 +346,31 @@ async fn bad_batches_get_the_contracts_codes_and_store_nothing() {
 
     let cases = [
         (json!({"records": [], }), 400, "empty_batch"),
-        (json!({"records": [good.clone()], "note": 1}), 400, "unknown_field"),
+        (
+            json!({"records": [good.clone()], "note": 1}),
+            400,
+            "unknown_field",
+        ),
         (json!({}), 400, "invalid_field"),
         (json!({"records": good.clone()}), 400, "invalid_field"),
         (json!({"records": null}), 400, "invalid_field"),
-        (json!({"records": vec![good.clone(); 10_001]}), 413, "batch_too_large"),
+        (
+            json!({"records": vec![good.clone(); 10_001]}),
+            413,
+            "batch_too_large",
+        ),
     ];
     for (body, status, code) in cases {
         let r = app.post("/v1/records", &scanner, &body).await;
         assert_eq!((r.status, r.code().as_str()), (status, code));
     }
     let r = app
-        .req(reqwest::Method::POST, "/v1/records", Some(&scanner), Some(("application/json", b"{nope".to_vec())))
+        .req(
+            reqwest::Method::POST,
+            "/v1/records",
+            Some(&scanner),
+            Some(("application/json", b"{nope".to_vec())),
+        )
         .await;
     assert_eq!((r.status, r.code().as_str()), (400, "malformed_json"));
     let r = app
@@ -277,17 +378,32 @@ async fn bad_batches_get_the_contracts_codes_and_store_nothing() {
             reqwest::Method::POST,
             "/v1/records",
             Some(&scanner),
-            Some(("text/plain", serde_json::to_vec(&json!({"records": [good.clone()]})).unwrap())),
+            Some((
+                "text/plain",
+                serde_json::to_vec(&json!({"records": [good.clone()]})).unwrap(),
+            )),
         )
         .await;
-    assert_eq!((r.status, r.code().as_str()), (415, "unsupported_media_type"));
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (415, "unsupported_media_type")
+    );
     let big = vec![b' '; 9 * 1024 * 1024];
     let r = app
-        .req(reqwest::Method::POST, "/v1/records", Some(&scanner), Some(("application/json", big)))
+        .req(
+            reqwest::Method::POST,
+            "/v1/records",
+            Some(&scanner),
+            Some(("application/json", big)),
+        )
         .await;
     assert_eq!((r.status, r.code().as_str()), (413, "payload_too_large"));
     let st = app.status(ADMIN, id).await.json();
-    assert_eq!(st["last_sample_at"], serde_json::Value::Null, "nothing of a refused request is stored");
+    assert_eq!(
+        st["last_sample_at"],
+        serde_json::Value::Null,
+        "nothing of a refused request is stored"
+    );
 
     // Per-item codes, judged alone and in order.
     let items = json!([
@@ -311,7 +427,16 @@ async fn bad_batches_get_the_contracts_codes_and_store_nothing() {
         .collect();
     assert_eq!(
         codes,
-        ["invalid_field", "invalid_field", "unknown_field", "invalid_person_id", "invalid_tube_id", "invalid_time", "invalid_time", "invalid_time"]
+        [
+            "invalid_field",
+            "invalid_field",
+            "unknown_field",
+            "invalid_person_id",
+            "invalid_tube_id",
+            "invalid_time",
+            "invalid_time",
+            "invalid_time"
+        ]
     );
     assert_eq!(j["accepted"], 1);
 
@@ -330,10 +455,13 @@ async fn bad_batches_get_the_contracts_codes_and_store_nothing() {
     // Results: invalid result, conflicting result.
     let (_, lab) = app.token("lab", None, None).await;
     let r = app
-        .results(&lab, json!([{"tube_id": "FULL", "result": "maybe", "reported_at": t(now)},
+        .results(
+            &lab,
+            json!([{"tube_id": "FULL", "result": "maybe", "reported_at": t(now)},
                               {"tube_id": "FULL", "result": "negative", "reported_at": t(now)},
                               {"tube_id": "FULL", "result": "positive", "reported_at": t(now)},
-                              {"tube_id": "NEW", "result": "negative", "reported_at": t(now)}]))
+                              {"tube_id": "NEW", "result": "negative", "reported_at": t(now)}]),
+        )
         .await;
     let j = r.json();
     assert_eq!(j["accepted"], 2);
@@ -352,19 +480,39 @@ async fn a_bad_register_file_changes_nothing_and_reports_every_line() {
     let (csv, people) = small_city(1);
     assert_eq!(app.register(&csv).await.status, 200);
     let mut bad = String::from("person_id,name,phone,area,household\n");
-    bad.push_str(&format!("{},新名字,13900000000,崇文路街道/学院社区,H1\n", people[0].0));
+    bad.push_str(&format!(
+        "{},新名字,13900000000,崇文路街道/学院社区,H1\n",
+        people[0].0
+    ));
     bad.push_str("61080219850312001Y,甲,13900000000,崇文路街道/学院社区,H1\n");
-    bad.push_str(&format!("{},乙,13900000000,崇文路街道//学院社区,H1\n", people[1].0));
-    bad.push_str(&format!("{},,13900000000,崇文路街道/学院社区,H1\n", people[2].0));
-    bad.push_str(&format!("{},丙,13900000000,崇文路街道/学院社区\n", people[3].0));
-    bad.push_str(&format!("{},丁,13900000000,崇文路街道/学院社区,H1\n", people[0].0));
+    bad.push_str(&format!(
+        "{},乙,13900000000,崇文路街道//学院社区,H1\n",
+        people[1].0
+    ));
+    bad.push_str(&format!(
+        "{},,13900000000,崇文路街道/学院社区,H1\n",
+        people[2].0
+    ));
+    bad.push_str(&format!(
+        "{},丙,13900000000,崇文路街道/学院社区\n",
+        people[3].0
+    ));
+    bad.push_str(&format!(
+        "{},丁,13900000000,崇文路街道/学院社区,H1\n",
+        people[0].0
+    ));
     let r = app.register(&bad).await;
     assert_eq!((r.status, r.code().as_str()), (400, "invalid_register"));
     let lines: Vec<(u64, String)> = r.json()["lines"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| (l["line"].as_u64().unwrap(), l["code"].as_str().unwrap().to_owned()))
+        .map(|l| {
+            (
+                l["line"].as_u64().unwrap(),
+                l["code"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     assert_eq!(
         lines,
@@ -376,20 +524,52 @@ async fn a_bad_register_file_changes_nothing_and_reports_every_line() {
             (7, "duplicate_person".to_owned()),
         ]
     );
-    let v = app.get(&format!("/v1/residents/{}", people[0].0), ADMIN).await.json();
-    assert_eq!(v["name"], "居民001", "the rejected file left the register untouched");
-    let r = app.post_csv("/v1/register", ADMIN, "person_id,name\n").await;
+    let v = app
+        .get(&format!("/v1/residents/{}", people[0].0), ADMIN)
+        .await
+        .json();
+    assert_eq!(
+        v["name"], "居民001",
+        "the rejected file left the register untouched"
+    );
+    let r = app
+        .post_csv("/v1/register", ADMIN, "person_id,name\n")
+        .await;
     assert_eq!(r.json()["lines"][0]["code"], "missing_column");
     // Upsert counts.
     let mut up = String::from("person_id,name,phone,area,household\n");
-    up.push_str(&format!("{},新名字,13900000000,崇文路街道/学院社区/第01网格/01号楼/01层,H1\n", people[0].0));
-    up.push_str(&format!("{},新人,13900000000,崇文路街道/学院社区/第01网格/01号楼/01层,H1\n", pid("19900101", 1)));
+    up.push_str(&format!(
+        "{},新名字,13900000000,崇文路街道/学院社区/第01网格/01号楼/01层,H1\n",
+        people[0].0
+    ));
+    up.push_str(&format!(
+        "{},新人,13900000000,崇文路街道/学院社区/第01网格/01号楼/01层,H1\n",
+        pid("19900101", 1)
+    ));
     let r = app.register(&up).await;
-    assert_eq!(r.json(), json!({"residents": 9, "inserted": 1, "updated": 1, "unchanged": 0}));
+    assert_eq!(
+        r.json(),
+        json!({"residents": 9, "inserted": 1, "updated": 1, "unchanged": 0})
+    );
     // Moving out.
-    assert_eq!(app.delete(&format!("/v1/residents/{}", people[0].0), ADMIN).await.status, 204);
-    assert_eq!(app.get(&format!("/v1/residents/{}", people[0].0), ADMIN).await.code(), "unknown_resident");
-    assert_eq!(app.delete(&format!("/v1/residents/{}", people[0].0), ADMIN).await.code(), "unknown_resident");
+    assert_eq!(
+        app.delete(&format!("/v1/residents/{}", people[0].0), ADMIN)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        app.get(&format!("/v1/residents/{}", people[0].0), ADMIN)
+            .await
+            .code(),
+        "unknown_resident"
+    );
+    assert_eq!(
+        app.delete(&format!("/v1/residents/{}", people[0].0), ADMIN)
+            .await
+            .code(),
+        "unknown_resident"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -400,13 +580,24 @@ async fn operations_endpoints_answer_and_every_response_is_no_store() {
     assert_eq!(r.headers["cache-control"], "no-store");
     let r = app.req(reqwest::Method::GET, "/readyz", None, None).await;
     assert_eq!(r.json(), json!({"store": "ready", "redis": "ok"}));
-    let r = app.req(reqwest::Method::GET, "/v1/rounds", None, None).await;
+    let r = app
+        .req(reqwest::Method::GET, "/v1/rounds", None, None)
+        .await;
     assert_eq!(r.headers["cache-control"], "no-store");
     app.status(ADMIN, &pid("19850312", 1)).await;
     let r = app.req(reqwest::Method::GET, "/metrics", None, None).await;
-    assert!(r.text().contains("rollcall_http_requests_total"), "{}", r.text());
+    assert!(
+        r.text().contains("rollcall_http_requests_total"),
+        "{}",
+        r.text()
+    );
     let r = app.req(reqwest::Method::GET, "/", None, None).await;
-    assert!(r.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,7 +608,12 @@ async fn a_restart_answers_exactly_as_before() {
     app.heads(HEADS_CSV).await;
     let now = app.now();
     let rid = app
-        .create_round(ADMIN, &[A], now.plus_millis(-2 * HOUR), now.plus_millis(HOUR))
+        .create_round(
+            ADMIN,
+            &[A],
+            now.plus_millis(-2 * HOUR),
+            now.plus_millis(HOUR),
+        )
         .await
         .json()["id"]
         .as_str()
@@ -432,8 +628,11 @@ async fn a_restart_answers_exactly_as_before() {
         .map(|(i, (p, _))| json!({"person_id": p, "tube_id": format!("R{}", i / 4), "collected_at": t(now.plus_millis(-HOUR))}))
         .collect();
     app.records(&s1, json!(recs)).await;
-    app.results(ADMIN, json!([{"tube_id": "R0", "result": "positive", "reported_at": t(now)}]))
-        .await;
+    app.results(
+        ADMIN,
+        json!([{"tube_id": "R0", "result": "positive", "reported_at": t(now)}]),
+    )
+    .await;
     app.close_round(ADMIN, &rid).await;
     let ex = app
         .post(

@@ -17,7 +17,13 @@ type Sent = Arc<Mutex<Vec<(Vec<String>, bool)>>>;
 
 fn spawn_server(data: &std::path::Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_rollcall"))
-        .args(["serve", "--data", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "serve",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .env("ROLLCALL_ADMIN_TOKEN", ADMIN)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -84,8 +90,13 @@ async fn killing_the_server_loses_no_acknowledged_record_and_half_writes_nothing
     let sent: Sent = Arc::default();
     let mut tasks = Vec::new();
     for c in 0..6u32 {
-        let (client, base, scanner, at, sent) =
-            (client.clone(), base.clone(), scanner.clone(), at.clone(), sent.clone());
+        let (client, base, scanner, at, sent) = (
+            client.clone(),
+            base.clone(),
+            scanner.clone(),
+            at.clone(),
+            sent.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             for b in 0..400u32 {
                 let (ids, body) = batch(c, b, 50, &at);
@@ -120,7 +131,10 @@ async fn killing_the_server_loses_no_acknowledged_record_and_half_writes_nothing
     }
     let sent = sent.lock().clone();
     let acked = sent.iter().filter(|(_, a)| *a).count();
-    assert!(acked > 10, "the server acknowledged {acked} batches before the kill; too few to test");
+    assert!(
+        acked > 10,
+        "the server acknowledged {acked} batches before the kill; too few to test"
+    );
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -149,5 +163,8 @@ async fn killing_the_server_loses_no_acknowledged_record_and_half_writes_nothing
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert!(half.is_empty(), "unacknowledged batches half present: {half:?}");
+    assert!(
+        half.is_empty(),
+        "unacknowledged batches half present: {half:?}"
+    );
 }

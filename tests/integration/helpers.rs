@@ -91,7 +91,10 @@ impl Resp {
 
     /// The contract's error code, if this is an error.
     pub fn code(&self) -> String {
-        self.json()["error"]["code"].as_str().unwrap_or_default().to_owned()
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     pub fn text(&self) -> String {
@@ -131,7 +134,13 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_with(opts: Opts) -> TestApp {
     let data = tempfile::tempdir().unwrap();
     let redis = opts.redis.then(RedisProc::start);
-    start_on(data, redis, opts.manual_clock.map(ManualClock::new), opts.policy).await
+    start_on(
+        data,
+        redis,
+        opts.manual_clock.map(ManualClock::new),
+        opts.policy,
+    )
+    .await
 }
 
 pub async fn start_on(
@@ -182,10 +191,6 @@ impl TestApp {
         start_on(data, redis, clock, policy).await
     }
 
-    pub fn data_dir(&self) -> std::path::PathBuf {
-        self.data.path().to_owned()
-    }
-
     pub fn now(&self) -> Timestamp {
         match &self.clock {
             Some(c) => c.now(),
@@ -200,7 +205,9 @@ impl TestApp {
         token: Option<&str>,
         body: Option<(&str, Vec<u8>)>,
     ) -> Resp {
-        let mut rb = self.client.request(method, format!("{}{}", self.base, path));
+        let mut rb = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
         if let Some(t) = token {
             rb = rb.bearer_auth(t);
         }
@@ -219,7 +226,8 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Resp {
-        self.req(reqwest::Method::GET, path, Some(token), None).await
+        self.req(reqwest::Method::GET, path, Some(token), None)
+            .await
     }
 
     pub async fn post(&self, path: &str, token: &str, body: &Value) -> Resp {
@@ -233,7 +241,8 @@ impl TestApp {
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> Resp {
-        self.req(reqwest::Method::DELETE, path, Some(token), None).await
+        self.req(reqwest::Method::DELETE, path, Some(token), None)
+            .await
     }
 
     pub async fn post_csv(&self, path: &str, token: &str, csv: &str) -> Resp {
@@ -247,7 +256,12 @@ impl TestApp {
     }
 
     /// Issues a token; returns (id, token).
-    pub async fn token(&self, role: &str, site: Option<&str>, area: Option<&str>) -> (String, String) {
+    pub async fn token(
+        &self,
+        role: &str,
+        site: Option<&str>,
+        area: Option<&str>,
+    ) -> (String, String) {
         let mut b = json!({"role": role, "name": format!("test {role}")});
         if let Some(s) = site {
             b["site"] = json!(s);
@@ -273,14 +287,22 @@ impl TestApp {
     }
 
     pub async fn records(&self, token: &str, records: Value) -> Resp {
-        self.post("/v1/records", token, &json!({ "records": records })).await
+        self.post("/v1/records", token, &json!({ "records": records }))
+            .await
     }
 
     pub async fn results(&self, token: &str, results: Value) -> Resp {
-        self.post("/v1/results", token, &json!({ "results": results })).await
+        self.post("/v1/results", token, &json!({ "results": results }))
+            .await
     }
 
-    pub async fn create_round(&self, token: &str, scope: &[&str], opens: Timestamp, deadline: Timestamp) -> Resp {
+    pub async fn create_round(
+        &self,
+        token: &str,
+        scope: &[&str],
+        opens: Timestamp,
+        deadline: Timestamp,
+    ) -> Resp {
         self.post(
             "/v1/rounds",
             token,
@@ -290,7 +312,8 @@ impl TestApp {
     }
 
     pub async fn close_round(&self, token: &str, id: &str) -> Resp {
-        self.post(&format!("/v1/rounds/{id}/close"), token, &json!({})).await
+        self.post(&format!("/v1/rounds/{id}/close"), token, &json!({}))
+            .await
     }
 
     pub async fn status(&self, token: &str, pid: &str) -> Resp {

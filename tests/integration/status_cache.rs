@@ -764,11 +764,11 @@ impl StatusSource for SameForEveryone {
     }
 }
 
-/// Not a test: how long a round close's million flips take to be written
-/// (`cargo test --release --test integration -- --ignored --nocapture million`).
+/// A close's worth of flips is entirely in Redis once `flushed` returns
+/// (the timing at a million flips is measured by `examples/` and reported in
+/// docs/benchmarks.md, not asserted here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement; run by hand with --release"]
-async fn measure_a_million_flips_written_through() {
+async fn a_close_sized_batch_of_flips_is_all_in_redis_once_flushed() {
     let server = start_redis();
     let clock = ManualClock::new(at("2022-04-19T08:00:00+08:00"));
     let cache = StatusCache::open(
@@ -782,8 +782,8 @@ async fn measure_a_million_flips_written_through() {
     .await
     .unwrap();
     wait_for_state(&cache, RedisState::Ok).await;
-    let people: Vec<PersonId> = (0..1_000_000).map(person).collect();
-    for run in 0..3 {
+    let people: Vec<PersonId> = (0..50_000).map(person).collect();
+    for run in 0..1 {
         let before = own_cpu();
         let started = Instant::now();
         let t = cache.changed(people.clone());
@@ -806,13 +806,13 @@ async fn measure_a_million_flips_written_through() {
             })
             .map(|v| v.trim().parse::<f64>().unwrap())
             .sum();
-        println!(
-            "run {run}: 1,000,000 flips: changed() {queued:?}, flushed after {elapsed:?}; {n} keys; \
+        eprintln!(
+            "run {run}: 50,000 flips: changed() {queued:?}, flushed after {elapsed:?}; {n} keys; \
              pending {}; this process's CPU {:?}; redis-server's CPU so far {redis_cpu:.2}s",
             cache.pending_len(),
             (after.0 + after.1).saturating_sub(before.0 + before.1),
         );
         assert_eq!(cache.pending_len(), 0);
-        assert_eq!(n, 1_000_001);
+        assert_eq!(n, 50_001);
     }
 }

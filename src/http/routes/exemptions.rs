@@ -53,7 +53,10 @@ pub async fn create(
     let note = f.opt_text("note")?.unwrap_or_default();
     f.finish()?;
     if until < from {
-        return Err(ApiError::new(Code::InvalidWindow, "`until` is before `from`"));
+        return Err(ApiError::new(
+            Code::InvalidWindow,
+            "`until` is before `from`",
+        ));
     }
     let area = require_person_in_scope(&state, &who, person_id).await?;
     let _w = state.admit_write()?;
@@ -97,10 +100,7 @@ pub async fn delete(
         .ok_or_else(unknown)?;
     let area = require_person_in_scope(&state, &who, person).await?;
     let _w = state.admit_write()?;
-    let out = state
-        .store
-        .command(Command::ExemptionDelete { id })
-        .await?;
+    let out = state.store.command(Command::ExemptionDelete { id }).await?;
     state.cache.flushed(out.ticket).await;
     record(&state, &who, "exemption_delete", area, None, Some(1)).await?;
     Ok(HttpResponse::NoContent().finish())

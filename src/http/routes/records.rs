@@ -10,10 +10,10 @@ use serde_json::{Map, Value};
 
 use crate::domain::{PersonId, Role, Timestamp, TubeId};
 use crate::engine::{RecordItem, RejectCode, Verdict};
+use crate::http::AppState;
 use crate::http::auth::Principal;
 use crate::http::body;
 use crate::http::error::{ApiError, Code, ItemCode};
-use crate::http::AppState;
 
 /// The most items one batch may hold.
 pub const MAX_BATCH: usize = 10_000;
@@ -45,7 +45,10 @@ pub fn batch_items(v: Value, key: &str) -> Result<Vec<Value>, ApiError> {
         ));
     };
     if let Some(k) = map.keys().find(|k| k.as_str() != key) {
-        return Err(ApiError::new(Code::UnknownField, format!("unknown field `{k}`")));
+        return Err(ApiError::new(
+            Code::UnknownField,
+            format!("unknown field `{k}`"),
+        ));
     }
     let Some(Value::Array(items)) = map.remove(key) else {
         return Err(ApiError::new(
@@ -118,7 +121,10 @@ fn parse_record(item: &Value, site: Option<&Arc<str>>) -> Result<RecordItem, (It
         None => {
             let v = s(m, "site");
             if v.is_empty() || v.chars().count() > 64 {
-                return Err((ItemCode::InvalidField, "`site` must be 1 to 64 characters".into()));
+                return Err((
+                    ItemCode::InvalidField,
+                    "`site` must be 1 to 64 characters".into(),
+                ));
             }
             Arc::from(v)
         }
@@ -138,7 +144,10 @@ pub fn reject(code: RejectCode) -> (ItemCode, &'static str) {
             ItemCode::InvalidTime,
             "more than 5 minutes in the future or older than 30 days",
         ),
-        RejectCode::TubeFull => (ItemCode::TubeFull, "the tube already holds the pool maximum"),
+        RejectCode::TubeFull => (
+            ItemCode::TubeFull,
+            "the tube already holds the pool maximum",
+        ),
         RejectCode::TubeSiteConflict => (
             ItemCode::TubeSiteConflict,
             "the tube was first used at another site",
@@ -160,7 +169,11 @@ pub async fn post(
     who.require(&[Role::Scanner, Role::Admin])?;
     let items = batch_items(body::json(&req, payload).await?, "records")?;
     let site = if who.role == Role::Scanner {
-        Some(who.site.clone().ok_or_else(|| ApiError::internal(&"scanner token without a site"))?)
+        Some(
+            who.site
+                .clone()
+                .ok_or_else(|| ApiError::internal(&"scanner token without a site"))?,
+        )
     } else {
         None
     };

@@ -14,7 +14,10 @@ use crate::http::{AppState, body, routes::audit::record};
 fn rejected(lines: Vec<LineProblem>, what: &str) -> ApiError {
     let mut e = ApiError::new(
         Code::InvalidRegister,
-        format!("the {what} file was rejected ({} problem(s)); nothing was changed", lines.len()),
+        format!(
+            "the {what} file was rejected ({} problem(s)); nothing was changed",
+            lines.len()
+        ),
     );
     e.lines = Some(lines);
     e

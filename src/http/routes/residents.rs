@@ -34,7 +34,15 @@ pub async fn get(
         .await?;
     let view = view.ok_or_else(unknown)?;
     who.require_area(&view.area.parse().map_err(|_| unknown())?)?;
-    record(&state, &who, "resident_view", Some(view.area.clone()), None, Some(1)).await?;
+    record(
+        &state,
+        &who,
+        "resident_view",
+        Some(view.area.clone()),
+        None,
+        Some(1),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(json!({
         "person_id": view.person_id.to_string(),
         "name": view.name,
@@ -56,7 +64,9 @@ pub async fn delete(
     who.require(&[Role::Admin])?;
     let id = parse_id(&id)?;
     let _w = state.admit_write()?;
-    let area = state.read(move |e| e.area_of(id).map(ToString::to_string)).await?;
+    let area = state
+        .read(move |e| e.area_of(id).map(ToString::to_string))
+        .await?;
     state.store.command(Command::ResidentDelete(id)).await?;
     record(&state, &who, "resident_delete", area, None, Some(1)).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -85,7 +95,10 @@ pub async fn clear(
     let _w = state.admit_write()?;
     let out = state
         .store
-        .command(Command::Clear { person_id: id, note })
+        .command(Command::Clear {
+            person_id: id,
+            note,
+        })
         .await?;
     state.cache.flushed(out.ticket).await;
     let now = state.now();

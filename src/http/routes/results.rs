@@ -12,7 +12,11 @@ use crate::http::routes::records::{Rejected, batch_items, item_fields, reject};
 
 fn parse_result(item: &serde_json::Value) -> Result<ResultItem, (ItemCode, String)> {
     let m = item_fields(item, &["tube_id", "result", "reported_at"], &[])?;
-    let get = |k: &str| m.get(k).and_then(serde_json::Value::as_str).unwrap_or_default();
+    let get = |k: &str| {
+        m.get(k)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+    };
     let tube_id: TubeId = get("tube_id")
         .parse()
         .map_err(|e| (ItemCode::InvalidTubeId, format!("{e}")))?;
@@ -73,7 +77,8 @@ pub async fn post(
     rejected.sort_by_key(|r| r.index);
     metrics::counter!("rollcall_results_total", "outcome" => "accepted").increment(accepted);
     metrics::counter!("rollcall_results_total", "outcome" => "duplicate").increment(duplicates);
-    metrics::counter!("rollcall_results_total", "outcome" => "rejected").increment(rejected.len() as u64);
+    metrics::counter!("rollcall_results_total", "outcome" => "rejected")
+        .increment(rejected.len() as u64);
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "accepted": accepted,
         "duplicates": duplicates,

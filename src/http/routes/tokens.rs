@@ -22,34 +22,46 @@ pub async fn create(
     who.require(&[Role::Admin])?;
     let mut f = Fields::object(body::json(&req, payload).await?)?;
     f.check_known(&["role", "name", "site", "area"])?;
-    let role: Role = f
-        .str("role")?
-        .parse()
-        .map_err(|_| ApiError::new(Code::InvalidField, "`role` must be admin, official, scanner, lab or gate"))?;
+    let role: Role = f.str("role")?.parse().map_err(|_| {
+        ApiError::new(
+            Code::InvalidField,
+            "`role` must be admin, official, scanner, lab or gate",
+        )
+    })?;
     let name = f.str("name")?;
     let site = f.opt_str("site")?;
     let area = match f.opt_str("area")? {
         Some(a) => Some(a.parse::<AreaPath>().map_err(|e| {
-            ApiError::new(Code::InvalidField, format!("`area` is not an area path: {e}"))
+            ApiError::new(
+                Code::InvalidField,
+                format!("`area` is not an area path: {e}"),
+            )
         })?),
         None => None,
     };
     f.finish()?;
     let (site, area) = match role {
         Role::Scanner => (
-            Some(site.ok_or_else(|| ApiError::new(Code::InvalidField, "a scanner token needs its `site`"))?),
+            Some(site.ok_or_else(|| {
+                ApiError::new(Code::InvalidField, "a scanner token needs its `site`")
+            })?),
             None,
         ),
         Role::Official => (
             None,
-            Some(area.ok_or_else(|| ApiError::new(Code::InvalidField, "an official token needs its `area`"))?),
+            Some(area.ok_or_else(|| {
+                ApiError::new(Code::InvalidField, "an official token needs its `area`")
+            })?),
         ),
         _ => (None, None),
     };
     if let Some(s) = &site
         && !(1..=64).contains(&s.chars().count())
     {
-        return Err(ApiError::new(Code::InvalidField, "`site` must be 1 to 64 characters"));
+        return Err(ApiError::new(
+            Code::InvalidField,
+            "`site` must be 1 to 64 characters",
+        ));
     }
     let token = new_token();
     let hash = state.tokens.hash(&token);
@@ -74,7 +86,15 @@ pub async fn create(
             area: area.clone(),
         },
     );
-    record(&state, &who, "token_create", area.map(|a| a.to_string()), None, None).await?;
+    record(
+        &state,
+        &who,
+        "token_create",
+        area.map(|a| a.to_string()),
+        None,
+        None,
+    )
+    .await?;
     Ok(HttpResponse::Created().json(json!({"id": row.id, "token": token})))
 }
 

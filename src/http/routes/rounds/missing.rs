@@ -140,12 +140,20 @@ pub async fn missing(
     let q = body::query(&req, &["area", "format", "unmask", "group_by"])?;
     let format = q.get("format").map_or("json", String::as_str).to_owned();
     if !matches!(format.as_str(), "json" | "csv" | "xlsx") {
-        return Err(ApiError::new(Code::InvalidQuery, "`format` must be json, csv or xlsx"));
+        return Err(ApiError::new(
+            Code::InvalidQuery,
+            "`format` must be json, csv or xlsx",
+        ));
     }
     let unmask = match q.get("unmask").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
-        Some(_) => return Err(ApiError::new(Code::InvalidQuery, "`unmask` must be true or false")),
+        Some(_) => {
+            return Err(ApiError::new(
+                Code::InvalidQuery,
+                "`unmask` must be true or false",
+            ));
+        }
     };
     let grouped = match q.get("group_by").map(String::as_str) {
         None => false,
@@ -153,10 +161,16 @@ pub async fn missing(
         Some(_) => return Err(ApiError::new(Code::InvalidQuery, "`group_by` must be head")),
     };
     if grouped && format != "json" {
-        return Err(ApiError::new(Code::InvalidQuery, "`group_by=head` is for format=json"));
+        return Err(ApiError::new(
+            Code::InvalidQuery,
+            "`group_by=head` is for format=json",
+        ));
     }
     if unmask && !who.is_admin() {
-        return Err(ApiError::new(Code::Forbidden, "only an admin may unmask IDs"));
+        return Err(ApiError::new(
+            Code::Forbidden,
+            "only an admin may unmask IDs",
+        ));
     }
     let area = view_area(&who, &q)?;
     let area_for_read = area.clone();
@@ -165,15 +179,35 @@ pub async fn missing(
         .read(move |e| -> Result<_, ApiError> {
             let (id, node) = resolve(e, id, area_for_read.as_ref())?;
             let people = people(e, id, node, unmask);
-            let summary = if xlsx { grid_summary(e, id, node) } else { Vec::new() };
+            let summary = if xlsx {
+                grid_summary(e, id, node)
+            } else {
+                Vec::new()
+            };
             Ok((people, summary))
         })
         .await??;
     let total = people.len() as u64;
     let area_s = area.as_ref().map(AreaPath::as_str).map(str::to_owned);
-    record(&state, &who, "missing_list", area_s.clone(), Some(id.to_string()), Some(total)).await?;
+    record(
+        &state,
+        &who,
+        "missing_list",
+        area_s.clone(),
+        Some(id.to_string()),
+        Some(total),
+    )
+    .await?;
     if unmask {
-        record(&state, &who, "unmask", area_s.clone(), Some(id.to_string()), Some(total)).await?;
+        record(
+            &state,
+            &who,
+            "unmask",
+            area_s.clone(),
+            Some(id.to_string()),
+            Some(total),
+        )
+        .await?;
     }
     match format.as_str() {
         "csv" => Ok(csv_response(people)),
@@ -291,7 +325,9 @@ pub fn xlsx_bytes(
     {
         let ws = wb.add_worksheet_with_constant_memory()?;
         ws.set_name(unique("汇总 summary"))?;
-        let cols = ["grid", "in_scope", "sampled", "made_up", "exempt", "missing"];
+        let cols = [
+            "grid", "in_scope", "sampled", "made_up", "exempt", "missing",
+        ];
         for (c, h) in cols.iter().enumerate() {
             ws.write_string_with_format(0, c as u16, *h, &bold)?;
         }

@@ -64,14 +64,20 @@ pub async fn create(
     f.check_known(&["name", "scope", "opens_at", "deadline"])?;
     let name = f.str("name")?;
     if name.chars().count() > 200 {
-        return Err(ApiError::new(Code::InvalidField, "`name` is over 200 characters"));
+        return Err(ApiError::new(
+            Code::InvalidField,
+            "`name` is over 200 characters",
+        ));
     }
     let scope = f.areas("scope")?;
     let opens_at = f.time("opens_at")?;
     let deadline = f.time("deadline")?;
     f.finish()?;
     if deadline <= opens_at {
-        return Err(ApiError::new(Code::InvalidWindow, "`deadline` must be after `opens_at`"));
+        return Err(ApiError::new(
+            Code::InvalidWindow,
+            "`deadline` must be after `opens_at`",
+        ));
     }
     for p in &scope {
         who.require_area(p)?;
@@ -94,7 +100,15 @@ pub async fn create(
         .await?
         .ok_or_else(|| ApiError::internal(&"created round missing"))?;
     let area = scope.first().map(ToString::to_string);
-    record(&state, &who, "round_create", area, Some(id.to_string()), None).await?;
+    record(
+        &state,
+        &who,
+        "round_create",
+        area,
+        Some(id.to_string()),
+        None,
+    )
+    .await?;
     Ok(HttpResponse::Created().json(body))
 }
 
@@ -206,7 +220,9 @@ pub fn resolve(
             e.register()
                 .node(a)
                 .filter(|_| e.register().area_exists(a))
-                .ok_or_else(|| ApiError::new(Code::UnknownArea, format!("{a} is not in the register")))?,
+                .ok_or_else(|| {
+                    ApiError::new(Code::UnknownArea, format!("{a} is not in the register"))
+                })?,
         ),
         None => None,
     };
@@ -238,11 +254,12 @@ pub async fn coverage(
     let id = parse_round_id(&id)?;
     let q = body::query(&req, &["area", "depth"])?;
     let depth = match q.get("depth") {
-        Some(d) => d
-            .parse::<u32>()
-            .ok()
-            .filter(|&d| d <= 32)
-            .ok_or_else(|| ApiError::new(Code::InvalidQuery, "`depth` must be a whole number from 0 to 32"))?,
+        Some(d) => d.parse::<u32>().ok().filter(|&d| d <= 32).ok_or_else(|| {
+            ApiError::new(
+                Code::InvalidQuery,
+                "`depth` must be a whole number from 0 to 32",
+            )
+        })?,
         None => 1,
     };
     let area = view_area(&who, &q)?;
@@ -252,9 +269,12 @@ pub async fn coverage(
             let round = e.round(id).expect("resolved");
             let node = match node {
                 Some(n) => n,
-                None => e
-                    .scope_root(round)
-                    .ok_or_else(|| ApiError::new(Code::UnknownArea, "the round's scope is not in the register"))?,
+                None => e.scope_root(round).ok_or_else(|| {
+                    ApiError::new(
+                        Code::UnknownArea,
+                        "the round's scope is not in the register",
+                    )
+                })?,
             };
             Ok(coverage_json(&e.coverage(round, node, depth)))
         })
@@ -292,4 +312,3 @@ pub async fn progress(
         .await??;
     Ok(HttpResponse::Ok().json(body))
 }
-
