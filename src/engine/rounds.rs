@@ -500,7 +500,12 @@ impl Engine {
         let end_t = if round.is_closed() || now >= round.deadline {
             round.deadline
         } else {
-            now.max(round.opens_at)
+            // Up to the current hour — or the next, when a sample was
+            // collected a little in the future (clock skew is accepted up to
+            // FUTURE_SLACK_MS), so every sampled person is in some bucket.
+            now.plus_millis(super::FUTURE_SLACK_MS)
+                .min(round.deadline)
+                .max(round.opens_at)
         };
         let end = end_t.as_millis().div_euclid(HOUR) * HOUR;
         let hours = ((end - start) / HOUR + 1).clamp(1, 24 * 400) as usize;

@@ -522,7 +522,8 @@ impl Reference {
         let end = if r.closed_at.is_some() || now >= r.deadline {
             r.deadline
         } else {
-            now.max(r.opens)
+            // Samples may be collected up to five minutes ahead of now.
+            (now + FUTURE_SLACK).min(r.deadline).max(r.opens)
         };
         let mut buckets: BTreeMap<i64, u64> = BTreeMap::new();
         // A round closed before it opened has an empty window; it still
