@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# rollcall against DuckDB and PostgreSQL on the same generated city, in one
+# run, so the ratios hold on a shared, noisy machine. Writes
+# benches/compare/results.md (the table) and $WORK/results.jsonl (raw).
+#
+# usage: benches/compare/run.sh [SIZE...]          (default: 1000000 10000000)
+#
+# For each size: `rollcall gen` makes the city; make_records.py picks the
+# sampled 95% by FNV-1a of the ID (the same people `rollcall load --fraction`
+# sends); DuckDB and PostgreSQL load both files and run the close (anti-join
+# for the missing set, then coverage of every area node); rollcall imports the
+# register offline, takes the same people's records over HTTP (`rollcall
+# load --once`, batches of 500), and is timed on `POST /v1/rounds/{id}/close`
+# (in-process status cache: compute, durable close event, flips written to
+# the cache). Then memory (RSS) and restart (replay) are read off the server.
+# All three must find the same missing count, or the run fails.
+#
+# At the first size, also: ingest flat out over HTTP against PostgreSQL COPY
+# and INSERT (500 rows per commit), and gate lookups through HTTP from Redis
+# against raw `redis-benchmark -t get` on the same private Redis.
+#
+# Environment: WORK (scratch, default /tmp/rollcall-compare), SEED (1),
+# FRACTION (0.95), CONCURRENCY (ingest connections, 4), INGEST_SECONDS (20),
+# GATE_SECONDS (15), PG_ROWS (500000), SKIP_BUILD (use the existing binary),
+# BIN (the rollcall binary, default target/release/rollcall), EXTRAS=0 (skip
+# ingest and gates), KEEP_RESULTS=1 (append to results.jsonl: sizes run
+# separately end up in one table).
+# Needs: a release build, python3 with duckdb (`pip install duckdb`), psql
+# with a local PostgreSQL that lets the current user create databases,
+# redis-server, redis-benchmark, wrk, curl.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+WORK=${WORK:-/tmp/rollcall-compare}
+SEED=${SEED:-1}
+FRACTION=${FRACTION:-0.95}
+CONCURRENCY=${CONCURRENCY:-4}
+INGEST_SECONDS=${INGEST_SECONDS:-20}
+GATE_SECONDS=${GATE_SECONDS:-15}
+PG_ROWS=${PG_ROWS:-500000}
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(1000000 10000000)
+bin=${BIN:-$root/target/release/rollcall}
+ADMIN=compare-admin-token-0123456789abcdef0123456789
+
+[ -n "${SKIP_BUILD:-}" ] || (cd "$root" && cargo build --release --locked)
+python3 -c 'import duckdb' 2>/dev/null || pip install duckdb
+for c in psql redis-server redis-benchmark wrk curl; do
+  command -v $c >/dev/null || { echo "needs $c" >&2; exit 1; }
+done
+mkdir -p "$WORK"
+raw=$WORK/results.jsonl
+[ -n "${KEEP_RESULTS:-}" ] || : >"$raw"
+
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+since() { python3 -c "import sys;print(round($(now) - $1, 3))"; }
+json_get() { python3 -c "import json,sys;v=json.load(sys.stdin)
+for k in sys.argv[1].split('.'): v=v[int(k) if k.isdigit() else k]
+print(v)" "$1"; }
+emit() { echo "$1" >>"$raw"; echo "$1"; }
+
+SERVER_PID=
+# start_server DATA PORT [serve flags]: starts rollcall, waits for /readyz,
+# sets READY_S (seconds from exec to ready: the replay).
+start_server() {
+  local data=$1 port=$2 t0
+  shift 2
+  t0=$(now)
+  ROLLCALL_ADMIN_TOKEN=$ADMIN "$bin" serve --data "$data" --listen "127.0.0.1:$port" "$@" \
+    >>"$data.log" 2>&1 &
+  SERVER_PID=$!
+  until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; do
+    kill -0 "$SERVER_PID" 2>/dev/null || { tail -20 "$data.log"; exit 1; }
+    sleep 0.02
+  done
+  READY_S=$(since "$t0")
+}
+stop_server() {
+  [ -n "$SERVER_PID" ] || return 0
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=
+}
+REDIS_PID=
+cleanup() {
+  stop_server
+  [ -z "$REDIS_PID" ] || kill "$REDIS_PID" 2>/dev/null || true
+}
+trap cleanup EXIT
+rss_mb() { awk -v k="$1" '$1==k":"{printf "%.1f", $2/1024}' "/proc/$SERVER_PID/status"; }
+api() { # METHOD PATH [JSON]
+  local url="http://127.0.0.1:$PORT$2"
+  if [ $# -ge 3 ]; then
+    curl -sf -X "$1" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d "$3" "$url"
+  else
+    curl -sf -X "$1" -H "Authorization: Bearer $ADMIN" "$url"
+  fi
+}
+token() { api POST /v1/tokens "$1" | json_get token; }
+iso() { python3 -c "import datetime as d;print((d.datetime.now(d.timezone(d.timedelta(hours=8)))+d.timedelta(hours=$1)).isoformat(timespec='seconds'))"; }
+
+# The server's own footprint, with nothing loaded: subtracted before
+# dividing memory by residents.
+PORT=$(free_port)
+rm -rf "$WORK/data-empty" "$WORK/data-empty.log"
+start_server "$WORK/data-empty" "$PORT"
+emit "{\"size\":0,\"what\":\"rollcall_empty\",\"r\":{\"rss_mb\":$(rss_mb VmRSS),\"ready_s\":$READY_S}}"
+stop_server
+
+first=${EXTRAS:-1}
+for N in "${sizes[@]}"; do
+  city=$WORK/city-$N
+  echo "== $N residents"
+  [ -f "$city/register.csv" ] || "$bin" gen --residents "$N" --seed "$SEED" --out "$city"
+  [ -f "$city/records.csv" ] || python3 "$here/make_records.py" "$city/register.csv" "$city/records.csv" --fraction "$FRACTION" >/dev/null
+  [ -f "$city/ids.txt" ] || tail -n +2 "$city/register.csv" | cut -d, -f1 >"$city/ids.txt"
+
+  echo "-- DuckDB"
+  duck=$(python3 "$here/duckdb_close.py" "$city/register.csv" "$city/records.csv")
+  emit "{\"size\":$N,\"what\":\"duckdb_close\",\"r\":$duck}"
+  echo "-- PostgreSQL"
+  pg=$(python3 "$here/pg_close.py" "$city/register.csv" "$city/records.csv")
+  emit "{\"size\":$N,\"what\":\"pg_close\",\"r\":$pg}"
+
+  echo "-- rollcall"
+  data=$WORK/data-$N
+  rm -rf "$data" "$data.log"
+  t0=$(now)
+  "$bin" import register "$city/register.csv" --data "$data" >/dev/null
+  import_s=$(since "$t0")
+  PORT=$(free_port)
+  start_server "$data" "$PORT"
+  replay_register_s=$READY_S
+  rss_register=$(rss_mb VmRSS)
+  scanner=$(token '{"role":"scanner","name":"bench S01","site":"S01"}')
+  # The register holds several subdistricts at these sizes: the round covers them all.
+  scopes=$(cut -d, -f4 "$city/register.csv" | tail -n +2 | cut -d/ -f1 | sort -u | python3 -c 'import json,sys;print(json.dumps([l.strip() for l in sys.stdin if l.strip()]))')
+  round=$(api POST /v1/rounds "{\"name\":\"bench $N\",\"scope\":$scopes,\"opens_at\":\"$(iso -10)\",\"deadline\":\"$(iso 6)\"}" | json_get id)
+  ingest=$("$bin" load --target "http://127.0.0.1:$PORT" --token "$scanner" --ids "$city/ids.txt" \
+    --fraction "$FRACTION" --once --batch 500 --concurrency "$CONCURRENCY" --duration 36000 --json)
+  emit "{\"size\":$N,\"what\":\"rollcall_ingest_once\",\"r\":$ingest}"
+  rss_records=$(rss_mb VmRSS)
+  t0=$(now)
+  close=$(api POST "/v1/rounds/$round/close" '{}')
+  close_s=$(since "$t0")
+  missing=$(echo "$close" | json_get round.counts.missing)
+  flipped=$(echo "$close" | json_get flipped)
+  rss_close=$(rss_mb VmRSS)
+  hwm=$(rss_mb VmHWM)
+  records=$(echo "$ingest" | json_get accepted)
+  stop_server
+  start_server "$data" "$PORT"
+  restart_s=$READY_S
+  rss_restart=$(rss_mb VmRSS)
+  stop_server
+  emit "{\"size\":$N,\"what\":\"rollcall_close\",\"r\":{\"import_s\":$import_s,\"replay_register_s\":$replay_register_s,\"rss_register_mb\":$rss_register,\"rss_records_mb\":$rss_records,\"rss_close_mb\":$rss_close,\"hwm_mb\":$hwm,\"records\":$records,\"close_http_s\":$close_s,\"missing\":$missing,\"flipped\":$flipped,\"restart_s\":$restart_s,\"rss_restart_mb\":$rss_restart}}"
+  dm=$(echo "$duck" | json_get missing)
+  pm=$(echo "$pg" | json_get missing)
+  if [ "$dm" != "$missing" ] || [ "$pm" != "$missing" ]; then
+    echo "MISMATCH: rollcall $missing, duckdb $dm, postgresql $pm missing" >&2
+    exit 1
+  fi
+
+  if [ $first = 1 ]; then
+    first=0
+    echo "-- ingest, flat out: rollcall over HTTP vs PostgreSQL"
+    rport=$(free_port)
+    redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
+    REDIS_PID=$!
+    sleep 0.5
+    start_server "$data" "$PORT" --redis "redis://127.0.0.1:$rport"
+    ingest=$("$bin" load --target "http://127.0.0.1:$PORT" --token "$scanner" --ids "$city/ids.txt" \
+      --flat-out --batch 500 --concurrency "$CONCURRENCY" --duration "$INGEST_SECONDS" --json)
+    emit "{\"size\":$N,\"what\":\"rollcall_ingest\",\"r\":$ingest}"
+    pgi=$(python3 "$here/pg_ingest.py" "$city/register.csv" --rows "$PG_ROWS" --streams "1,$CONCURRENCY")
+    emit "{\"size\":$N,\"what\":\"pg_ingest\",\"r\":$pgi}"
+
+    echo "-- gate lookups: rollcall over HTTP from Redis vs redis-benchmark on the same Redis"
+    gate=$(token '{"role":"gate","name":"bench gate"}')
+    # Warm: every resident looked up once, so every answer comes from Redis.
+    wrk -t2 -c32 -d10s -s "$root/benches/gate/status.lua" "http://127.0.0.1:$PORT" -- "$gate" "$city/ids.txt" >/dev/null
+    keys=$(redis-cli -p "$rport" dbsize)
+    rb=$(redis-benchmark -p "$rport" -t get -n 1000000 -r 1000000 -c 50 --csv | grep '^"GET"')
+    emit "{\"size\":$N,\"what\":\"redis_benchmark_get\",\"r\":{\"keys\":$keys,\"csv\":\"$(echo "$rb" | tr -d '"')\"}}"
+    w=$(wrk -t2 -c64 -d"${GATE_SECONDS}s" -s "$root/benches/gate/status.lua" "http://127.0.0.1:$PORT" -- "$gate" "$city/ids.txt" | tail -1)
+    emit "{\"size\":$N,\"what\":\"wrk_gate\",\"r\":{\"line\":\"$w\"}}"
+    lg=$("$bin" load --mode gate --target "http://127.0.0.1:$PORT" --token "$gate" --ids "$city/ids.txt" \
+      --flat-out --concurrency 64 --duration "$GATE_SECONDS" --json)
+    emit "{\"size\":$N,\"what\":\"rollcall_load_gate\",\"r\":$lg}"
+    lg20=$("$bin" load --mode gate --target "http://127.0.0.1:$PORT" --token "$gate" --ids "$city/ids.txt" \
+      --rate 20000 --concurrency 64 --duration "$GATE_SECONDS" --json)
+    emit "{\"size\":$N,\"what\":\"rollcall_load_gate_20k\",\"r\":$lg20}"
+    stop_server
+    kill "$REDIS_PID" 2>/dev/null || true
+    REDIS_PID=
+  fi
+done
+
+python3 "$here/report.py" "$raw" >"$here/results.md"
+echo "wrote $here/results.md"
