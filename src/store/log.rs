@@ -103,7 +103,11 @@ pub fn write_event(conn: &Connection, seq: u64, event: &Event) -> rusqlite::Resu
             }
         }
         Event::RoundCreate(spec) => {
-            let scope: Vec<&str> = spec.scope.iter().map(crate::domain::AreaPath::as_str).collect();
+            let scope: Vec<&str> = spec
+                .scope
+                .iter()
+                .map(crate::domain::AreaPath::as_str)
+                .collect();
             let scope = serde_json::to_string(&scope).expect("a list of strings serialises");
             conn.prepare_cached(
                 "INSERT INTO rounds (seq, round_id, name, scope, opens_at, deadline, created_at)
@@ -120,8 +124,10 @@ pub fn write_event(conn: &Connection, seq: u64, event: &Event) -> rusqlite::Resu
             ])?;
         }
         Event::RoundClose { id, at } => {
-            conn.prepare_cached("INSERT INTO round_closes (seq, round_id, at) VALUES (?1, ?2, ?3)")?
-                .execute(params![seq, id, at.as_millis()])?;
+            conn.prepare_cached(
+                "INSERT INTO round_closes (seq, round_id, at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![seq, id, at.as_millis()])?;
         }
         Event::ExemptionCreate(spec) => {
             conn.prepare_cached(
@@ -151,8 +157,15 @@ pub fn write_event(conn: &Connection, seq: u64, event: &Event) -> rusqlite::Resu
             note,
             at,
         } => {
-            conn.prepare_cached("INSERT INTO clears (seq, person_id, note, at) VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![seq, id_param(person_id.as_u64()), note, at.as_millis()])?;
+            conn.prepare_cached(
+                "INSERT INTO clears (seq, person_id, note, at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                seq,
+                id_param(person_id.as_u64()),
+                note,
+                at.as_millis()
+            ])?;
         }
     }
     Ok(())

@@ -202,6 +202,9 @@ impl Store {
             schema::OnDisk::Absent => {
                 let mut c = open_rw(&db, true)?;
                 schema::migrate(&mut c, 0)?;
+                // SQLite fsyncs the log's directory entry but not the new
+                // database file's; without this a power cut could lose the file.
+                File::open(dir)?.sync_all()?;
                 rw = Some(c);
             }
             schema::OnDisk::Present => {
@@ -337,7 +340,9 @@ impl Store {
         self.tx
             .blocking_send(make(reply))
             .map_err(|_| StoreError::Unavailable)?;
-        answer.blocking_recv().map_err(|_| StoreError::Unavailable)?
+        answer
+            .blocking_recv()
+            .map_err(|_| StoreError::Unavailable)?
     }
 
     /// Judges and durably appends a batch of records; answers after the
@@ -467,9 +472,7 @@ fn has_tables(c: &Connection) -> Result<bool, StoreError> {
     Ok(n > 0)
 }
 
-fn spawn_quick_check(
-    db: PathBuf,
-) -> Result<JoinHandle<Result<Duration, StoreError>>, StoreError> {
+fn spawn_quick_check(db: PathBuf) -> Result<JoinHandle<Result<Duration, StoreError>>, StoreError> {
     let h = std::thread::Builder::new()
         .name("store-check".into())
         .spawn(move || {

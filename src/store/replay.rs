@@ -60,13 +60,13 @@ pub struct ReplayStats {
     pub open: Duration,
 }
 
-/// Shared decoding state: one `Arc<str>` per site, one parse per area path.
+/// Shared decoding state: one `Arc<str>` per site, one parse per run of rows
+/// in the same area.
 #[derive(Default)]
 struct Ctx {
     sites: FxHashMap<Box<str>, Arc<str>>,
     last_site: Option<Arc<str>>,
-    /// Every area path seen: a city has far fewer area nodes than people.
-    areas: FxHashMap<Box<str>, AreaPath>,
+    last_area: Option<AreaPath>,
 }
 
 impl Ctx {
@@ -90,11 +90,16 @@ impl Ctx {
     }
 
     fn area(&mut self, s: &str) -> Result<AreaPath, String> {
-        if let Some(a) = self.areas.get(s) {
+        // Imports usually list a household's people together, so runs of
+        // rows share an area. Otherwise parsing (a scan of a hot string)
+        // beats a lookup in a map of every area (a cache miss or two).
+        if let Some(a) = &self.last_area
+            && a.as_str() == s
+        {
             return Ok(a.clone());
         }
         let a = AreaPath::parse(s).map_err(|e| format!("area: {e}"))?;
-        self.areas.insert(s.into(), a.clone());
+        self.last_area = Some(a.clone());
         Ok(a)
     }
 }
@@ -121,7 +126,12 @@ struct Table<'s, H, I> {
 }
 
 impl<'s, H, I> Table<'s, H, I> {
-    fn new(name: &'static str, rows: Rows<'s>, decode: DecodeFn<H, I>, build: BuildFn<H, I>) -> Self {
+    fn new(
+        name: &'static str,
+        rows: Rows<'s>,
+        decode: DecodeFn<H, I>,
+        build: BuildFn<H, I>,
+    ) -> Self {
         Table {
             name,
             rows,
@@ -390,7 +400,10 @@ pub fn replay(conn: Connection, engine: &mut Engine) -> Result<ReplayStats, Stor
 
 /// Reads the log in `seq` order and hands each event to `emit` (which
 /// returns false to stop), merging consecutive register imports.
-fn decode(conn: &Connection, mut emit: impl FnMut(Event) -> bool) -> Result<ReplayStats, StoreError> {
+fn decode(
+    conn: &Connection,
+    mut emit: impl FnMut(Event) -> bool,
+) -> Result<ReplayStats, StoreError> {
     let prep = |sql: &str| conn.prepare(sql).map_err(StoreError::from);
     let mut register = prep(
         "SELECT seq, person_id, name, phone, area, household, at FROM register_rows ORDER BY id",
@@ -419,16 +432,36 @@ fn decode(conn: &Connection, mut emit: impl FnMut(Event) -> bool) -> Result<Repl
             decode_register,
             build_register,
         )),
-        Box::new(Table::new("heads", heads.query([])?, decode_heads, build_heads)),
+        Box::new(Table::new(
+            "heads",
+            heads.query([])?,
+            decode_heads,
+            build_heads,
+        )),
         Box::new(Table::new(
             "resident_deletes",
             deletes.query([])?,
             decode_resident_delete,
             build_single,
         )),
-        Box::new(Table::new("records", records.query([])?, decode_record, build_records)),
-        Box::new(Table::new("results", results.query([])?, decode_result, build_results)),
-        Box::new(Table::new("rounds", rounds.query([])?, decode_round, build_single)),
+        Box::new(Table::new(
+            "records",
+            records.query([])?,
+            decode_record,
+            build_records,
+        )),
+        Box::new(Table::new(
+            "results",
+            results.query([])?,
+            decode_result,
+            build_results,
+        )),
+        Box::new(Table::new(
+            "rounds",
+            rounds.query([])?,
+            decode_round,
+            build_single,
+        )),
         Box::new(Table::new(
             "round_closes",
             closes.query([])?,
@@ -447,7 +480,12 @@ fn decode(conn: &Connection, mut emit: impl FnMut(Event) -> bool) -> Result<Repl
             decode_exemption_delete,
             build_single,
         )),
-        Box::new(Table::new("clears", clears.query([])?, decode_clear, build_single)),
+        Box::new(Table::new(
+            "clears",
+            clears.query([])?,
+            decode_clear,
+            build_single,
+        )),
     ];
 
     let mut ctx = Ctx::default();

@@ -344,7 +344,10 @@ mod tests {
         let mut c = Connection::open_in_memory().unwrap();
         migrate(&mut c, 0).unwrap();
         assert_eq!(user_version(&c).unwrap(), SCHEMA_VERSION);
-        for t in super::super::replay::EVENT_TABLES.iter().chain(&["tokens", "audit", "meta"]) {
+        for t in super::super::replay::EVENT_TABLES
+            .iter()
+            .chain(&["tokens", "audit", "meta"])
+        {
             let n: i64 = c
                 .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
                 .unwrap();

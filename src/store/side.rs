@@ -93,10 +93,8 @@ pub fn insert(conn: &Connection, t: &TokenRow) -> rusqlite::Result<()> {
 
 /// Marks a token revoked (keeping the first revocation time).
 pub fn revoke(conn: &Connection, id: &str, at: Timestamp) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE tokens SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1",
-    )?
-    .execute(params![id, at.as_millis()])?;
+    conn.prepare_cached("UPDATE tokens SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1")?
+        .execute(params![id, at.as_millis()])?;
     Ok(())
 }
 
@@ -147,7 +145,10 @@ pub fn audit_insert(conn: &Connection, e: &AuditEntry) -> rusqlite::Result<()> {
 }
 
 /// Entries at or after `since` (all without it), oldest first.
-pub fn audit_since(conn: &Connection, since: Option<Timestamp>) -> Result<Vec<AuditEntry>, StoreError> {
+pub fn audit_since(
+    conn: &Connection,
+    since: Option<Timestamp>,
+) -> Result<Vec<AuditEntry>, StoreError> {
     let mut st = conn.prepare_cached(
         "SELECT at, token_name, role, action, area, round_id, rows FROM audit
          WHERE at >= ?1 ORDER BY at, id",

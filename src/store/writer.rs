@@ -305,10 +305,13 @@ impl Writer {
                 group.batches += 1;
                 group.items += verdicts.len();
                 let event = (!accepted.is_empty()).then(|| {
-                    (self.take_seq(), Event::Records {
-                        arrived_at: now,
-                        items: accepted,
-                    })
+                    (
+                        self.take_seq(),
+                        Event::Records {
+                            arrived_at: now,
+                            items: accepted,
+                        },
+                    )
                 });
                 group.jobs.push(Job::Batch {
                     event,
@@ -322,10 +325,13 @@ impl Writer {
                 group.batches += 1;
                 group.items += verdicts.len();
                 let event = (!accepted.is_empty()).then(|| {
-                    (self.take_seq(), Event::Results {
-                        arrived_at: now,
-                        items: accepted,
-                    })
+                    (
+                        self.take_seq(),
+                        Event::Results {
+                            arrived_at: now,
+                            items: accepted,
+                        },
+                    )
                 });
                 group.jobs.push(Job::Batch {
                     event,
@@ -336,7 +342,12 @@ impl Writer {
             Request::CreateToken { token, reply } => {
                 // The hash is UNIQUE in the table; a clash must not fail the
                 // whole group's transaction, so it is refused here.
-                let taken = self.visible.tokens.read().iter().any(|t| t.hash == token.hash)
+                let taken = self
+                    .visible
+                    .tokens
+                    .read()
+                    .iter()
+                    .any(|t| t.hash == token.hash)
                     || group.jobs.iter().any(
                         |j| matches!(j, Job::CreateToken { row, .. } if row.hash == token.hash),
                     );
