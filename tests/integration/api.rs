@@ -672,3 +672,119 @@ async fn views(app: &TestApp, rid: &str, ids: &[String], gate: &str) -> Vec<serd
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_missing_list_agrees_in_json_csv_and_xlsx_and_unmasking_is_audited() {
+    use calamine::Reader;
+    let app = spawn_with(Opts {
+        redis: false,
+        ..Opts::default()
+    })
+    .await;
+    let (csv, _) = small_city(3);
+    app.register(&csv).await;
+    app.heads(HEADS_CSV).await;
+    let now = app.now();
+    let rid = app
+        .create_round(ADMIN, &[A], now.plus_millis(-HOUR), now.plus_millis(HOUR))
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, official) = app.token("official", None, Some(A)).await;
+    let base = format!("/v1/rounds/{rid}/missing?area={A}");
+    let j = app.get(&base, &official).await.json();
+    let people = j["people"].as_array().unwrap().clone();
+    assert_eq!(j["total"], 12);
+    let row = |p: &serde_json::Value| -> Vec<String> {
+        let h = &p["head"];
+        let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        vec![
+            s(&p["person_id"]),
+            s(&p["name"]),
+            s(&p["phone"]),
+            s(&p["area"]),
+            s(&p["household"]),
+            s(&h["title"]),
+            s(&h["name"]),
+            s(&h["phone"]),
+        ]
+    };
+    let want: Vec<Vec<String>> = people.iter().map(row).collect();
+
+    let r = app.get(&format!("{base}&format=csv"), &official).await;
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let mut rd = csv::Reader::from_reader(r.body.as_slice());
+    assert_eq!(
+        rd.headers().unwrap().iter().collect::<Vec<_>>(),
+        [
+            "person_id",
+            "name",
+            "phone",
+            "area",
+            "household",
+            "head_title",
+            "head_name",
+            "head_phone"
+        ]
+    );
+    let got: Vec<Vec<String>> = rd
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect();
+    assert_eq!(got, want);
+
+    let r = app.get(&format!("{base}&format=xlsx"), &official).await;
+    assert_eq!(&r.body[..2], b"PK");
+    let mut wb: calamine::Xlsx<_> =
+        calamine::open_workbook_from_rs(std::io::Cursor::new(r.body.clone())).unwrap();
+    let names = wb.sheet_names();
+    let mut got = Vec::new();
+    for n in &names[1..] {
+        let range = wb.worksheet_range(n).unwrap();
+        got.extend(
+            range
+                .rows()
+                .skip(1)
+                .map(|r| r.iter().map(ToString::to_string).collect::<Vec<_>>()),
+        );
+    }
+    assert_eq!(got, want, "the workbook's people are the JSON list");
+    assert!(!String::from_utf8_lossy(&r.body).contains(&pid("19850312", 1)));
+
+    // Masked everywhere; whole for an admin who asks, and that is audited.
+    assert!(want.iter().all(|r| r[0].contains("********")));
+    let j = app.get(&format!("{base}&unmask=true"), ADMIN).await.json();
+    assert!(!j["people"][0]["person_id"].as_str().unwrap().contains('*'));
+    let entries = app.get("/v1/audit", ADMIN).await.json()["entries"].clone();
+    let unmask = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "unmask")
+        .expect("an unmask entry");
+    assert_eq!(unmask["rows"], 12);
+    assert_eq!(unmask["round_id"], rid.as_str());
+    assert_eq!(unmask["role"], "admin");
+
+    // group_by=head: the floor head's people, then the community head's.
+    let j = app
+        .get(&format!("{base}&group_by=head"), &official)
+        .await
+        .json();
+    let groups = j["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0]["head"]["name"], "李书记");
+    assert_eq!(groups[1]["head"]["name"], "王芳");
+    let n: usize = groups
+        .iter()
+        .map(|g| g["people"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(n, 12);
+}

@@ -386,3 +386,119 @@ pub fn xlsx_bytes(
     }
     wb.save_to_buffer()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use calamine::{Reader, Xlsx};
+
+    fn person(i: usize, grid: &str) -> PersonOut {
+        PersonOut {
+            person_id: format!("610802********{i:04}"),
+            name: format!("居民{i}"),
+            phone: "13900000000".into(),
+            area: format!("崇文路街道/学院社区/{grid}/01号楼/01层"),
+            household: format!("H{i}"),
+            head: (i % 2 == 0).then(|| HeadOut {
+                title: "楼层长".into(),
+                name: "王芳".into(),
+                phone: "13900000001".into(),
+            }),
+            head_area: None,
+        }
+    }
+
+    fn read(bytes: Vec<u8>) -> Vec<(String, Vec<Vec<String>>)> {
+        let mut wb: Xlsx<_> = calamine::open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap();
+        wb.sheet_names()
+            .into_iter()
+            .map(|name| {
+                let range = wb.worksheet_range(&name).unwrap();
+                let rows = range
+                    .rows()
+                    .map(|r| r.iter().map(ToString::to_string).collect())
+                    .collect();
+                (name, rows)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_workbook_has_a_summary_then_one_sheet_per_grid_with_the_csv_columns() {
+        let people: Vec<_> = (0..5)
+            .map(|i| person(i, "第01网格"))
+            .chain((5..8).map(|i| person(i, "第02网格")))
+            .collect();
+        let summary = vec![
+            (
+                "崇文路街道/学院社区/第01网格".to_owned(),
+                Counts {
+                    in_scope: 9,
+                    sampled: 4,
+                    missing: 5,
+                    ..Counts::default()
+                },
+            ),
+            (
+                "崇文路街道/学院社区/第02网格".to_owned(),
+                Counts {
+                    in_scope: 3,
+                    missing: 3,
+                    ..Counts::default()
+                },
+            ),
+        ];
+        let sheets = read(xlsx_bytes(&summary, &people, EXCEL_MAX_PEOPLE_ROWS).unwrap());
+        assert_eq!(sheets.len(), 3);
+        assert_eq!(
+            sheets[0].1[0],
+            [
+                "grid", "in_scope", "sampled", "made_up", "exempt", "missing"
+            ]
+        );
+        assert_eq!(sheets[0].1[1][0], "崇文路街道/学院社区/第01网格");
+        assert_eq!(sheets[0].1[1][5], "5");
+        assert_eq!(sheets[1].0, "第01网格");
+        assert_eq!(sheets[1].1[0], COLUMNS);
+        let rows: Vec<Vec<String>> = sheets[1..]
+            .iter()
+            .flat_map(|(_, rows)| rows[1..].to_vec())
+            .collect();
+        let want: Vec<Vec<String>> = people
+            .iter()
+            .map(|p| p.cells().iter().map(|c| (*c).to_owned()).collect())
+            .collect();
+        assert_eq!(rows, want, "the sheets hold exactly the list, in order");
+    }
+
+    #[test]
+    fn a_grid_past_the_row_limit_is_split_across_sheets_never_truncated() {
+        let people: Vec<_> = (0..7).map(|i| person(i, "第01网格")).collect();
+        let sheets = read(xlsx_bytes(&[], &people, 3).unwrap());
+        let names: Vec<&str> = sheets.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names[1..], ["第01网格 (1)", "第01网格 (2)", "第01网格 (3)"]);
+        let total: usize = sheets[1..].iter().map(|(_, r)| r.len() - 1).sum();
+        assert_eq!(total, 7);
+        assert!(sheets[1..].iter().all(|(_, r)| r[0] == COLUMNS));
+    }
+
+    #[test]
+    fn groups_follow_the_heads_area_path_and_the_headless_come_last() {
+        let mut a = person(0, "第02网格");
+        a.head_area = Some("崇文路街道/学院社区/第02网格".into());
+        let mut b = person(2, "第01网格");
+        b.head_area = Some("崇文路街道/学院社区/第01网格".into());
+        let c = person(1, "第01网格");
+        let groups = group_by_head(vec![a, c, b]);
+        assert_eq!(groups.len(), 3);
+        assert_eq!(groups[0].1[0].name, "居民2");
+        assert_eq!(groups[1].1[0].name, "居民0");
+        assert!(groups[2].0.is_none());
+    }
+
+    #[test]
+    fn the_grid_of_an_area_is_its_first_three_segments() {
+        assert_eq!(grid_of("a/b/c/d/e"), "a/b/c");
+        assert_eq!(grid_of("a/b"), "a/b");
+    }
+}
