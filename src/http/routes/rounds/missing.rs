@@ -399,7 +399,7 @@ mod tests {
             phone: "13900000000".into(),
             area: format!("崇文路街道/学院社区/{grid}/01号楼/01层"),
             household: format!("H{i}"),
-            head: (i % 2 == 0).then(|| HeadOut {
+            head: i.is_multiple_of(2).then(|| HeadOut {
                 title: "楼层长".into(),
                 name: "王芳".into(),
                 phone: "13900000001".into(),
