@@ -235,7 +235,7 @@ impl Store {
         }
 
         // Replay while `quick_check` runs on the other core.
-        let replayed = open_ro(&db).and_then(|ro| replay::replay(ro, &mut engine.write()));
+        let replayed = open_scan(&db).and_then(|ro| replay::replay(ro, &mut engine.write()));
         if let Some(h) = check {
             // A damaged file explains a failed replay better than the replay.
             quick_check = join_check(h)?;
@@ -438,6 +438,16 @@ fn lock_dir(dir: &Path) -> Result<File, StoreError> {
     Ok(f)
 }
 
+/// A read-only connection for the whole-file scans at open (replay and
+/// `quick_check`): pages are read through a memory map rather than a
+/// `pread` and a copy each. Only at open, while this process holds the lock:
+/// a map turns a later I/O error into a signal instead of an error code.
+fn open_scan(db: &Path) -> Result<Connection, StoreError> {
+    let c = open_ro(db)?;
+    c.pragma_update(None, "mmap_size", 1_i64 << 36)?;
+    Ok(c)
+}
+
 fn open_ro(db: &Path) -> Result<Connection, StoreError> {
     let c = Connection::open_with_flags(
         db,
@@ -477,7 +487,7 @@ fn spawn_quick_check(db: PathBuf) -> Result<JoinHandle<Result<Duration, StoreErr
         .name("store-check".into())
         .spawn(move || {
             let t = Instant::now();
-            let problems = schema::quick_check(&open_ro(&db)?)?;
+            let problems = schema::quick_check(&open_scan(&db)?)?;
             if problems.is_empty() {
                 Ok(t.elapsed())
             } else {

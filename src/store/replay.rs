@@ -371,9 +371,10 @@ pub fn replay(conn: Connection, engine: &mut Engine) -> Result<ReplayStats, Stor
     let started = Instant::now();
     let mut apply_time = Duration::ZERO;
     let decoded = std::thread::scope(|scope| {
-        // Bounded: the decoder stays at most a few events ahead, so memory
-        // holds a few batches, not the log.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Event>(8);
+        // Bounded, so memory holds part of the log, not all of it; but deep
+        // enough (up to ~2 M records, ~150 MB) for the decoder to keep
+        // working while the engine spends seconds on a big register import.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Event>(4096);
         let decoder = std::thread::Builder::new()
             .name("store-replay".into())
             .spawn_scoped(scope, move || decode(&conn, |ev| tx.send(ev).is_ok()))?;
