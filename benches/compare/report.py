@@ -30,11 +30,17 @@ def main() -> int:
     rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
     by = defaultdict(dict)
     for r in rows:
-        by[r["size"]][r["what"]] = r["r"]
+        v = dict(r["r"])
+        # Figures measured around a run (CPU seconds) sit beside its report.
+        v.update({k: x for k, x in r.items() if k not in ("size", "what", "r")})
+        by[r["size"]][r["what"]] = v
     cpu = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    print("# rollcall vs DuckDB and PostgreSQL — one run of `benches/compare/run.sh`\n")
+    print("# rollcall vs DuckDB and PostgreSQL (`benches/compare/run.sh`)\n")
+    loads = [r["r"]["loadavg"] for r in rows if r["what"] == "machine"]
     print(f"Machine: {cpu} cores, {platform.machine()}, shared and noisy: compare ratios, not absolute figures. ")
-    print("Every figure below was measured in the same run; raw numbers in `results.jsonl`.\n")
+    if loads:
+        print(f"Load average (1 min) seen at the start of each size: {', '.join(loads)}. ")
+    print("Each size's figures, anchors included, come from one run of that size; raw numbers in `results.jsonl` (beside this file).\n")
 
     print("## Round close (missing set + coverage of every area node)\n")
     print("| residents | engine | load | anti-join (missing set) | coverage of every node | close | rollcall is faster by |")
@@ -89,6 +95,10 @@ def main() -> int:
             print(f"| PostgreSQL {what}, {r['streams']} session(s) | {fmt(r['rows_per_s'])} | "
                   f"{ri['items_per_s'] / r['rows_per_s']:.2f}× |")
         print()
+        if ri.get("server_cpu_s") is not None:
+            print(f"CPU: the server used {ri['server_cpu_s']:.1f} s of CPU for {ri['items']:,} records "
+                  f"({ri['server_cpu_s'] * 1e6 / max(ri['items'], 1):.1f} µs per record) in {ri['elapsed_s']:.0f} s; "
+                  f"the load generator {ri['load_cpu_s'] * 1e6 / max(ri['items'], 1):.1f} µs per record.\n")
 
     for size, d in sorted(by.items()):
         rb = d.get("redis_benchmark_get")
@@ -109,10 +119,23 @@ def main() -> int:
         if lg:
             print(f"| the same through `rollcall load --mode gate`, 64 connections | {fmt(lg['items_per_s'])} | "
                   f"{lg['latency']['p99_ms']:.2f} ms | {lg['items_per_s'] / rps:.2f}× |")
-        lg = d.get("rollcall_load_gate_20k")
-        if lg:
-            print(f"| the same at a set 20,000/s (latency from each request's scheduled start) | "
+        paced = sorted((int(k.rsplit("_", 1)[1]), v) for k, v in d.items()
+                       if k.startswith("rollcall_load_gate_") and k.rsplit("_", 1)[1].isdigit())
+        for rate, lg in paced:
+            print(f"| the same at a set {rate:,}/s (latency from each request's scheduled start) | "
                   f"{fmt(lg['items_per_s'])} | {lg['latency']['p99_ms']:.2f} ms | — |")
+        print()
+        cpu = []
+        w = d.get("wrk_gate")
+        if w and w.get("server_cpu_s") is not None:
+            n = wrk_line(w["line"])["requests/s"] * w["seconds"]
+            cpu.append(f"server CPU per lookup under wrk: {w['server_cpu_s'] * 1e6 / n:.0f} µs")
+        if lg := d.get("rollcall_load_gate"):
+            if lg.get("server_cpu_s") is not None:
+                cpu.append(f"under `rollcall load`: server {lg['server_cpu_s'] * 1e6 / max(lg['items'], 1):.0f} µs, "
+                           f"generator {lg['load_cpu_s'] * 1e6 / max(lg['items'], 1):.0f} µs per lookup")
+        if cpu:
+            print("CPU: " + "; ".join(cpu) + ".\n")
         print()
     return 0
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # rollcall against DuckDB and PostgreSQL on the same generated city, in one
 # run, so the ratios hold on a shared, noisy machine. Writes
-# benches/compare/results.md (the table) and $WORK/results.jsonl (raw).
+# benches/compare/results.md (the table) and results.jsonl (raw) beside it.
 #
 # usage: benches/compare/run.sh [SIZE...]          (default: 1000000 10000000)
 #
@@ -21,6 +21,7 @@
 #
 # Environment: WORK (scratch, default /tmp/rollcall-compare), SEED (1),
 # FRACTION (0.95), CONCURRENCY (ingest connections, 4), INGEST_SECONDS (20),
+# GATE_RATE (a second paced gate rate, 5000),
 # GATE_SECONDS (15), PG_ROWS (500000), SKIP_BUILD (use the existing binary),
 # BIN (the rollcall binary, default target/release/rollcall), EXTRAS=0 (skip
 # ingest and gates), KEEP_RESULTS=1 (append to results.jsonl: sizes run
@@ -88,6 +89,18 @@ cleanup() {
   [ -z "$REDIS_PID" ] || kill "$REDIS_PID" 2>/dev/null || true
 }
 trap cleanup EXIT
+# CPU seconds the server has used (user + system), from /proc.
+cpu_s() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14+$15)/t}' "/proc/$SERVER_PID/stat"; }
+# timed_load OUT ARGS...: runs `rollcall load`, its JSON to OUT, and sets
+# SRV_CPU (server CPU seconds used meanwhile) and GEN_CPU (the generator's).
+timed_load() {
+  local out=$1 c0
+  shift
+  c0=$(cpu_s)
+  /usr/bin/time -f '%U %S' -o "$WORK/time.txt" "$bin" load "$@" --json >"$out"
+  SRV_CPU=$(python3 -c "print(round($(cpu_s) - $c0, 2))")
+  GEN_CPU=$(awk '{print $1 + $2}' "$WORK/time.txt")
+}
 rss_mb() { awk -v k="$1" '$1==k":"{printf "%.1f", $2/1024}' "/proc/$SERVER_PID/status"; }
 api() { # METHOD PATH [JSON]
   local url="http://127.0.0.1:$PORT$2"
@@ -112,9 +125,21 @@ first=${EXTRAS:-1}
 for N in "${sizes[@]}"; do
   city=$WORK/city-$N
   echo "== $N residents"
-  [ -f "$city/register.csv" ] || "$bin" gen --residents "$N" --seed "$SEED" --out "$city"
-  [ -f "$city/records.csv" ] || python3 "$here/make_records.py" "$city/register.csv" "$city/records.csv" --fraction "$FRACTION" >/dev/null
-  [ -f "$city/ids.txt" ] || tail -n +2 "$city/register.csv" | cut -d, -f1 >"$city/ids.txt"
+  emit "{\"size\":$N,\"what\":\"machine\",\"r\":{\"loadavg\":\"$(cut -d' ' -f1 /proc/loadavg)\"}}"
+  # Each file is written aside and renamed, so an interrupted run never leaves a half file to reuse.
+  if [ ! -f "$city/register.csv" ]; then
+    rm -rf "$city.tmp"
+    "$bin" gen --residents "$N" --seed "$SEED" --out "$city.tmp"
+    rm -rf "$city" && mv "$city.tmp" "$city"
+  fi
+  if [ ! -f "$city/records.csv" ]; then
+    python3 "$here/make_records.py" "$city/register.csv" "$city/records.tmp" --fraction "$FRACTION" >/dev/null
+    mv "$city/records.tmp" "$city/records.csv"
+  fi
+  if [ ! -f "$city/ids.txt" ]; then
+    tail -n +2 "$city/register.csv" | cut -d, -f1 >"$city/ids.tmp"
+    mv "$city/ids.tmp" "$city/ids.txt"
+  fi
 
   echo "-- DuckDB"
   duck=$(python3 "$here/duckdb_close.py" "$city/register.csv" "$city/records.csv")
@@ -170,9 +195,9 @@ for N in "${sizes[@]}"; do
     REDIS_PID=$!
     sleep 0.5
     start_server "$data" "$PORT" --redis "redis://127.0.0.1:$rport"
-    ingest=$("$bin" load --target "http://127.0.0.1:$PORT" --token "$scanner" --ids "$city/ids.txt" \
-      --flat-out --batch 500 --concurrency "$CONCURRENCY" --duration "$INGEST_SECONDS" --json)
-    emit "{\"size\":$N,\"what\":\"rollcall_ingest\",\"r\":$ingest}"
+    timed_load "$WORK/ingest.json" --target "http://127.0.0.1:$PORT" --token "$scanner" --ids "$city/ids.txt" \
+      --flat-out --batch 500 --concurrency "$CONCURRENCY" --duration "$INGEST_SECONDS"
+    emit "{\"size\":$N,\"what\":\"rollcall_ingest\",\"r\":$(cat "$WORK/ingest.json"),\"server_cpu_s\":$SRV_CPU,\"load_cpu_s\":$GEN_CPU}"
     pgi=$(python3 "$here/pg_ingest.py" "$city/register.csv" --rows "$PG_ROWS" --streams "1,$CONCURRENCY")
     emit "{\"size\":$N,\"what\":\"pg_ingest\",\"r\":$pgi}"
 
@@ -183,19 +208,24 @@ for N in "${sizes[@]}"; do
     keys=$(redis-cli -p "$rport" dbsize)
     rb=$(redis-benchmark -p "$rport" -t get -n 1000000 -r 1000000 -c 50 --csv | grep '^"GET"')
     emit "{\"size\":$N,\"what\":\"redis_benchmark_get\",\"r\":{\"keys\":$keys,\"csv\":\"$(echo "$rb" | tr -d '"')\"}}"
+    c0=$(cpu_s)
     w=$(wrk -t2 -c64 -d"${GATE_SECONDS}s" -s "$root/benches/gate/status.lua" "http://127.0.0.1:$PORT" -- "$gate" "$city/ids.txt" | tail -1)
-    emit "{\"size\":$N,\"what\":\"wrk_gate\",\"r\":{\"line\":\"$w\"}}"
-    lg=$("$bin" load --mode gate --target "http://127.0.0.1:$PORT" --token "$gate" --ids "$city/ids.txt" \
-      --flat-out --concurrency 64 --duration "$GATE_SECONDS" --json)
-    emit "{\"size\":$N,\"what\":\"rollcall_load_gate\",\"r\":$lg}"
-    lg20=$("$bin" load --mode gate --target "http://127.0.0.1:$PORT" --token "$gate" --ids "$city/ids.txt" \
-      --rate 20000 --concurrency 64 --duration "$GATE_SECONDS" --json)
-    emit "{\"size\":$N,\"what\":\"rollcall_load_gate_20k\",\"r\":$lg20}"
+    emit "{\"size\":$N,\"what\":\"wrk_gate\",\"r\":{\"line\":\"$w\",\"seconds\":$GATE_SECONDS},\"server_cpu_s\":$(python3 -c "print(round($(cpu_s) - $c0, 2))")}"
+    timed_load "$WORK/gate.json" --mode gate --target "http://127.0.0.1:$PORT" --token "$gate" --ids "$city/ids.txt" \
+      --flat-out --concurrency 64 --duration "$GATE_SECONDS"
+    emit "{\"size\":$N,\"what\":\"rollcall_load_gate\",\"r\":$(cat "$WORK/gate.json"),\"server_cpu_s\":$SRV_CPU,\"load_cpu_s\":$GEN_CPU}"
+    # Paced: at the target's 20,000/s, and at a rate this shared machine sustains.
+    for rate in 20000 ${GATE_RATE:-5000}; do
+      timed_load "$WORK/gate.json" --mode gate --target "http://127.0.0.1:$PORT" --token "$gate" --ids "$city/ids.txt" \
+        --rate "$rate" --concurrency 64 --duration "$GATE_SECONDS"
+      emit "{\"size\":$N,\"what\":\"rollcall_load_gate_$rate\",\"r\":$(cat "$WORK/gate.json"),\"server_cpu_s\":$SRV_CPU,\"load_cpu_s\":$GEN_CPU}"
+    done
     stop_server
     kill "$REDIS_PID" 2>/dev/null || true
     REDIS_PID=
   fi
 done
 
+cp "$raw" "$here/results.jsonl"
 python3 "$here/report.py" "$raw" >"$here/results.md"
 echo "wrote $here/results.md"
