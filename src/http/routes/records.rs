@@ -137,6 +137,32 @@ fn parse_record(item: &Value, site: Option<&Arc<str>>) -> Result<RecordItem, (It
     })
 }
 
+/// Counts a batch's verdicts — `(accepted, duplicates, flagged)` — and adds
+/// the engine's rejections to `rejected` (then sorted by index). `good_index`
+/// maps each verdict back to its item's index in the batch.
+pub fn tally(
+    verdicts: &[Verdict],
+    good_index: &[usize],
+    rejected: &mut Vec<Rejected>,
+) -> (u64, u64, u64) {
+    let (mut accepted, mut duplicates, mut flagged) = (0u64, 0u64, 0u64);
+    for (v, &i) in verdicts.iter().zip(good_index) {
+        match v {
+            Verdict::Accepted { flag } => {
+                accepted += 1;
+                flagged += u64::from(*flag);
+            }
+            Verdict::Duplicate => duplicates += 1,
+            Verdict::Rejected(c) => {
+                let (code, msg) = reject(*c);
+                rejected.push(Rejected::new(i, code, msg));
+            }
+        }
+    }
+    rejected.sort_by_key(|r| r.index);
+    (accepted, duplicates, flagged)
+}
+
 /// The message for an engine verdict's code.
 pub fn reject(code: RejectCode) -> (ItemCode, &'static str) {
     match code {
@@ -195,23 +221,8 @@ pub async fn post(
     } else {
         Some(state.store.records(good).await?)
     };
-    let (mut accepted, mut duplicates, mut unregistered) = (0u64, 0u64, 0u64);
-    if let Some(out) = &out {
-        for (v, &i) in out.verdicts.iter().zip(&good_index) {
-            match v {
-                Verdict::Accepted { flag } => {
-                    accepted += 1;
-                    unregistered += u64::from(*flag);
-                }
-                Verdict::Duplicate => duplicates += 1,
-                Verdict::Rejected(c) => {
-                    let (code, msg) = reject(*c);
-                    rejected.push(Rejected::new(i, code, msg));
-                }
-            }
-        }
-    }
-    rejected.sort_by_key(|r| r.index);
+    let verdicts = out.map(|o| o.verdicts).unwrap_or_default();
+    let (accepted, duplicates, unregistered) = tally(&verdicts, &good_index, &mut rejected);
     metrics::counter!("rollcall_records_total", "outcome" => "accepted").increment(accepted);
     metrics::counter!("rollcall_records_total", "outcome" => "duplicate").increment(duplicates);
     for r in &rejected {

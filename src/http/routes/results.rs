@@ -3,12 +3,12 @@
 use actix_web::{HttpRequest, HttpResponse, post, web};
 
 use crate::domain::{Role, TestResult, Timestamp, TubeId};
-use crate::engine::{ResultItem, Verdict};
+use crate::engine::ResultItem;
 use crate::http::AppState;
 use crate::http::auth::Principal;
 use crate::http::body;
 use crate::http::error::{ApiError, ItemCode};
-use crate::http::routes::records::{Rejected, batch_items, item_fields, reject};
+use crate::http::routes::records::{Rejected, batch_items, item_fields, tally};
 
 fn parse_result(item: &serde_json::Value) -> Result<ResultItem, (ItemCode, String)> {
     let m = item_fields(item, &["tube_id", "result", "reported_at"], &[])?;
@@ -57,24 +57,12 @@ pub async fn post(
         }
     }
     let _w = state.admit_write()?;
-    let (mut accepted, mut duplicates, mut unmatched) = (0u64, 0u64, 0u64);
-    if !good.is_empty() {
-        let out = state.store.results(good).await?;
-        for (v, &i) in out.verdicts.iter().zip(&good_index) {
-            match v {
-                Verdict::Accepted { flag } => {
-                    accepted += 1;
-                    unmatched += u64::from(*flag);
-                }
-                Verdict::Duplicate => duplicates += 1,
-                Verdict::Rejected(c) => {
-                    let (code, msg) = reject(*c);
-                    rejected.push(Rejected::new(i, code, msg));
-                }
-            }
-        }
-    }
-    rejected.sort_by_key(|r| r.index);
+    let verdicts = if good.is_empty() {
+        Vec::new()
+    } else {
+        state.store.results(good).await?.verdicts
+    };
+    let (accepted, duplicates, unmatched) = tally(&verdicts, &good_index, &mut rejected);
     metrics::counter!("rollcall_results_total", "outcome" => "accepted").increment(accepted);
     metrics::counter!("rollcall_results_total", "outcome" => "duplicate").increment(duplicates);
     metrics::counter!("rollcall_results_total", "outcome" => "rejected")
