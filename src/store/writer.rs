@@ -38,8 +38,10 @@ use crate::engine::{Command, Event, Overlay, RecordItem, ResultItem, SharedEngin
 /// Most record/result batches judged into one group commit.
 pub const MAX_GROUP_BATCHES: usize = 64;
 /// Most records/results judged into one group commit (bounds the time the
-/// writer spends before an fsync, and the transaction's size).
-pub const MAX_GROUP_RECORDS: usize = 50_000;
+/// writer spends before an fsync, and the transaction's size). Measured with
+/// 64 writers of 500-record batches: 10–20 k ran as fast as 50 k or faster
+/// (the overlay of a smaller group stays in cache), and answers sooner.
+pub const MAX_GROUP_RECORDS: usize = 20_000;
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
