@@ -501,6 +501,9 @@ impl Engine {
                 let (flipped, changed) = self.close_round(*id, *at);
                 out.flipped = flipped;
                 out.changed = changed;
+                // Already one entry per person; sorting half a million of
+                // them would cost more than the close.
+                return out;
             }
             Event::ExemptionCreate(spec) => {
                 let slot = self.intern_person(spec.person_id);
@@ -671,7 +674,7 @@ impl Engine {
         {
             self.flagged_elsewhere(&frozen)
         } else {
-            Vec::new()
+            Bitset::default()
         };
         let round = &mut self.rounds[ix];
         round.freeze(frozen, at);
@@ -679,9 +682,11 @@ impl Engine {
         let (missing, flagged) = round.flag_sets(&exempt, self.policy.restore_on);
         let missing = missing + missed_then;
         round.flipped = missing;
-        let changed: Vec<PersonId> = flagged
+        // Each person once, in slot order: `apply` need not sort them.
+        let words = flagged.words().len().max(streaks.words().len());
+        let either = (0..words).map(|i| flagged.word(i) | streaks.word(i));
+        let changed: Vec<PersonId> = Bitset::from_words(either.collect())
             .iter_ones()
-            .chain(streaks)
             .map(|s| self.register.person_id(s))
             .collect();
         let deadline = self.rounds[ix].deadline;
@@ -692,26 +697,19 @@ impl Engine {
         (missing, changed)
     }
 
-    /// Slots of `people` still flagged in some closed round.
-    fn flagged_elsewhere(&self, people: &Bitset) -> Vec<Slot> {
-        use rayon::prelude::*;
-        self.pool.install(|| {
-            (0..people.words().len())
-                .into_par_iter()
-                .flat_map_iter(|w| {
-                    Bitset::from_words(vec![people.word(w)])
-                        .iter_ones()
-                        .map(move |b| w as u32 * 64 + b)
-                        .collect::<Vec<_>>()
-                })
-                .filter(|&s| {
-                    self.closed_order.iter().any(|&o| {
-                        let r = &self.rounds[(o - 1) as usize];
-                        r.frozen_has(s) && self.still_flagged(r, s)
-                    })
-                })
-                .collect()
-        })
+    /// Those of `people` still flagged in some closed round: word by word
+    /// over each closed round's flagged set, so a close stays a few bitset
+    /// passes per closed round even at city scale.
+    fn flagged_elsewhere(&self, people: &Bitset) -> Bitset {
+        let mut any = vec![0u64; people.words().len()];
+        for &o in &self.closed_order {
+            let r = &self.rounds[(o - 1) as usize];
+            let (_, flagged) = r.flag_sets(&self.exempt_bits(r), self.policy.restore_on);
+            for (i, w) in any.iter_mut().enumerate() {
+                *w |= flagged.word(i) & people.word(i);
+            }
+        }
+        Bitset::from_words(any)
     }
 
     /// Slots exempt from a round: an exemption covers it when

@@ -8,8 +8,11 @@
 //! who moves out keeps their row, marked inactive, so closed rounds still know
 //! where they lived.
 
+use std::collections::hash_map::Entry;
+use std::hash::Hasher;
+
 use rayon::prelude::*;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHasher};
 
 use crate::domain::register::{HeadRow, RegisterRow};
 use crate::domain::{AreaPath, PersonId};
@@ -32,11 +35,16 @@ pub struct Node {
     pub parent: u32,
     pub children: Vec<u32>,
     pub depth: u32,
-    pub head: Option<Head>,
+    /// Boxed: most nodes have no head, and a node is kept per ten residents.
+    pub head: Option<Box<Head>>,
     /// Rows of the subtree: `[start, end)`; the node's own rows: `[start, own_end)`.
     pub start: u32,
     pub own_end: u32,
     pub end: u32,
+    /// Place in the tree's depth-first order and the size of the subtree
+    /// (itself included): [`Register::subtree`] is a slice of that order.
+    pub rank: u32,
+    pub size: u32,
 }
 
 /// A registered resident. Strings live in the register's arena.
@@ -65,17 +73,66 @@ pub struct ResidentRef<'a> {
     pub node: u32,
 }
 
+/// Strings to their index without a second copy of each string: keyed by a
+/// 64-bit hash and checked against the caller's copy; a string whose hash
+/// another one already holds goes to a small exact map. Households and area
+/// nodes number in the millions in a city: a copy each would cost about 12
+/// bytes per resident.
+#[derive(Debug, Default)]
+struct StrIndex {
+    by_hash: FxHashMap<u64, u32>,
+    collided: FxHashMap<Box<str>, u32>,
+}
+
+impl StrIndex {
+    fn key(s: &str) -> u64 {
+        let mut h = FxHasher::default();
+        h.write(s.as_bytes());
+        h.finish()
+    }
+
+    /// The index of `s`, where `stored(i)` is the string at index `i`.
+    fn get<'a>(&self, s: &str, stored: impl Fn(u32) -> &'a str) -> Option<u32> {
+        match self.by_hash.get(&Self::key(s)) {
+            Some(&i) if stored(i) == s => Some(i),
+            Some(_) => self.collided.get(s).copied(),
+            None => None,
+        }
+    }
+
+    /// Records a string that `get` does not find.
+    fn insert(&mut self, s: &str, i: u32) {
+        match self.by_hash.entry(Self::key(s)) {
+            Entry::Vacant(v) => {
+                v.insert(i);
+            }
+            Entry::Occupied(_) => {
+                self.collided.insert(s.into(), i);
+            }
+        }
+    }
+}
+
+/// The key of a person in `slot_of`: an ID as two halves, so that an entry
+/// takes 12 bytes rather than 16 (ten million of them).
+fn id_key(id: PersonId) -> (u32, u32) {
+    let v = id.as_u64();
+    (v as u32, (v >> 32) as u32)
+}
+
 #[derive(Debug, Default)]
 pub struct Register {
     ids: Vec<PersonId>,
-    slot_of: FxHashMap<PersonId, Slot>,
+    slot_of: FxHashMap<(u32, u32), Slot>,
     row_of: Vec<u32>,
     rows: Vec<Row>,
     arena: String,
     households: Vec<Box<str>>,
-    household_ix: FxHashMap<Box<str>, u32>,
+    household_ix: StrIndex,
     nodes: Vec<Node>,
-    node_ix: FxHashMap<AreaPath, u32>,
+    /// Node ids in depth-first order (parents first, siblings by segment).
+    order: Vec<u32>,
+    node_ix: StrIndex,
     active: u64,
     heads: u64,
 }
@@ -86,18 +143,18 @@ pub type Diff = (u64, u64, u64);
 impl Register {
     /// The slot of a person, if the engine has heard of them.
     pub fn slot(&self, id: PersonId) -> Option<Slot> {
-        self.slot_of.get(&id).copied()
+        self.slot_of.get(&id_key(id)).copied()
     }
 
     /// The slot of a person, creating one for a newcomer.
     pub fn intern(&mut self, id: PersonId) -> Slot {
-        if let Some(&s) = self.slot_of.get(&id) {
+        if let Some(&s) = self.slot_of.get(&id_key(id)) {
             return s;
         }
         let s = self.ids.len() as Slot;
         self.ids.push(id);
         self.row_of.push(NONE);
-        self.slot_of.insert(id, s);
+        self.slot_of.insert(id_key(id), s);
         s
     }
 
@@ -127,8 +184,16 @@ impl Register {
         &self.nodes
     }
 
+    /// Node `n` and everything under it, parents before children.
+    pub fn subtree(&self, n: u32) -> &[u32] {
+        let node = &self.nodes[n as usize];
+        &self.order[node.rank as usize..(node.rank + node.size) as usize]
+    }
+
     pub fn node(&self, path: &AreaPath) -> Option<u32> {
-        self.node_ix.get(path).copied()
+        let nodes = &self.nodes;
+        self.node_ix
+            .get(path.as_str(), |n| nodes[n as usize].path.as_str())
     }
 
     /// The row of a slot, if they are (or were) registered.
@@ -192,7 +257,7 @@ impl Register {
         loop {
             let node = &self.nodes[n as usize];
             if let Some(h) = &node.head {
-                return Some((n, h));
+                return Some((n, &**h));
             }
             if node.parent == NONE {
                 return None;
@@ -310,11 +375,11 @@ impl Register {
             if slot.is_none() {
                 self.heads += 1;
             }
-            *slot = Some(Head {
+            *slot = Some(Box::new(Head {
                 title: h.title.clone(),
                 name: h.name.clone(),
                 phone: h.phone.clone(),
-            });
+            }));
         }
         if had_new_nodes {
             self.reorder();
@@ -334,17 +399,18 @@ impl Register {
     }
 
     fn intern_household(&mut self, h: &str) -> u32 {
-        if let Some(&ix) = self.household_ix.get(h) {
+        let households = &self.households;
+        if let Some(ix) = self.household_ix.get(h, |i| &households[i as usize]) {
             return ix;
         }
         let ix = self.households.len() as u32;
         self.households.push(h.into());
-        self.household_ix.insert(h.into(), ix);
+        self.household_ix.insert(h, ix);
         ix
     }
 
     fn intern_node(&mut self, path: &AreaPath) -> u32 {
-        if let Some(&n) = self.node_ix.get(path) {
+        if let Some(n) = self.node(path) {
             return n;
         }
         let parent = path.parent().map_or(NONE, |p| self.intern_node(&p));
@@ -358,11 +424,13 @@ impl Register {
             start: 0,
             own_end: 0,
             end: 0,
+            rank: 0,
+            size: 1,
         });
         if parent != NONE {
             self.nodes[parent as usize].children.push(n);
         }
-        self.node_ix.insert(path.clone(), n);
+        self.node_ix.insert(path.as_str(), n);
         n
     }
 
@@ -454,6 +522,17 @@ impl Register {
                 .max(self.nodes[n as usize].own_end);
             self.nodes[n as usize].end = end;
         }
+        for (i, &n) in order.iter().enumerate() {
+            self.nodes[n as usize].rank = i as u32;
+            self.nodes[n as usize].size = 1;
+        }
+        for &n in order.iter().rev() {
+            let parent = self.nodes[n as usize].parent;
+            if parent != NONE {
+                self.nodes[parent as usize].size += self.nodes[n as usize].size;
+            }
+        }
+        self.order = order;
     }
 }
 
@@ -602,6 +681,20 @@ mod tests {
                 unchanged: 1
             }
         );
+    }
+
+    #[test]
+    fn a_string_whose_hash_is_taken_is_indexed_apart() {
+        let stored = ["a", "b"];
+        let mut ix = super::StrIndex::default();
+        ix.insert("a", 0);
+        // Pretend "b" hashes like "a".
+        ix.by_hash.insert(super::StrIndex::key("b"), 0);
+        assert_eq!(ix.get("b", |i| stored[i as usize]), None);
+        ix.insert("b", 1);
+        assert_eq!(ix.get("b", |i| stored[i as usize]), Some(1));
+        assert_eq!(ix.get("a", |i| stored[i as usize]), Some(0));
+        assert_eq!(ix.get("c", |i| stored[i as usize]), None);
     }
 
     #[test]

@@ -276,20 +276,38 @@ impl Round {
 }
 
 /// The in-scope set of an open round right now: active residents under a scope node.
+///
+/// The scope's rows are cut into one part per thread of the pool; each part
+/// sets its bits straight into its own words (slots follow rows closely, so
+/// the writes stream), and the parts are OR'ed together.
 pub(super) fn scope_bits(round: &Round, register: &Register) -> Bitset {
+    const PIECE: usize = 1 << 16;
     let rows = register.rows();
-    let mut bits = Bitset::with_capacity(register.slots());
-    for &n in &round.scope_nodes {
-        let node = &register.nodes()[n as usize];
-        let slots: Vec<Slot> = rows[node.start as usize..node.end as usize]
-            .par_chunks(1 << 16)
-            .flat_map_iter(|c| c.iter().filter(|r| r.active).map(|r| r.slot))
-            .collect();
-        for s in slots {
-            bits.set(s);
-        }
-    }
-    bits
+    let words = register.slots().div_ceil(64);
+    let pieces: Vec<&[super::register::Row]> = round
+        .scope_nodes
+        .iter()
+        .flat_map(|&n| {
+            let node = &register.nodes()[n as usize];
+            rows[node.start as usize..node.end as usize].chunks(PIECE)
+        })
+        .collect();
+    let parts = rayon::current_num_threads().max(1);
+    let per_part = pieces.len().div_ceil(parts).max(1);
+    pieces
+        .par_chunks(per_part)
+        .map(|part| {
+            let mut w = vec![0u64; words];
+            for r in part.iter().flat_map(|p| p.iter()) {
+                w[(r.slot >> 6) as usize] |= u64::from(r.active) << (r.slot & 63);
+            }
+            w
+        })
+        .reduce_with(|mut a, b| {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x |= y);
+            a
+        })
+        .map_or_else(Bitset::default, Bitset::from_words)
 }
 
 const CHUNK: usize = 1 << 15;
@@ -392,66 +410,76 @@ impl Engine {
 
     /// Coverage of `area` and its descendants `depth` levels down; children
     /// are the child nodes with at least one resident in scope, by path.
+    ///
+    /// One parallel pass over the rows in scope (grouped by node, as rows are
+    /// in tree order) gives every node's own counts; sums go up the subtree
+    /// (a slice of the register's depth-first order, so a node's place in it
+    /// is its rank less the area's); only the answer's nodes are then built.
+    /// A city has about one node per ten residents: nothing here may cost
+    /// more per node than an add.
     pub fn coverage(&self, round: &Round, area: u32, depth: u32) -> CoverageNode {
         let nodes = self.register.nodes();
-        // The subtree, depth first (parents before children).
-        let mut list = vec![area];
-        let mut i = 0;
-        while i < list.len() {
-            let n = list[i];
-            list.extend(nodes[n as usize].children.iter().copied());
-            i += 1;
-        }
-        let mut local = rustc_hash::FxHashMap::default();
-        for (i, &n) in list.iter().enumerate() {
-            local.insert(n, i);
-        }
-        let scope_ranges = self.scan_ranges(round, Some(area));
-        let own: Vec<Counts> = self.pool.install(|| {
-            list.par_iter()
-                .map(|&n| {
-                    let node = &nodes[n as usize];
-                    let mut c = Counts::default();
-                    for &(s, e) in &scope_ranges {
-                        let (a, b) = (s.max(node.start), e.min(node.own_end));
-                        if a < b {
-                            c.add(&self.count_rows(round, a, b));
+        let rows = self.register.rows();
+        let subtree = self.register.subtree(area);
+        let base = nodes[area as usize].rank;
+        let place = |n: u32| (nodes[n as usize].rank - base) as usize;
+        let chunks = Self::chunks(&self.scan_ranges(round, Some(area)));
+        self.pool.install(|| {
+            let runs: Vec<(u32, Counts)> = chunks
+                .par_iter()
+                .flat_map_iter(|&(a, b)| {
+                    let mut out: Vec<(u32, Counts)> = Vec::new();
+                    for row in a..b {
+                        if !self.in_round(round, row) {
+                            continue;
+                        }
+                        let r = &rows[row as usize];
+                        let st = self.state_in(round, r.slot);
+                        match out.last_mut() {
+                            Some((n, c)) if *n == r.node => c.count(st),
+                            _ => {
+                                let mut c = Counts::default();
+                                c.count(st);
+                                out.push((r.node, c));
+                            }
                         }
                     }
-                    c
+                    out
                 })
-                .collect()
-        });
-        let mut total = own;
-        for i in (1..list.len()).rev() {
-            let parent = nodes[list[i] as usize].parent;
-            let c = total[i];
-            total[local[&parent]].add(&c);
-        }
-        self.coverage_tree(area, depth, &total, &local)
+                .collect();
+            let mut total = vec![Counts::default(); subtree.len()];
+            for (n, c) in &runs {
+                total[place(*n)].add(c);
+            }
+            for i in (1..subtree.len()).rev() {
+                let c = total[i];
+                total[place(nodes[subtree[i] as usize].parent)].add(&c);
+            }
+            self.coverage_tree(area, depth, &total, base)
+        })
     }
 
-    fn coverage_tree(
-        &self,
-        n: u32,
-        depth: u32,
-        total: &[Counts],
-        local: &rustc_hash::FxHashMap<u32, usize>,
-    ) -> CoverageNode {
-        let node = &self.register.nodes()[n as usize];
-        let mut children: Vec<CoverageNode> = if depth == 0 {
+    /// The answer's node `n`: its children in parallel where the subtree is
+    /// large (building a million answer nodes is mostly allocation).
+    fn coverage_tree(&self, n: u32, depth: u32, total: &[Counts], base: u32) -> CoverageNode {
+        let nodes = self.register.nodes();
+        let node = &nodes[n as usize];
+        let count = |c: u32| total[(nodes[c as usize].rank - base) as usize];
+        let kept = |c: &&u32| count(**c).in_scope > 0;
+        let build = |&c: &u32| self.coverage_tree(c, depth - 1, total, base);
+        // Children are kept sorted by segment, which for siblings is plain
+        // path order.
+        let children: Vec<CoverageNode> = if depth == 0 {
             Vec::new()
+        } else if node.size > 4096 {
+            node.children.par_iter().filter(kept).map(build).collect()
         } else {
-            node.children
-                .iter()
-                .filter(|c| total[local[c]].in_scope > 0)
-                .map(|&c| self.coverage_tree(c, depth - 1, total, local))
-                .collect()
+            node.children.iter().filter(kept).map(build).collect()
         };
-        children.sort_by(|a, b| a.area.as_str().cmp(b.area.as_str()));
+        debug_assert!(children.is_sorted_by(|a, b| a.area.as_str() < b.area.as_str()));
         CoverageNode {
             area: node.path.clone(),
-            counts: total[local[&n]],
+            counts: count(n),
             children,
         }
     }
