@@ -215,8 +215,10 @@ impl Store {
                         supported: SCHEMA_VERSION,
                     });
                 }
-                let handle = spawn_quick_check(db.clone())?;
+                let (go, wait) = std::sync::mpsc::channel::<()>();
+                let handle = spawn_quick_check(db.clone(), wait)?;
                 if v < SCHEMA_VERSION {
+                    drop(go);
                     // Migrate only a sound file.
                     quick_check = join_check(handle)?;
                     if v == 0 && has_tables(&open_ro(&db)?)? {
@@ -229,13 +231,18 @@ impl Store {
                     schema::migrate(&mut c, v)?;
                     rw = Some(c);
                 } else {
-                    check = Some(handle);
+                    check = Some((handle, go));
                 }
             }
         }
 
         // Replay while `quick_check` runs on the other core.
-        let replayed = open_scan(&db).and_then(|ro| replay::replay(ro, &mut engine.write()));
+        // The check waits until the engine starts applying: before that the
+        // decoder works alone (a big register import is decoded whole before
+        // the engine takes it), after it a core is idle while the engine works.
+        let (check, go) = check.unzip();
+        let replayed =
+            open_scan(&db).and_then(|ro| replay::replay(ro, &mut engine.write(), move || drop(go)));
         if let Some(h) = check {
             // A damaged file explains a failed replay better than the replay.
             quick_check = join_check(h)?;
@@ -482,10 +489,17 @@ fn has_tables(c: &Connection) -> Result<bool, StoreError> {
     Ok(n > 0)
 }
 
-fn spawn_quick_check(db: PathBuf) -> Result<JoinHandle<Result<Duration, StoreError>>, StoreError> {
+/// Runs `quick_check` on its own thread once `start` is signalled (or its
+/// sender dropped).
+fn spawn_quick_check(
+    db: PathBuf,
+    start: std::sync::mpsc::Receiver<()>,
+) -> Result<JoinHandle<Result<Duration, StoreError>>, StoreError> {
     let h = std::thread::Builder::new()
         .name("store-check".into())
         .spawn(move || {
+            // Err = the sender is gone: that is the signal too.
+            let _ = start.recv();
             let t = Instant::now();
             let problems = schema::quick_check(&open_scan(&db)?)?;
             if problems.is_empty() {

@@ -123,6 +123,11 @@ struct Table<'s, H, I> {
     build: BuildFn<H, I>,
     head: Option<Decoded<H, I>>,
     done: bool,
+    /// Rows left to read, at most (from the table's first and last `id`), for
+    /// tables whose events can be huge (register imports): reserving it up
+    /// front avoids regrowing a vector of millions of rows. Reserved memory
+    /// that is never touched costs only address space.
+    reserve: Option<usize>,
 }
 
 impl<'s, H, I> Table<'s, H, I> {
@@ -139,7 +144,13 @@ impl<'s, H, I> Table<'s, H, I> {
             build,
             head: None,
             done: false,
+            reserve: None,
         }
+    }
+
+    fn reserving(mut self, rows: usize) -> Self {
+        self.reserve = Some(rows);
+        self
     }
 
     fn fill(&mut self, ctx: &mut Ctx) -> Result<(), StoreError> {
@@ -168,7 +179,8 @@ impl<H, I> Source for Table<'_, H, I> {
 
     fn take(&mut self, ctx: &mut Ctx) -> Result<(Event, u64), StoreError> {
         let (seq, header, first) = self.head.take().expect("take follows a successful peek");
-        let mut items = vec![first];
+        let mut items = Vec::with_capacity(self.reserve.unwrap_or(1).max(1));
+        items.push(first);
         loop {
             self.fill(ctx)?;
             match self.head.take() {
@@ -180,6 +192,9 @@ impl<H, I> Source for Table<'_, H, I> {
             }
         }
         let n = items.len() as u64;
+        if let Some(r) = &mut self.reserve {
+            *r = r.saturating_sub(items.len());
+        }
         let event = (self.build)(header, items)
             .map_err(|e| StoreError::Corrupt(format!("{} event with seq {seq}: {e}", self.name)))?;
         Ok((event, n))
@@ -367,8 +382,17 @@ fn build_single(event: Event, items: Vec<()>) -> Result<Event, String> {
 /// Two threads: this one applies, a scoped one reads and decodes, with a
 /// short queue between them, so SQLite's scans and the allocations of
 /// decoding overlap with the engine's work (the register's re-sort above all).
-pub fn replay(conn: Connection, engine: &mut Engine) -> Result<ReplayStats, StoreError> {
+///
+/// `started_applying` is called once the engine has its first event: from
+/// then on one core is free for other work (the caller's integrity check),
+/// while before it the decoder alone runs.
+pub fn replay(
+    conn: Connection,
+    engine: &mut Engine,
+    started_applying: impl FnOnce(),
+) -> Result<ReplayStats, StoreError> {
     let started = Instant::now();
+    let mut started_applying = Some(started_applying);
     let mut apply_time = Duration::ZERO;
     let decoded = std::thread::scope(|scope| {
         // Bounded, so memory holds part of the log, not all of it; but deep
@@ -379,6 +403,9 @@ pub fn replay(conn: Connection, engine: &mut Engine) -> Result<ReplayStats, Stor
             .name("store-replay".into())
             .spawn_scoped(scope, move || decode(&conn, |ev| tx.send(ev).is_ok()))?;
         for event in rx {
+            if let Some(f) = started_applying.take() {
+                f();
+            }
             let t = Instant::now();
             engine.apply(&event);
             apply_time += t.elapsed();
@@ -397,6 +424,19 @@ pub fn replay(conn: Connection, engine: &mut Engine) -> Result<ReplayStats, Stor
     stats.apply = apply_time;
     stats.replay = started.elapsed();
     Ok(stats)
+}
+
+/// How many rows a table can hold at most: `max(id) - min(id) + 1`, two
+/// lookups at the ends of its b-tree.
+fn id_span(conn: &Connection, table: &str) -> Result<usize, StoreError> {
+    let (lo, hi): (Option<i64>, Option<i64>) =
+        conn.query_row(&format!("SELECT min(id), max(id) FROM {table}"), [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    Ok(match (lo, hi) {
+        (Some(lo), Some(hi)) => usize::try_from(hi - lo + 1).unwrap_or(0),
+        _ => 0,
+    })
 }
 
 /// Reads the log in `seq` order and hands each event to `emit` (which
@@ -427,12 +467,15 @@ fn decode(
     let mut ex_deletes = prep("SELECT seq, exemption_id, at FROM exemption_deletes ORDER BY id")?;
     let mut clears = prep("SELECT seq, person_id, note, at FROM clears ORDER BY id")?;
     let mut sources: Vec<Box<dyn Source + '_>> = vec![
-        Box::new(Table::new(
-            "register_rows",
-            register.query([])?,
-            decode_register,
-            build_register,
-        )),
+        Box::new(
+            Table::new(
+                "register_rows",
+                register.query([])?,
+                decode_register,
+                build_register,
+            )
+            .reserving(id_span(conn, "register_rows")?),
+        ),
         Box::new(Table::new(
             "heads",
             heads.query([])?,
