@@ -560,22 +560,23 @@ impl Engine {
                 continue;
             }
             let site = self.tubes.intern_site(&it.site);
-            let collected = secs::of(it.collected_at);
+            let member = Member::new(slot, it.collected_at);
+            let collected = member.collected;
             let tube = &mut self.tubes.tubes[t as usize];
             if tube.site == NONE {
                 tube.site = site;
             }
-            tube.members.push(Member { slot, collected });
+            tube.members.push(member);
             let result = tube.result;
             let pooled_now = tube.members.len() == 2;
             self.records += 1;
             let last = &mut self.last_sample[slot as usize];
             *last = (*last).max(collected);
             for r in &mut self.rounds {
-                r.mark_sample(slot, collected, arrived_at);
+                r.mark_sample(slot, member.collected_ms(), arrived_at);
             }
             if let Some(res) = result {
-                self.apply_result_to(t, Member { slot, collected }, res);
+                self.apply_result_to(t, member, res);
                 if res == TestResult::Positive && pooled_now {
                     // A single positive just became a pooled positive.
                     let first = self.tubes.tubes[t as usize].members[0].slot;
@@ -607,7 +608,7 @@ impl Engine {
                 let ln = &mut self.last_negative[m.slot as usize];
                 *ln = (*ln).max(m.collected);
                 for r in &mut self.rounds {
-                    r.mark_negative(m.slot, m.collected);
+                    r.mark_negative(m.slot, m.collected_ms());
                 }
             }
             TestResult::Positive => self.positives.entry(m.slot).or_default().push(PositiveHit {
@@ -630,9 +631,9 @@ impl Engine {
         let negative = |t: &tubes::Tube| t.result == Some(TestResult::Negative);
         for tube in &self.tubes.tubes {
             for m in &tube.members {
-                round.mark_sample(m.slot, m.collected, arrived);
+                round.mark_sample(m.slot, m.collected_ms(), arrived);
                 if negative(tube) {
-                    round.mark_negative(m.slot, m.collected);
+                    round.mark_negative(m.slot, m.collected_ms());
                 }
             }
         }
@@ -653,9 +654,9 @@ impl Engine {
             round.reset_samples();
             for tube in &self.tubes.tubes {
                 for m in &tube.members {
-                    round.mark_sample(m.slot, m.collected, at);
+                    round.mark_sample(m.slot, m.collected_ms(), at);
                     if tube.result == Some(TestResult::Negative) {
-                        round.mark_negative(m.slot, m.collected);
+                        round.mark_negative(m.slot, m.collected_ms());
                     }
                 }
             }

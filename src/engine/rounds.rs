@@ -147,9 +147,10 @@ impl Round {
         self.closed_at.is_some()
     }
 
-    /// Records one sample of `slot` collected at `collected`, arrived at `arrived`.
-    pub(super) fn mark_sample(&mut self, slot: Slot, collected: u32, arrived: Timestamp) {
-        let ms = secs::millis(collected);
+    /// Records one sample of `slot` collected at `ms` (milliseconds since the
+    /// Unix epoch: the window is judged to the millisecond), arrived at `arrived`.
+    pub(super) fn mark_sample(&mut self, slot: Slot, ms: i64, arrived: Timestamp) {
+        let collected = secs::of(Timestamp::from_millis(ms));
         if ms >= self.opens_at.as_millis() && ms <= self.deadline.as_millis() {
             let i = slot as usize;
             if self.first.len() <= i {
@@ -175,8 +176,8 @@ impl Round {
     }
 
     /// A negative result for a sample of `slot` collected at `collected`.
-    pub(super) fn mark_negative(&mut self, slot: Slot, collected: u32) {
-        if secs::millis(collected) > self.deadline.as_millis() {
+    pub(super) fn mark_negative(&mut self, slot: Slot, ms: i64) {
+        if ms > self.deadline.as_millis() {
             self.made_up_neg.set(slot);
         }
     }

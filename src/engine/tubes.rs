@@ -6,11 +6,31 @@ use rustc_hash::FxHashMap;
 use super::register::{NONE, Slot};
 use crate::domain::{TestResult, TubeId};
 
-/// One person's sample in a tube. Times are compact seconds (see `secs`).
+/// One person's sample in a tube. Times are compact seconds (see `secs`)
+/// plus the milliseconds within that second: a round's window is judged to
+/// the millisecond (a sample 300 ms after the deadline is a make-up, not an
+/// on-time sample), while per-person times (last sample, last negative) are
+/// kept to the second.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Member {
     pub slot: Slot,
     pub collected: u32,
+    pub sub_ms: u16,
+}
+
+impl Member {
+    pub fn new(slot: Slot, collected: crate::domain::Timestamp) -> Member {
+        Member {
+            slot,
+            collected: super::secs::of(collected),
+            sub_ms: collected.as_millis().rem_euclid(1000) as u16,
+        }
+    }
+
+    /// When the sample was collected, in milliseconds since the Unix epoch.
+    pub fn collected_ms(&self) -> i64 {
+        super::secs::millis(self.collected) + i64::from(self.sub_ms)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]

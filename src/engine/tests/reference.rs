@@ -5,9 +5,11 @@
 //! the engine against it.
 //!
 //! Two readings are pinned here that the oracle leaves to timestamps:
-//! - Sample times are kept to the whole second (the engine's documented
-//!   precision): a `collected_at` is floored to its second before any
-//!   comparison, and `last_sample_at` shows the floored time.
+//! - A round's window is judged to the millisecond (a sample 300 ms after
+//!   the deadline is a make-up); every other use of a sample time keeps the
+//!   whole second (the engine's documented precision): `last_sample_at`,
+//!   `last_negative_at` and the pooled-positive "later sample" test use the
+//!   time floored to its second.
 //! - A round created after its deadline counts the records it finds held as
 //!   arrived by its deadline: the engine keeps no arrival time per record,
 //!   so for the scheduler's close dated at that deadline, records that
@@ -42,6 +44,8 @@ struct Rec {
     pid: PersonId,
     /// Floored to the second.
     collected: i64,
+    /// Exact, for the window.
+    at: i64,
     arrived: i64,
     /// Position in the log.
     seq: u64,
@@ -268,6 +272,7 @@ impl Reference {
                 tube: tube.clone(),
                 pid: *pid,
                 collected: floor_second(*collected),
+                at: *collected,
                 arrived: now,
                 seq,
             });
@@ -446,13 +451,13 @@ impl Reference {
             .collect();
         let inside: Vec<&&Rec> = mine
             .iter()
-            .filter(|x| r.opens <= x.collected && x.collected <= r.deadline)
+            .filter(|x| r.opens <= x.at && x.at <= r.deadline)
             .collect();
         if let Some(first) = inside.iter().map(|x| arrived(x)).min() {
             let late = r.closed_at.is_some_and(|c| first > c);
             return St::Sampled { late };
         }
-        if mine.iter().any(|x| x.collected > r.deadline) {
+        if mine.iter().any(|x| x.at > r.deadline) {
             return St::MadeUp;
         }
         if self.exempt_for(pid, r.deadline) {
@@ -537,8 +542,8 @@ impl Reference {
             let first = self
                 .records
                 .iter()
-                .filter(|x| x.pid == pid && r.opens <= x.collected && x.collected <= r.deadline)
-                .map(|x| x.collected)
+                .filter(|x| x.pid == pid && r.opens <= x.at && x.at <= r.deadline)
+                .map(|x| x.at)
                 .min();
             if let Some(f) = first {
                 *buckets.get_mut(&floor_hour(f)).expect("inside the window") += 1;
@@ -577,7 +582,7 @@ impl Reference {
     fn makeup_negative(&self, r: &RoundR, pid: PersonId) -> bool {
         self.records.iter().any(|x| {
             x.pid == pid
-                && x.collected > r.deadline
+                && x.at > r.deadline
                 && self
                     .result_of(&x.tube)
                     .is_some_and(|(res, _)| res == TestResult::Negative)

@@ -120,6 +120,39 @@ fn a_record_one_second_after_the_deadline_is_a_make_up_not_a_sample() {
 }
 
 #[test]
+fn the_window_is_judged_to_the_millisecond() {
+    // Engine times are kept to the second; the window's edges must not be.
+    let (mut fx, r) = city_with_round(Policy::default());
+    fx.records(
+        vec![
+            rec(1, "T1", deadline().plus_millis(300)),
+            rec(2, "T2", opens().plus_millis(-300)),
+            rec(3, "T3", deadline().plus_millis(-300)),
+        ],
+        deadline().plus_millis(400),
+    );
+    fx.close(r, deadline().plus_millis(500));
+    assert_eq!(fx.counts(r), counts(6, 1, 0, 1, 0, 4));
+    assert!(!fx.missing(r, None).contains(&pid(1)));
+    assert!(fx.missing(r, None).contains(&pid(2)));
+
+    // A round created afterwards re-reads the same samples from the tubes.
+    let later = fx.round(&[SCOPE], opens(), deadline(), deadline().plus_millis(600));
+    fx.close(later, deadline().plus_millis(700));
+    let c = fx.counts(later);
+    assert_eq!((c.sampled, c.made_up, c.missing), (1, 1, 4));
+
+    // An early close moves the deadline to the close: a sample 300 ms after
+    // it is a make-up.
+    let (mut fx, r) = city_with_round(Policy::default());
+    let close_at = at(HOUR).plus_millis(500);
+    fx.records(vec![rec(1, "T1", close_at.plus_millis(300))], close_at);
+    fx.close(r, close_at);
+    let c = fx.counts(r);
+    assert_eq!((c.sampled, c.made_up), (0, 1));
+}
+
+#[test]
 fn a_record_before_opens_at_is_neither_sampled_nor_made_up() {
     let (mut fx, r) = city_with_round(Policy::default());
     fx.records(vec![rec(1, "T1", opens().plus_millis(-1000))], at(HOUR));
