@@ -152,6 +152,9 @@ impl Running {
         let _ = self.server.await;
         self.scheduler.abort();
         let _ = self.scheduler.await;
+        // Workers may drop their handles on the store a little later; the
+        // directory is released now, for whoever opens it next.
+        self.state.store.close().await;
         drop(self.state);
     }
 }

@@ -417,6 +417,27 @@ impl Store {
     }
 
     /// Durably sets a `meta` value.
+    /// Commits what was sent before, closes the database and releases the
+    /// data directory, then returns: a new `open` of the directory may follow
+    /// at once, although other handles (and requests still in flight on
+    /// them) may outlive this call; they get `Unavailable` from now on.
+    pub async fn close(&self) {
+        // The reader first, so the writer's connection is the last one and
+        // checkpoints the log as it closes.
+        drop(self.inner.reader.lock().take());
+        let (reply, done) = oneshot::channel();
+        if self.tx.send(Request::Close { reply }).await.is_ok() {
+            let _ = done.await;
+        }
+        let handle = self.inner.writer.lock().take();
+        if let Some(h) = handle {
+            match tokio::task::spawn_blocking(move || h.join()).await {
+                Ok(Ok(())) => {}
+                _ => tracing::error!("the store's writer thread panicked"),
+            }
+        }
+    }
+
     pub async fn meta_put(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let (key, value) = (key.to_owned(), value.to_owned());
         self.call(|reply| Request::MetaPut { key, value, reply })

@@ -76,6 +76,11 @@ pub(super) enum Request {
         value: String,
         reply: Reply<()>,
     },
+    /// Commit what came before, close the file, release the directory's
+    /// lock, then answer.
+    Close {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Counters of the writer's work, for tests and benches (the same figures go
@@ -259,20 +264,28 @@ impl Writer {
     pub fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         let mut overlay = Overlay::default();
         let mut next: Option<Request> = None;
+        let mut closer = None;
         loop {
             let Some(first) = next.take().or_else(|| rx.blocking_recv()) else {
                 break;
             };
-            if let Request::Command { cmd, reply } = first {
-                self.command(cmd, reply);
-                continue;
+            match first {
+                Request::Command { cmd, reply } => {
+                    self.command(cmd, reply);
+                    continue;
+                }
+                Request::Close { reply } => {
+                    closer = Some(reply);
+                    break;
+                }
+                _ => {}
             }
             let mut group = Group::default();
             let (first_seq, first_token) = (self.next_seq, self.next_token);
             self.admit(first, &mut group, &mut overlay);
             while !group.full() {
                 match rx.try_recv() {
-                    Ok(r @ Request::Command { .. }) => {
+                    Ok(r @ (Request::Command { .. } | Request::Close { .. })) => {
                         next = Some(r);
                         break;
                     }
@@ -294,6 +307,12 @@ impl Writer {
         let Writer { conn, lock, .. } = self;
         drop(conn);
         drop(lock);
+        // Requests queued behind a close are refused (their senders see the
+        // channel gone) rather than written after it.
+        drop(rx);
+        if let Some(reply) = closer {
+            let _ = reply.send(());
+        }
     }
 
     /// Judges one request into the open group.
@@ -388,7 +407,9 @@ impl Writer {
             Request::MetaPut { key, value, reply } => {
                 group.jobs.push(Job::MetaPut { key, value, reply });
             }
-            Request::Command { .. } => unreachable!("commands never join a group"),
+            Request::Command { .. } | Request::Close { .. } => {
+                unreachable!("commands and closes never join a group")
+            }
         }
         Counters::time(&self.visible.counters.judge_ns, started);
     }

@@ -548,6 +548,38 @@ async fn a_second_store_on_the_same_directory_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_releases_the_directory_while_other_handles_live_and_refuses_later_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    a_closed_store(dir.path()).await;
+    let clock = ManualClock::new(now0());
+    let (first, engine) = open(dir.path(), &clock);
+    // A handle kept elsewhere (an HTTP worker still winding down, say).
+    let straggler = first.clone();
+    let out = first
+        .records(vec![record(5000, 5000, now0())])
+        .await
+        .unwrap();
+    assert_eq!(accepted(&out.verdicts), 1);
+    let before = engine.read().digest(now0());
+    first.close().await;
+
+    // The directory opens at once, with what was acknowledged before the close.
+    let (again, engine) = open(dir.path(), &clock);
+    assert_eq!(engine.read().digest(now0()), before);
+    // The old handle writes nothing any more, to either store.
+    let e = straggler
+        .records(vec![record(5001, 5001, now0())])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable), "{e}");
+    drop(straggler);
+    assert_eq!(engine.read().digest(now0()), before);
+    again.close().await;
+    let (_third, engine) = open(dir.path(), &clock);
+    assert_eq!(engine.read().digest(now0()), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_older_schema_version_zero_file_with_foreign_tables_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
