@@ -32,6 +32,7 @@ pub use register::{Head, Register, ResidentRef, Slot};
 pub use rounds::{Counts, CoverageNode, MissingPerson, Round, RoundState};
 pub use status::{Reason, Status};
 
+use crate::domain::register::RegisterRow;
 use crate::domain::{ExemptionReason, PersonId, ReasonCode, TestResult, Timestamp, TubeId};
 use bitset::Bitset;
 use register::NONE;
@@ -465,6 +466,26 @@ impl Engine {
     }
 
     // ----------------------------------------------------------- applying
+
+    /// A replay's way in for a long run of register imports: the parts are
+    /// upserted as they are decoded, and [`Engine::register_done`] restores
+    /// tree order once. The same state as applying each import as an
+    /// [`Event::Register`] (or all of them as one). Nothing may read the
+    /// engine between the first part and `register_done`.
+    pub fn register_part(&mut self, rows: &[RegisterRow]) {
+        self.register.upsert_unordered(rows);
+    }
+
+    /// Ends a run of [`Engine::register_part`] calls.
+    pub fn register_done(&mut self) {
+        self.register.reorder();
+        self.grow_people();
+    }
+
+    /// Room for `n` more residents (a replay knows how many are coming).
+    pub fn reserve_register(&mut self, n: usize) {
+        self.register.reserve(n);
+    }
 
     fn grow_people(&mut self) {
         let n = self.register.slots();

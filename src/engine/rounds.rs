@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use super::bitset::Bitset;
-use super::register::{NONE, Register, Slot};
+use super::register::{NONE, Register, Row, Slot};
 use super::{Engine, RestoreOn, RoundSpec, secs};
 use crate::domain::{AreaPath, Timestamp};
 
@@ -39,17 +39,89 @@ impl Counts {
         self.exempt += o.exempt;
         self.missing += o.missing;
     }
+}
 
-    fn count(&mut self, st: RoundState) {
-        self.in_scope += 1;
-        match st {
-            RoundState::Sampled { late } => {
-                self.sampled += 1;
-                self.late += u64::from(late);
-            }
-            RoundState::MadeUp => self.made_up += 1,
-            RoundState::Exempt => self.exempt += 1,
-            RoundState::Missing => self.missing += 1,
+/// Counts while they are summed: `missing` is what is left of `in_scope`.
+/// Fields are 32 bits: a count never exceeds the register's rows.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tally {
+    in_scope: u32,
+    sampled: u32,
+    late: u32,
+    made_up: u32,
+    exempt: u32,
+}
+
+impl Tally {
+    fn add(&mut self, o: &Tally) {
+        self.in_scope += o.in_scope;
+        self.sampled += o.sampled;
+        self.late += o.late;
+        self.made_up += o.made_up;
+        self.exempt += o.exempt;
+    }
+
+    fn minus(&self, o: &Tally) -> Tally {
+        Tally {
+            in_scope: self.in_scope - o.in_scope,
+            sampled: self.sampled - o.sampled,
+            late: self.late - o.late,
+            made_up: self.made_up - o.made_up,
+            exempt: self.exempt - o.exempt,
+        }
+    }
+
+    fn counts(&self) -> Counts {
+        Counts {
+            in_scope: u64::from(self.in_scope),
+            sampled: u64::from(self.sampled),
+            late: u64::from(self.late),
+            made_up: u64::from(self.made_up),
+            exempt: u64::from(self.exempt),
+            missing: u64::from(self.in_scope - self.sampled - self.made_up - self.exempt),
+        }
+    }
+}
+
+/// A round's per-person bits, read row by row without branching: the same
+/// precedence as [`Round::state_of`] (sampled, made up, exempt, missing), for
+/// scans over millions of rows.
+struct StateBits<'a> {
+    /// `None` while the round is open: every active row of the scanned
+    /// ranges is in scope.
+    frozen: Option<&'a Bitset>,
+    sampled: &'a Bitset,
+    late: &'a Bitset,
+    made_up: &'a Bitset,
+    exempt: Bitset,
+}
+
+impl<'a> StateBits<'a> {
+    fn new(engine: &Engine, round: &'a Round) -> StateBits<'a> {
+        StateBits {
+            frozen: round.frozen.as_ref(),
+            sampled: &round.sampled,
+            late: &round.late,
+            made_up: &round.made_up,
+            exempt: engine.exempt_bits(round),
+        }
+    }
+
+    #[inline]
+    fn tally(&self, t: &mut Tally, rows: &[Row]) {
+        for r in rows {
+            let s = r.slot;
+            let f = u32::from(match self.frozen {
+                Some(b) => b.get(s),
+                None => r.active,
+            });
+            let sampled = f & u32::from(self.sampled.get(s));
+            let made_up = f & (sampled ^ 1) & u32::from(self.made_up.get(s));
+            t.in_scope += f;
+            t.sampled += sampled;
+            t.late += sampled & u32::from(self.late.get(s));
+            t.made_up += made_up;
+            t.exempt += f & (sampled ^ 1) & (made_up ^ 1) & u32::from(self.exempt.get(s));
         }
     }
 }
@@ -344,15 +416,10 @@ impl Engine {
         }
     }
 
-    fn count_rows(&self, round: &Round, from: u32, to: u32) -> Counts {
-        let mut c = Counts::default();
-        for row in from..to {
-            if self.in_round(round, row) {
-                let slot = self.register.rows()[row as usize].slot;
-                c.count(self.state_in(round, slot));
-            }
-        }
-        c
+    fn count_rows(&self, bits: &StateBits<'_>, from: u32, to: u32) -> Counts {
+        let mut t = Tally::default();
+        bits.tally(&mut t, &self.register.rows()[from as usize..to as usize]);
+        t.counts()
     }
 
     fn chunks(ranges: &[(u32, u32)]) -> Vec<(u32, u32)> {
@@ -376,10 +443,11 @@ impl Engine {
             return self.closed_counts(round, frozen);
         }
         let chunks = Self::chunks(&self.scan_ranges(round, area));
+        let bits = StateBits::new(self, round);
         self.pool.install(|| {
             chunks
                 .par_iter()
-                .map(|&(a, b)| self.count_rows(round, a, b))
+                .map(|&(a, b)| self.count_rows(&bits, a, b))
                 .reduce(Counts::default, |mut x, y| {
                     x.add(&y);
                     x
@@ -412,62 +480,79 @@ impl Engine {
     /// Coverage of `area` and its descendants `depth` levels down; children
     /// are the child nodes with at least one resident in scope, by path.
     ///
-    /// One parallel pass over the rows in scope (grouped by node, as rows are
-    /// in tree order) gives every node's own counts; sums go up the subtree
-    /// (a slice of the register's depth-first order, so a node's place in it
-    /// is its rank less the area's); only the answer's nodes are then built.
-    /// A city has about one node per ten residents: nothing here may cost
-    /// more per node than an add.
+    /// The subtree's nodes, in depth-first order, own consecutive runs of
+    /// rows (rows are sorted by node rank). One parallel pass over those runs
+    /// tallies every node's own rows branch-free from the round's bitsets;
+    /// a prefix sum over the depth-first order then gives any node's subtree
+    /// as a difference (its subtree is the next `size` places). Only the
+    /// answer's nodes are built. A city has about one node per ten residents:
+    /// nothing here may cost more per node than a few adds.
     pub fn coverage(&self, round: &Round, area: u32, depth: u32) -> CoverageNode {
+        // Small under test, so the property test's cities cross task edges.
+        const NODES_PER_TASK: usize = if cfg!(test) { 3 } else { 1 << 12 };
         let nodes = self.register.nodes();
         let rows = self.register.rows();
-        let subtree = self.register.subtree(area);
-        let base = nodes[area as usize].rank;
-        let place = |n: u32| (nodes[n as usize].rank - base) as usize;
-        let chunks = Self::chunks(&self.scan_ranges(round, Some(area)));
+        let (first, ends) = self.register.subtree_row_ends(area);
+        let mut scope = self.scan_ranges(round, Some(area));
+        scope.sort_unstable();
+        let bits = StateBits::new(self, round);
+        // sums[i + 1] = the own tallies of places 0..=i, once summed.
+        let mut sums = vec![Tally::default(); ends.len() + 1];
         self.pool.install(|| {
-            let runs: Vec<(u32, Counts)> = chunks
-                .par_iter()
-                .flat_map_iter(|&(a, b)| {
-                    let mut out: Vec<(u32, Counts)> = Vec::new();
-                    for row in a..b {
-                        if !self.in_round(round, row) {
-                            continue;
-                        }
-                        let r = &rows[row as usize];
-                        let st = self.state_in(round, r.slot);
-                        match out.last_mut() {
-                            Some((n, c)) if *n == r.node => c.count(st),
-                            _ => {
-                                let mut c = Counts::default();
-                                c.count(st);
-                                out.push((r.node, c));
+            sums[1..]
+                .par_chunks_mut(NODES_PER_TASK)
+                .enumerate()
+                .for_each(|(k, out)| {
+                    let i0 = k * NODES_PER_TASK;
+                    let mut row = if i0 == 0 { first } else { ends[i0 - 1] };
+                    let mut sc = scope.partition_point(|&(_, e)| e <= row);
+                    for (t, &end) in out.iter_mut().zip(&ends[i0..]) {
+                        // The node's own rows, clipped to the scanned ranges
+                        // (sorted; one that runs past `end` is kept for the
+                        // next node).
+                        while let Some(&(s, e)) = scope.get(sc) {
+                            if s >= end {
+                                break;
                             }
+                            let (x, y) = (s.max(row), e.min(end));
+                            if x < y {
+                                bits.tally(t, &rows[x as usize..y as usize]);
+                            }
+                            if e > end {
+                                break;
+                            }
+                            sc += 1;
                         }
+                        row = end;
                     }
-                    out
-                })
-                .collect();
-            let mut total = vec![Counts::default(); subtree.len()];
-            for (n, c) in &runs {
-                total[place(*n)].add(c);
-            }
-            for i in (1..subtree.len()).rev() {
-                let c = total[i];
-                total[place(nodes[subtree[i] as usize].parent)].add(&c);
-            }
-            self.coverage_tree(area, depth, &total, base)
-        })
+                });
+        });
+        for i in 1..sums.len() {
+            let prev = sums[i - 1];
+            sums[i].add(&prev);
+        }
+        let base = nodes[area as usize].rank;
+        let count = |n: u32| {
+            let node = &nodes[n as usize];
+            let i = (node.rank - base) as usize;
+            sums[i + node.size as usize].minus(&sums[i]).counts()
+        };
+        self.pool
+            .install(|| self.coverage_tree(area, depth, &count))
     }
 
     /// The answer's node `n`: its children in parallel where the subtree is
     /// large (building a million answer nodes is mostly allocation).
-    fn coverage_tree(&self, n: u32, depth: u32, total: &[Counts], base: u32) -> CoverageNode {
+    fn coverage_tree(
+        &self,
+        n: u32,
+        depth: u32,
+        count: &(impl Fn(u32) -> Counts + Sync),
+    ) -> CoverageNode {
         let nodes = self.register.nodes();
         let node = &nodes[n as usize];
-        let count = |c: u32| total[(nodes[c as usize].rank - base) as usize];
         let kept = |c: &&u32| count(**c).in_scope > 0;
-        let build = |&c: &u32| self.coverage_tree(c, depth - 1, total, base);
+        let build = |&c: &u32| self.coverage_tree(c, depth - 1, count);
         // Children are kept sorted by segment, which for siblings is plain
         // path order.
         let children: Vec<CoverageNode> = if depth == 0 {

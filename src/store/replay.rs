@@ -7,10 +7,11 @@
 //! they refuse, or a `seq` out of order, makes the store refuse to start
 //! (`Corrupt`) rather than guess.
 //!
-//! Consecutive register imports are applied as one: `Engine::apply` upserts
-//! rows one by one and then restores tree order, so two imports back to back
-//! leave the same state as their concatenation, and the (parallel) re-sort of
-//! the register runs once instead of once per import file.
+//! Consecutive register imports are applied as one run: each import's rows
+//! are upserted as soon as they are decoded (while the decoder reads the
+//! next), and tree order is restored once at the end of the run. Two imports
+//! back to back leave the same state as their concatenation, so the (parallel)
+//! re-sort of the register runs once instead of once per import file.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -394,27 +395,36 @@ pub fn replay(
     let started = Instant::now();
     let mut started_applying = Some(started_applying);
     let mut apply_time = Duration::ZERO;
+    // Room for the whole register at once (the table's id span bounds it).
+    engine.reserve_register(id_span(&conn, "register_rows")?);
     let decoded = std::thread::scope(|scope| {
         // Bounded, so memory holds part of the log, not all of it; but deep
         // enough (up to ~2 M records, ~150 MB) for the decoder to keep
         // working while the engine spends seconds on a big register import.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Event>(4096);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Step>(4096);
         let decoder = std::thread::Builder::new()
             .name("store-replay".into())
-            .spawn_scoped(scope, move || decode(&conn, |ev| tx.send(ev).is_ok()))?;
-        for event in rx {
+            .spawn_scoped(scope, move || decode(&conn, |step| tx.send(step).is_ok()))?;
+        for step in rx {
             if let Some(f) = started_applying.take() {
                 f();
             }
             let t = Instant::now();
-            engine.apply(&event);
-            apply_time += t.elapsed();
-            if let Event::Register { rows, .. } = &event
-                && rows.len() > 100_000
-            {
-                // Freeing millions of strings takes a while; not on this thread.
-                scope.spawn(move || drop(event));
+            match step {
+                Step::Apply(event) => {
+                    engine.apply(&event);
+                }
+                Step::RegisterPart(rows) => {
+                    engine.register_part(&rows);
+                    if rows.len() > 100_000 {
+                        // Freeing millions of strings takes a while; not on
+                        // this thread.
+                        scope.spawn(move || drop(rows));
+                    }
+                }
+                Step::RegisterDone => engine.register_done(),
             }
+            apply_time += t.elapsed();
         }
         decoder
             .join()
@@ -439,11 +449,21 @@ fn id_span(conn: &Connection, table: &str) -> Result<usize, StoreError> {
     })
 }
 
-/// Reads the log in `seq` order and hands each event to `emit` (which
-/// returns false to stop), merging consecutive register imports.
+/// What the decoder hands the engine.
+enum Step {
+    Apply(Event),
+    /// One import of a run of consecutive register imports, upserted as it
+    /// comes (the decoder goes on with the next meanwhile) ...
+    RegisterPart(Vec<RegisterRow>),
+    /// ... and the end of the run: tree order is restored once.
+    RegisterDone,
+}
+
+/// Reads the log in `seq` order and hands it to `emit` (which returns false
+/// to stop), consecutive register imports as one run of parts.
 fn decode(
     conn: &Connection,
-    mut emit: impl FnMut(Event) -> bool,
+    mut emit: impl FnMut(Step) -> bool,
 ) -> Result<ReplayStats, StoreError> {
     let prep = |sql: &str| conn.prepare(sql).map_err(StoreError::from);
     let mut register = prep(
@@ -534,8 +554,8 @@ fn decode(
 
     let mut ctx = Ctx::default();
     let mut stats = ReplayStats::default();
-    // A register import waiting to be merged with the next one.
-    let mut pending: Option<Event> = None;
+    // Whether a run of register imports is open (not yet `RegisterDone`).
+    let mut in_register = false;
     loop {
         let mut best: Option<(usize, u64)> = None;
         for (i, s) in sources.iter_mut().enumerate() {
@@ -567,39 +587,29 @@ fn decode(
             Event::Results { .. } => stats.results += rows,
             _ => stats.other_events += 1,
         }
-        let mut out = |ev: Event, stats: &mut ReplayStats| {
-            stats.events += 1;
-            emit(ev)
-        };
-        pending = match (pending, event) {
-            (Some(Event::Register { rows: mut all, .. }), Event::Register { rows, at }) => {
-                all.extend(rows);
-                Some(Event::Register { rows: all, at })
+        let step = match event {
+            Event::Register { rows, .. } => {
+                in_register = true;
+                Step::RegisterPart(rows)
             }
-            (prev, Event::Register { rows, at }) => {
-                if let Some(p) = prev
-                    && !out(p, &mut stats)
-                {
-                    return Ok(stats);
+            event => {
+                if std::mem::take(&mut in_register) {
+                    stats.events += 1;
+                    if !emit(Step::RegisterDone) {
+                        return Ok(stats);
+                    }
                 }
-                Some(Event::Register { rows, at })
-            }
-            (prev, event) => {
-                if let Some(p) = prev
-                    && !out(p, &mut stats)
-                {
-                    return Ok(stats);
-                }
-                if !out(event, &mut stats) {
-                    return Ok(stats);
-                }
-                None
+                stats.events += 1;
+                Step::Apply(event)
             }
         };
+        if !emit(step) {
+            return Ok(stats);
+        }
     }
-    if let Some(p) = pending {
+    if in_register {
         stats.events += 1;
-        emit(p);
+        emit(Step::RegisterDone);
     }
     Ok(stats)
 }
