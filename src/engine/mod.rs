@@ -32,7 +32,6 @@ pub use register::{Head, Register, ResidentRef, Slot};
 pub use rounds::{Counts, CoverageNode, MissingPerson, Round, RoundState};
 pub use status::{Reason, Status};
 
-use crate::domain::register::RegisterRow;
 use crate::domain::{ExemptionReason, PersonId, ReasonCode, TestResult, Timestamp, TubeId};
 use bitset::Bitset;
 use register::NONE;
@@ -472,8 +471,8 @@ impl Engine {
     /// tree order once. The same state as applying each import as an
     /// [`Event::Register`] (or all of them as one). Nothing may read the
     /// engine between the first part and `register_done`.
-    pub fn register_part(&mut self, rows: &[RegisterRow]) {
-        self.register.upsert_unordered(rows);
+    pub fn register_part(&mut self, rows: &register::PackedRows) {
+        self.register.upsert_unordered(rows.iter());
     }
 
     /// Ends a run of [`Engine::register_part`] calls.

@@ -120,6 +120,91 @@ fn id_key(id: PersonId) -> (u32, u32) {
     (v as u32, (v >> 32) as u32)
 }
 
+/// One register row as the register reads it: borrowed from a
+/// [`RegisterRow`] or from [`PackedRows`].
+#[derive(Clone, Copy, Debug)]
+pub struct RowView<'a> {
+    pub person_id: PersonId,
+    pub area: &'a AreaPath,
+    pub household: &'a str,
+    pub name: &'a str,
+    pub phone: &'a str,
+}
+
+impl<'a> From<&'a RegisterRow> for RowView<'a> {
+    fn from(r: &'a RegisterRow) -> Self {
+        RowView {
+            person_id: r.person_id,
+            area: &r.area,
+            household: &r.household,
+            name: &r.name,
+            phone: &r.phone,
+        }
+    }
+}
+
+/// Register rows in a few flat buffers instead of three strings each: how a
+/// replay carries millions of rows from the decoder to the engine without
+/// thirty million allocations (and as many frees).
+#[derive(Debug, Default)]
+pub struct PackedRows {
+    ids: Vec<PersonId>,
+    /// Consecutive rows in one area share an entry.
+    areas: Vec<AreaPath>,
+    area_of: Vec<u32>,
+    text: String,
+    /// Where each row's household, name and phone end in `text`.
+    ends: Vec<[u32; 3]>,
+}
+
+impl PackedRows {
+    /// Appends a row; `area` is parsed only when it differs from the last
+    /// row's (an error is the parser's).
+    pub fn push(
+        &mut self,
+        person_id: PersonId,
+        area: &str,
+        household: &str,
+        name: &str,
+        phone: &str,
+    ) -> Result<(), crate::domain::AreaPathError> {
+        if self.areas.last().is_none_or(|a| a.as_str() != area) {
+            self.areas.push(AreaPath::parse(area)?);
+        }
+        self.ids.push(person_id);
+        self.area_of.push(self.areas.len() as u32 - 1);
+        let mut end = |s: &str| {
+            self.text.push_str(s);
+            self.text.len() as u32
+        };
+        let ends = [end(household), end(name), end(phone)];
+        self.ends.push(ends);
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = RowView<'_>> {
+        self.ids.iter().enumerate().map(|(i, &person_id)| {
+            let start = if i == 0 { 0 } else { self.ends[i - 1][2] } as usize;
+            let [h, n, p] = self.ends[i].map(|e| e as usize);
+            RowView {
+                person_id,
+                area: &self.areas[self.area_of[i] as usize],
+                household: &self.text[start..h],
+                name: &self.text[h..n],
+                phone: &self.text[n..p],
+            }
+        })
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Register {
     ids: Vec<PersonId>,
@@ -309,7 +394,7 @@ impl Register {
             // on the way.
             self.reserve(rows.len());
         }
-        self.upsert_unordered(rows);
+        self.upsert_unordered(rows.iter().map(RowView::from));
         self.reorder();
     }
 
@@ -324,23 +409,33 @@ impl Register {
     /// Upserts rows but leaves tree order (and every range that depends on
     /// it) stale until [`Register::reorder`]: for a replay, which feeds a
     /// long run of imports in parts and orders once at the end.
-    pub(crate) fn upsert_unordered(&mut self, rows: &[RegisterRow]) {
+    pub(crate) fn upsert_unordered<'a>(&mut self, rows: impl IntoIterator<Item = RowView<'a>>) {
+        // Imports list an area's people together: a run of rows in one
+        // area finds its node once.
+        let mut last: Option<(&AreaPath, u32)> = None;
         for r in rows {
             let slot = self.intern(r.person_id);
-            let node = self.intern_node(&r.area);
-            let household = self.intern_household(&r.household);
+            let node = match last {
+                Some((a, n)) if std::ptr::eq(a, r.area) || a == r.area => n,
+                _ => {
+                    let n = self.intern_node(r.area);
+                    last = Some((r.area, n));
+                    n
+                }
+            };
+            let household = self.intern_household(r.household);
             // An unchanged name or phone keeps its place in the arena, so
             // re-importing the same register does not grow it.
             let old = self.row_of(slot).map(|ix| self.rows[ix as usize]);
             let (name_off, name_len) = match old {
                 Some(o) if self.name_of(&o) == r.name => (o.name_off, o.name_len.into()),
-                _ => self.push_str(&r.name, u16::MAX.into()),
+                _ => self.push_str(r.name, u16::MAX.into()),
             };
             let (phone_off, phone_len) = match old {
                 Some(o) if self.str_at(o.phone_off, o.phone_len.into()) == r.phone => {
                     (o.phone_off, o.phone_len.into())
                 }
-                _ => self.push_str(&r.phone, u8::MAX.into()),
+                _ => self.push_str(r.phone, u8::MAX.into()),
             };
             let row = Row {
                 slot,
@@ -584,6 +679,57 @@ impl Register {
 mod tests {
     use crate::engine::Policy;
     use crate::engine::tests::support::*;
+
+    #[test]
+    fn packed_rows_in_parts_build_the_register_an_import_builds() {
+        use super::{PackedRows, Register, RowView};
+        let rows = vec![
+            row(3, "崇文路街道/学院社区/第1网格", "兰居01-101", "王芳"),
+            row(1, "崇文路街道/学院社区/第1网格", "兰居01-102", "李雷"),
+            row(2, "崇文路街道/枣林社区", "枣林02-301", "张伟"),
+            row(4, "崇文路街道/学院社区/第1网格", "", "赵敏"),
+        ];
+        let mut packed = [PackedRows::default(), PackedRows::default()];
+        for (i, r) in rows.iter().enumerate() {
+            packed[i / 3]
+                .push(
+                    r.person_id,
+                    r.area.as_str(),
+                    &r.household,
+                    &r.name,
+                    &r.phone,
+                )
+                .unwrap();
+        }
+        let views: Vec<String> = packed
+            .iter()
+            .flat_map(PackedRows::iter)
+            .map(|v| format!("{v:?}"))
+            .collect();
+        let direct: Vec<String> = rows
+            .iter()
+            .map(|r| format!("{:?}", RowView::from(r)))
+            .collect();
+        assert_eq!(views, direct);
+        assert!(
+            packed[0]
+                .push(pid(9), "崇文路街道//x", "", "n", "p")
+                .is_err()
+        );
+
+        let mut whole = Register::default();
+        whole.upsert(&rows);
+        let mut parts = Register::default();
+        parts.upsert_unordered(packed[0].iter().take(3));
+        parts.upsert_unordered(packed[1].iter());
+        parts.reorder();
+        let dump = |r: &Register| {
+            (0..r.rows().len() as u32)
+                .map(|i| format!("{:?}", r.resident(i)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(dump(&parts), dump(&whole));
+    }
 
     fn paths(fx: &Fx, rows: std::ops::Range<u32>) -> Vec<String> {
         let reg = fx.engine.register();

@@ -20,8 +20,9 @@ use rusqlite::{Connection, Row, Rows};
 use rustc_hash::FxHashMap;
 
 use super::StoreError;
-use crate::domain::register::{HeadRow, RegisterRow};
+use crate::domain::register::HeadRow;
 use crate::domain::{AreaPath, ExemptionReason, PersonId, TestResult, Timestamp, TubeId};
+use crate::engine::register::PackedRows;
 use crate::engine::{Engine, Event, ExemptionSpec, RecordItem, ResultItem, RoundSpec};
 
 /// The tables that hold engine events (each with `id` and `seq`).
@@ -114,7 +115,97 @@ trait Source {
     /// The `seq` of the next event, `None` at the end.
     fn peek(&mut self, ctx: &mut Ctx) -> Result<Option<u64>, StoreError>;
     /// The next event (after `peek` returned `Some`) and its row count.
-    fn take(&mut self, ctx: &mut Ctx) -> Result<(Event, u64), StoreError>;
+    fn take(&mut self, ctx: &mut Ctx) -> Result<(Item, u64), StoreError>;
+}
+
+/// What a source yields.
+enum Item {
+    Event(Event),
+    /// One register import, packed.
+    Register(PackedRows),
+}
+
+/// The register import table: rows go straight into [`PackedRows`] (no
+/// strings per row), one import per `seq`.
+struct RegisterTable<'s> {
+    rows: Rows<'s>,
+    /// The `seq` of the import whose rows `buf` is collecting.
+    head: Option<u64>,
+    buf: PackedRows,
+    done: bool,
+}
+
+impl<'s> RegisterTable<'s> {
+    fn new(rows: Rows<'s>) -> Self {
+        RegisterTable {
+            rows,
+            head: None,
+            buf: PackedRows::default(),
+            done: false,
+        }
+    }
+}
+
+fn register_err(row: &Row<'_>, e: &str) -> StoreError {
+    let id: i64 = row.get(0).unwrap_or(-1);
+    StoreError::Corrupt(format!("register_rows row with seq {id}: {e}"))
+}
+
+fn register_seq(row: &Row<'_>) -> Result<u64, StoreError> {
+    seq(row).map_err(|e| register_err(row, &e))
+}
+
+fn push_register(row: &Row<'_>, into: &mut PackedRows) -> Result<(), StoreError> {
+    let mut push = || -> Result<(), String> {
+        time(row, 6)?;
+        into.push(
+            person(row, 1)?,
+            text(row, 4)?,
+            text(row, 5)?,
+            text(row, 2)?,
+            text(row, 3)?,
+        )
+        .map_err(|e| format!("area: {e}"))
+    };
+    push().map_err(|e| register_err(row, &e))
+}
+
+impl Source for RegisterTable<'_> {
+    fn peek(&mut self, _: &mut Ctx) -> Result<Option<u64>, StoreError> {
+        if self.head.is_none() && !self.done {
+            match self.rows.next().map_err(StoreError::from)? {
+                None => self.done = true,
+                Some(row) => {
+                    let s = register_seq(row)?;
+                    push_register(row, &mut self.buf)?;
+                    self.head = Some(s);
+                }
+            }
+        }
+        Ok(self.head)
+    }
+
+    fn take(&mut self, _: &mut Ctx) -> Result<(Item, u64), StoreError> {
+        let seq = self.head.take().expect("take follows a successful peek");
+        // The first row of the next import, once read, starts a new buffer.
+        let mut next = PackedRows::default();
+        while let Some(row) = self.rows.next().map_err(StoreError::from)? {
+            let s = register_seq(row)?;
+            if s == seq {
+                push_register(row, &mut self.buf)?;
+            } else {
+                push_register(row, &mut next)?;
+                self.head = Some(s);
+                break;
+            }
+        }
+        if self.head.is_none() {
+            self.done = true;
+        }
+        let part = std::mem::replace(&mut self.buf, next);
+        let n = part.len() as u64;
+        Ok((Item::Register(part), n))
+    }
 }
 
 struct Table<'s, H, I> {
@@ -124,11 +215,6 @@ struct Table<'s, H, I> {
     build: BuildFn<H, I>,
     head: Option<Decoded<H, I>>,
     done: bool,
-    /// Rows left to read, at most (from the table's first and last `id`), for
-    /// tables whose events can be huge (register imports): reserving it up
-    /// front avoids regrowing a vector of millions of rows. Reserved memory
-    /// that is never touched costs only address space.
-    reserve: Option<usize>,
 }
 
 impl<'s, H, I> Table<'s, H, I> {
@@ -145,13 +231,7 @@ impl<'s, H, I> Table<'s, H, I> {
             build,
             head: None,
             done: false,
-            reserve: None,
         }
-    }
-
-    fn reserving(mut self, rows: usize) -> Self {
-        self.reserve = Some(rows);
-        self
     }
 
     fn fill(&mut self, ctx: &mut Ctx) -> Result<(), StoreError> {
@@ -178,9 +258,9 @@ impl<H, I> Source for Table<'_, H, I> {
         Ok(self.head.as_ref().map(|h| h.0))
     }
 
-    fn take(&mut self, ctx: &mut Ctx) -> Result<(Event, u64), StoreError> {
+    fn take(&mut self, ctx: &mut Ctx) -> Result<(Item, u64), StoreError> {
         let (seq, header, first) = self.head.take().expect("take follows a successful peek");
-        let mut items = Vec::with_capacity(self.reserve.unwrap_or(1).max(1));
+        let mut items = Vec::with_capacity(1);
         items.push(first);
         loop {
             self.fill(ctx)?;
@@ -193,12 +273,9 @@ impl<H, I> Source for Table<'_, H, I> {
             }
         }
         let n = items.len() as u64;
-        if let Some(r) = &mut self.reserve {
-            *r = r.saturating_sub(items.len());
-        }
         let event = (self.build)(header, items)
             .map_err(|e| StoreError::Corrupt(format!("{} event with seq {seq}: {e}", self.name)))?;
-        Ok((event, n))
+        Ok((Item::Event(event), n))
     }
 }
 
@@ -240,17 +317,6 @@ fn one<H>(header: H, items: &[()]) -> Result<H, String> {
     } else {
         Err(format!("{} rows share one seq", items.len()))
     }
-}
-
-fn decode_register(r: &Row<'_>, ctx: &mut Ctx) -> Result<Decoded<Timestamp, RegisterRow>, String> {
-    let row = RegisterRow {
-        person_id: person(r, 1)?,
-        name: text(r, 2)?.to_owned(),
-        phone: text(r, 3)?.to_owned(),
-        area: ctx.area(text(r, 4)?)?,
-        household: text(r, 5)?.to_owned(),
-    };
-    Ok((seq(r)?, time(r, 6)?, row))
 }
 
 fn decode_heads(r: &Row<'_>, ctx: &mut Ctx) -> Result<Decoded<Timestamp, HeadRow>, String> {
@@ -348,11 +414,6 @@ fn decode_clear(r: &Row<'_>, _: &mut Ctx) -> Result<Decoded<Event, ()>, String> 
         at: time(r, 3)?,
     };
     Ok((seq(r)?, ev, ()))
-}
-
-#[allow(clippy::unnecessary_wraps)] // the signature is every table's BuildFn
-fn build_register(at: Timestamp, rows: Vec<RegisterRow>) -> Result<Event, String> {
-    Ok(Event::Register { rows, at })
 }
 
 #[allow(clippy::unnecessary_wraps)]
@@ -455,7 +516,7 @@ enum Step {
     Apply(Event),
     /// One import of a run of consecutive register imports, upserted as it
     /// comes (the decoder goes on with the next meanwhile) ...
-    RegisterPart(Vec<RegisterRow>),
+    RegisterPart(PackedRows),
     /// ... and the end of the run: tree order is restored once.
     RegisterDone,
 }
@@ -488,15 +549,7 @@ fn decode(
     let mut ex_deletes = prep("SELECT seq, exemption_id, at FROM exemption_deletes ORDER BY id")?;
     let mut clears = prep("SELECT seq, person_id, note, at FROM clears ORDER BY id")?;
     let mut sources: Vec<Box<dyn Source + '_>> = vec![
-        Box::new(
-            Table::new(
-                "register_rows",
-                register.query([])?,
-                decode_register,
-                build_register,
-            )
-            .reserving(id_span(conn, "register_rows")?),
-        ),
+        Box::new(RegisterTable::new(register.query([])?)),
         Box::new(Table::new(
             "heads",
             heads.query([])?,
@@ -580,20 +633,20 @@ fn decode(
             )));
         }
         stats.last_seq = seq;
-        let (event, rows) = sources[i].take(&mut ctx)?;
-        match &event {
-            Event::Register { .. } => stats.register_rows += rows,
-            Event::Heads { .. } => stats.head_rows += rows,
-            Event::Records { .. } => stats.records += rows,
-            Event::Results { .. } => stats.results += rows,
-            _ => stats.other_events += 1,
-        }
-        let step = match event {
-            Event::Register { rows, .. } => {
+        let (item, rows) = sources[i].take(&mut ctx)?;
+        let step = match item {
+            Item::Register(part) => {
+                stats.register_rows += rows;
                 in_register = true;
-                Step::RegisterPart(rows)
+                Step::RegisterPart(part)
             }
-            event => {
+            Item::Event(event) => {
+                match &event {
+                    Event::Heads { .. } => stats.head_rows += rows,
+                    Event::Records { .. } => stats.records += rows,
+                    Event::Results { .. } => stats.results += rows,
+                    _ => stats.other_events += 1,
+                }
                 if std::mem::take(&mut in_register) {
                     stats.events += 1;
                     if !emit(Step::RegisterDone) {
