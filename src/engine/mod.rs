@@ -573,8 +573,12 @@ impl Engine {
         items: &[RecordItem],
         changed: &mut Vec<PersonId>,
     ) {
-        for it in items {
-            let slot = self.intern_person(it.person_id);
+        // Slots first, in a tight loop (see `Register::upsert_unordered`).
+        let slots: Vec<Slot> = items
+            .iter()
+            .map(|it| self.intern_person(it.person_id))
+            .collect();
+        for (it, slot) in items.iter().zip(slots) {
             let t = self.tubes.intern(&it.tube_id);
             if self.tubes.tubes[t as usize].has(slot) {
                 continue;

@@ -190,7 +190,7 @@ impl PackedRows {
         self.ids.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = RowView<'_>> {
+    pub fn iter(&self) -> impl Iterator<Item = RowView<'_>> + Clone {
         self.ids.iter().enumerate().map(|(i, &person_id)| {
             let start = if i == 0 { 0 } else { self.ends[i - 1][2] } as usize;
             let [h, n, p] = self.ends[i].map(|e| e as usize);
@@ -409,12 +409,15 @@ impl Register {
     /// Upserts rows but leaves tree order (and every range that depends on
     /// it) stale until [`Register::reorder`]: for a replay, which feeds a
     /// long run of imports in parts and orders once at the end.
-    pub(crate) fn upsert_unordered<'a>(&mut self, rows: impl IntoIterator<Item = RowView<'a>>) {
+    pub(crate) fn upsert_unordered<'a>(&mut self, rows: impl Iterator<Item = RowView<'a>> + Clone) {
+        // Every person's slot first, in a tight loop: the ID index is far
+        // bigger than the caches, and independent lookups overlap their
+        // misses, where one per row among the row's other work does not.
+        let slots: Vec<Slot> = rows.clone().map(|r| self.intern(r.person_id)).collect();
         // Imports list an area's people together: a run of rows in one
         // area finds its node once.
         let mut last: Option<(&AreaPath, u32)> = None;
-        for r in rows {
-            let slot = self.intern(r.person_id);
+        for (r, slot) in rows.zip(slots) {
             let node = match last {
                 Some((a, n)) if std::ptr::eq(a, r.area) || a == r.area => n,
                 _ => {
