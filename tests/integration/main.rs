@@ -7,6 +7,7 @@ mod api;
 mod crash;
 mod demo;
 mod helpers;
+mod import;
 mod openapi;
 mod status_cache;
 mod store;

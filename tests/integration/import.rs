@@ -1,0 +1,90 @@
+//! `rollcall import`: the real binary on a real data directory.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use rollcall::engine::clock::SystemClock;
+use rollcall::engine::{Engine, Policy};
+use rollcall::store::Store;
+
+fn import(what: &str, file: &Path, data: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rollcall"))
+        .args(["import", what])
+        .arg(file)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .expect("running rollcall import")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// (residents, heads) in the store, read by opening it as the server does.
+fn held(data: &Path) -> (u64, u64) {
+    let engine = Arc::new(parking_lot::RwLock::new(Engine::new(
+        Policy::default(),
+        Engine::build_pool(1),
+    )));
+    let store = Store::open(data, engine.clone(), Arc::new(SystemClock), Arc::new(|_| 0))
+        .expect("the store opens");
+    drop(store);
+    let e = engine.read();
+    (e.residents(), e.register().heads_count())
+}
+
+#[test]
+fn import_loads_the_fixture_city_and_a_bad_file_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/chongwen");
+
+    let out = import("register", &fixtures.join("register.csv"), &data);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "residents: 56717 (inserted 56717, updated 0, unchanged 0)"
+    );
+    let out = import("heads", &fixtures.join("heads.csv"), &data);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (residents, heads) = held(&data);
+    assert_eq!(residents, 56_717);
+    assert!(heads > 0);
+
+    // The same file again: nothing new.
+    let out = import("register", &fixtures.join("register.csv"), &data);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "residents: 56717 (inserted 0, updated 0, unchanged 56717)"
+    );
+
+    // A file with a bad line: refused whole, with the line and the contract's
+    // code, and the store keeps exactly what it had.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "person_id,name,phone,area,household\n\
+         610802193703098782,张嘉艳,13269988596,崇文路街道/新社区,新1号-101\n\
+         610802193703098783,赵六,13800000001,崇文路街道/新社区,新1号-102\n",
+    )
+    .unwrap();
+    let out = import("register", &bad, &data);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("line 3: invalid_person_id"), "{err}");
+    assert!(err.contains("nothing was imported"), "{err}");
+    assert_eq!(held(&data), (residents, heads));
+
+    // A file that is not there: a clear error, no store touched.
+    let out = import("register", &dir.path().join("missing.csv"), &data);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("missing.csv"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(held(&data), (residents, heads));
+}
