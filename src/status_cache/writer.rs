@@ -340,6 +340,9 @@ impl RedisWriter {
             self.need_full = true;
             return Err(SyncError::Restarted);
         }
+        // Gates' own connections (one per worker thread, opened lazily) must
+        // reach this very instance, and only under the trust granted below.
+        *self.redis().verified.write() = Some((trust + 1, run_ids.clone()));
         self.run_ids = Some(run_ids);
         self.need_full = false;
         // Replaced, not cleared: a long outage's set gives its memory back.

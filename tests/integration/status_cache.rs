@@ -177,6 +177,51 @@ impl Drop for Resume<'_> {
     }
 }
 
+/// An actix worker's stand-in: a thread running a single-threaded runtime,
+/// where the cache reads through the thread's own Redis connection (the
+/// tests' own runtime is multi-threaded, where it reads through the shared
+/// one). Failure tests look up through both.
+struct Worker {
+    tx: Option<std::sync::mpsc::Sender<(PersonId, tokio::sync::oneshot::Sender<Status>)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Worker {
+    fn new(cache: &StatusCache) -> Worker {
+        let cache = cache.clone();
+        let (tx, rx) =
+            std::sync::mpsc::channel::<(PersonId, tokio::sync::oneshot::Sender<Status>)>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            for (p, reply) in rx {
+                let _ = reply.send(rt.block_on(cache.get(p)));
+            }
+        });
+        Worker {
+            tx: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    async fn get(&self, p: PersonId) -> Status {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.tx.as_ref().unwrap().send((p, reply)).unwrap();
+        answer.await.unwrap()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
     redis::Client::open(server.connection_info())
         .unwrap()
@@ -318,6 +363,32 @@ async fn a_change_is_in_redis_once_flushed_and_then_served_from_it() {
         assert_eq!(&json[..], serde_json::to_vec(&engine.status(p)).unwrap());
     }
     assert_eq!(engine.calls(), calls, "answered from Redis, not the engine");
+
+    // On a worker thread (a single-threaded runtime) lookups read through
+    // the thread's own connection, opened once, and still from Redis.
+    let clients = async |conn: &mut redis::aio::MultiplexedConnection| -> usize {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(conn)
+            .await
+            .unwrap();
+        list.lines().count()
+    };
+    let before = clients(&mut conn).await;
+    let worker = Worker::new(&cache);
+    for &p in people.iter().take(50) {
+        assert_eq!(worker.get(p).await, engine.status(p));
+    }
+    assert_eq!(
+        clients(&mut conn).await,
+        before + 1,
+        "one connection of its own"
+    );
+    for &p in people.iter().skip(50).take(50) {
+        assert_eq!(worker.get(p).await, engine.status(p));
+    }
+    assert_eq!(clients(&mut conn).await, before + 1, "and only one");
+    assert_eq!(engine.calls(), calls, "answered from Redis, not the engine");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -452,6 +523,7 @@ async fn with_redis_killed_lookups_come_from_the_engine_and_state_is_unreachable
     let mut server = start_redis();
     let engine = Arc::new(FakeEngine::default());
     let Setup { cache, engine, .. } = open(CacheBackend::Redis(url(&server)), engine).await;
+    let worker = Worker::new(&cache);
     wait_for_state(&cache, RedisState::Ok).await;
     let people: Vec<PersonId> = (0..100).map(person).collect();
     for &p in &people {
@@ -459,6 +531,9 @@ async fn with_redis_killed_lookups_come_from_the_engine_and_state_is_unreachable
     }
     let t = cache.changed(people.clone());
     flush(&cache, t).await;
+    for &p in &people {
+        assert_eq!(worker.get(p).await, yellow("1"));
+    }
 
     server.stop();
     for &p in &people[..50] {
@@ -467,12 +542,14 @@ async fn with_redis_killed_lookups_come_from_the_engine_and_state_is_unreachable
     let t = cache.changed(people[..50].to_vec());
     for &p in &people {
         assert_eq!(cache.get(p).await, engine.status(p));
+        assert_eq!(worker.get(p).await, engine.status(p));
     }
     wait_for_state(&cache, RedisState::Unreachable).await;
     assert_eq!(cache.redis_state().as_str(), "unreachable");
     flush(&cache, t).await; // remembered, not written
     for &p in &people {
         assert_eq!(cache.get(p).await, engine.status(p));
+        assert_eq!(worker.get(p).await, engine.status(p));
     }
 }
 
@@ -481,6 +558,7 @@ async fn with_redis_paused_no_old_colour_is_ever_served() {
     let server = start_redis();
     let engine = Arc::new(FakeEngine::default());
     let Setup { cache, engine, .. } = open(CacheBackend::Redis(url(&server)), engine).await;
+    let worker = Worker::new(&cache);
     wait_for_state(&cache, RedisState::Ok).await;
     let people: Vec<PersonId> = (0..60).map(person).collect();
     for &p in &people {
@@ -515,6 +593,11 @@ async fn with_redis_paused_no_old_colour_is_ever_served() {
     let mut check_all = async |cache: &StatusCache| {
         for &p in &people {
             assert_eq!(cache.get(p).await, engine.status(p), "an old colour served");
+            assert_eq!(
+                worker.get(p).await,
+                engine.status(p),
+                "an old colour served on a worker"
+            );
             lookups += 1;
         }
     };
@@ -555,6 +638,7 @@ async fn redis_restarted_empty_is_rewritten_with_changes_made_while_it_was_down(
     let mut server = start_redis();
     let engine = Arc::new(FakeEngine::default());
     let Setup { cache, engine, .. } = open(CacheBackend::Redis(url(&server)), engine).await;
+    let worker = Worker::new(&cache);
     wait_for_state(&cache, RedisState::Ok).await;
     let people: Vec<PersonId> = (0..500).map(person).collect();
     for &p in &people {
@@ -562,6 +646,9 @@ async fn redis_restarted_empty_is_rewritten_with_changes_made_while_it_was_down(
     }
     let t = cache.changed(people.clone());
     flush(&cache, t).await;
+    for &p in &people {
+        assert_eq!(worker.get(p).await, yellow("3"));
+    }
 
     server.stop();
     for &p in &people[..100] {
@@ -583,6 +670,7 @@ async fn redis_restarted_empty_is_rewritten_with_changes_made_while_it_was_down(
             "rewritten"
         );
         assert_eq!(cache.get(p).await, engine.status(p));
+        assert_eq!(worker.get(p).await, engine.status(p));
     }
 }
 
