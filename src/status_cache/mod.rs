@@ -189,6 +189,8 @@ impl Drop for Handle {
 
 /// State shared by the handles and the background writer.
 pub(crate) struct Shared {
+    /// Unique in the process (see `LocalRead`).
+    id: u64,
     source: Arc<dyn StatusSource>,
     clock: Arc<dyn Clock>,
     keyer: Keyer,
@@ -259,12 +261,16 @@ struct RedisSide {
 /// lookup's `GET` does not hop to another thread and back (measured: a
 /// fifth of the server's time under load went to those context switches).
 struct LocalRead {
-    /// Which cache it belongs to (the `Shared`'s address) and under which
-    /// trust value it was opened: a new resync means a new connection.
-    cache: usize,
+    /// Which cache it belongs to (`Shared::id`: an address could be reused
+    /// by a later cache) and under which trust value it was opened: a new
+    /// resync means a new connection.
+    cache: u64,
     trust: u64,
     conn: Conn,
 }
+
+/// The next `Shared::id`.
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
     static LOCAL_READ: std::cell::RefCell<Option<LocalRead>> = const { std::cell::RefCell::new(None) };
@@ -319,6 +325,7 @@ impl StatusCache {
         };
         let trusted = matches!(backend, Backend::Memory(_));
         let shared = Arc::new(Shared {
+            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
             source,
             clock,
             keyer: Keyer::new(&cfg.key),
@@ -515,7 +522,7 @@ impl Shared {
         if !local {
             return shared();
         }
-        let me = std::ptr::from_ref(self) as usize;
+        let me = self.id;
         let mine = LOCAL_READ.with_borrow(|l| {
             l.as_ref()
                 .filter(|l| l.cache == me && l.trust == trust)
