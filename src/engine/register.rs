@@ -42,7 +42,7 @@ pub struct Node {
     pub own_end: u32,
     pub end: u32,
     /// Place in the tree's depth-first order and the size of the subtree
-    /// (itself included): [`Register::subtree`] is a slice of that order.
+    /// (itself included): the subtree is the `size` nodes from `rank` on.
     pub rank: u32,
     pub size: u32,
 }
@@ -215,9 +215,7 @@ pub struct Register {
     households: Vec<Box<str>>,
     household_ix: StrIndex,
     nodes: Vec<Node>,
-    /// Node ids in depth-first order (parents first, siblings by segment).
-    order: Vec<u32>,
-    /// By rank: where the node's own rows end. Rows are sorted by node rank,
+    /// By rank (place in depth-first order): where the node's own rows end. Rows are sorted by node rank,
     /// so the own rows of rank `r` are `own_ends[r - 1]..own_ends[r]`: a
     /// scan over a subtree reads this instead of a node each.
     own_ends: Vec<u32>,
@@ -273,19 +271,14 @@ impl Register {
         &self.nodes
     }
 
-    /// [`Register::own_ends`] of node `n`'s subtree, with the row its first
-    /// own row is at: the own rows of the `i`th node of `subtree(n)` are
-    /// `ends[i - 1]..ends[i]` (`first..ends[0]` for `n` itself).
+    /// `own_ends` of node `n`'s subtree (the `size` nodes from its rank on,
+    /// in depth-first order), with the row its first own row is at: the own
+    /// rows of the subtree's `i`th node are `ends[i - 1]..ends[i]`
+    /// (`first..ends[0]` for `n` itself).
     pub fn subtree_row_ends(&self, n: u32) -> (u32, &[u32]) {
         let node = &self.nodes[n as usize];
         let ends = &self.own_ends[node.rank as usize..(node.rank + node.size) as usize];
         (node.start, ends)
-    }
-
-    /// Node `n` and everything under it, parents before children.
-    pub fn subtree(&self, n: u32) -> &[u32] {
-        let node = &self.nodes[n as usize];
-        &self.order[node.rank as usize..(node.rank + node.size) as usize]
     }
 
     pub fn node(&self, path: &AreaPath) -> Option<u32> {
@@ -674,7 +667,6 @@ impl Register {
             .iter()
             .map(|&n| self.nodes[n as usize].own_end)
             .collect();
-        self.order = order;
     }
 }
 

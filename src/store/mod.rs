@@ -416,7 +416,6 @@ impl Store {
         self.inner.visible.meta.read().get(key).cloned()
     }
 
-    /// Durably sets a `meta` value.
     /// Commits what was sent before, closes the database and releases the
     /// data directory, then returns: a new `open` of the directory may follow
     /// at once, although other handles (and requests still in flight on
@@ -438,6 +437,7 @@ impl Store {
         }
     }
 
+    /// Durably sets a `meta` value.
     pub async fn meta_put(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let (key, value) = (key.to_owned(), value.to_owned());
         self.call(|reply| Request::MetaPut { key, value, reply })
