@@ -190,6 +190,15 @@ impl PackedRows {
         self.ids.is_empty()
     }
 
+    /// Empties the buffers but keeps their memory, for the next rows.
+    pub fn clear(&mut self) {
+        self.ids.clear();
+        self.areas.clear();
+        self.area_of.clear();
+        self.text.clear();
+        self.ends.clear();
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = RowView<'_>> + Clone {
         self.ids.iter().enumerate().map(|(i, &person_id)| {
             let start = if i == 0 { 0 } else { self.ends[i - 1][2] } as usize;

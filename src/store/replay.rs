@@ -16,6 +16,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::sync::mpsc::{Receiver, SyncSender};
+
 use rusqlite::{Connection, Row, Rows};
 use rustc_hash::FxHashMap;
 
@@ -116,33 +118,85 @@ trait Source {
     fn peek(&mut self, ctx: &mut Ctx) -> Result<Option<u64>, StoreError>;
     /// The next event (after `peek` returned `Some`) and its row count.
     fn take(&mut self, ctx: &mut Ctx) -> Result<(Item, u64), StoreError>;
+    /// The rest of a register import `take` handed out only in part, one
+    /// part per call, then `None`. Called until `None` before the next `peek`.
+    fn more(&mut self) -> Result<Option<PackedRows>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// What a source yields.
 enum Item {
     Event(Event),
-    /// One register import, packed.
+    /// One register import, or a part of one, packed.
     Register(PackedRows),
 }
 
+/// Rows per part of a register import. The engine upserts one part while
+/// the decoder reads the next, so a city's one big import is not decoded
+/// whole before the engine starts on it (the two used to run one after the
+/// other, seconds each).
+/// (A few rows under test, so small imports cross part edges.)
+const REGISTER_PART: usize = if cfg!(test) { 7 } else { 1 << 16 };
+
 /// The register import table: rows go straight into [`PackedRows`] (no
-/// strings per row), one import per `seq`.
+/// strings per row), each import handed out in parts of [`REGISTER_PART`].
 struct RegisterTable<'s> {
     rows: Rows<'s>,
-    /// The `seq` of the import whose rows `buf` is collecting.
+    /// The `seq` of the import whose first row `buf` holds, not yet taken.
     head: Option<u64>,
     buf: PackedRows,
+    /// The import being handed out in parts: from `take` to its last part.
+    cur: Option<u64>,
     done: bool,
+    /// Buffers the engine is done with, refilled instead of new ones (no
+    /// fresh pages to fault in and zero for every part).
+    spares: Receiver<PackedRows>,
 }
 
 impl<'s> RegisterTable<'s> {
-    fn new(rows: Rows<'s>) -> Self {
+    fn new(rows: Rows<'s>, spares: Receiver<PackedRows>) -> Self {
         RegisterTable {
             rows,
             head: None,
             buf: PackedRows::default(),
+            cur: None,
             done: false,
+            spares,
         }
+    }
+
+    fn fresh(&self) -> PackedRows {
+        match self.spares.try_recv() {
+            Ok(mut b) => {
+                b.clear();
+                b
+            }
+            Err(_) => PackedRows::default(),
+        }
+    }
+
+    /// Reads rows of import `seq` into `into` until it holds
+    /// [`REGISTER_PART`] rows or the import ends (then `cur` is cleared, and
+    /// a row of the next import, if any, starts `buf`).
+    fn read_part(&mut self, seq: u64, into: &mut PackedRows) -> Result<(), StoreError> {
+        while into.len() < REGISTER_PART {
+            let Some(row) = self.rows.next().map_err(StoreError::from)? else {
+                self.done = true;
+                self.cur = None;
+                return Ok(());
+            };
+            let s = register_seq(row)?;
+            if s == seq {
+                push_register(row, into)?;
+            } else {
+                push_register(row, &mut self.buf)?;
+                self.head = Some(s);
+                self.cur = None;
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 }
 
@@ -172,6 +226,10 @@ fn push_register(row: &Row<'_>, into: &mut PackedRows) -> Result<(), StoreError>
 
 impl Source for RegisterTable<'_> {
     fn peek(&mut self, _: &mut Ctx) -> Result<Option<u64>, StoreError> {
+        debug_assert!(
+            self.cur.is_none(),
+            "an import's parts are drained by `more`"
+        );
         if self.head.is_none() && !self.done {
             match self.rows.next().map_err(StoreError::from)? {
                 None => self.done = true,
@@ -187,24 +245,21 @@ impl Source for RegisterTable<'_> {
 
     fn take(&mut self, _: &mut Ctx) -> Result<(Item, u64), StoreError> {
         let seq = self.head.take().expect("take follows a successful peek");
-        // The first row of the next import, once read, starts a new buffer.
-        let mut next = PackedRows::default();
-        while let Some(row) = self.rows.next().map_err(StoreError::from)? {
-            let s = register_seq(row)?;
-            if s == seq {
-                push_register(row, &mut self.buf)?;
-            } else {
-                push_register(row, &mut next)?;
-                self.head = Some(s);
-                break;
-            }
-        }
-        if self.head.is_none() {
-            self.done = true;
-        }
-        let part = std::mem::replace(&mut self.buf, next);
+        self.cur = Some(seq);
+        let fresh = self.fresh();
+        let mut part = std::mem::replace(&mut self.buf, fresh);
+        self.read_part(seq, &mut part)?;
         let n = part.len() as u64;
         Ok((Item::Register(part), n))
+    }
+
+    fn more(&mut self) -> Result<Option<PackedRows>, StoreError> {
+        let Some(seq) = self.cur else {
+            return Ok(None);
+        };
+        let mut part = self.fresh();
+        self.read_part(seq, &mut part)?;
+        Ok((!part.is_empty()).then_some(part))
     }
 }
 
@@ -443,18 +498,10 @@ fn build_single(event: Event, items: Vec<()>) -> Result<Event, String> {
 ///
 /// Two threads: this one applies, a scoped one reads and decodes, with a
 /// short queue between them, so SQLite's scans and the allocations of
-/// decoding overlap with the engine's work (the register's re-sort above all).
-///
-/// `started_applying` is called once the engine has its first event: from
-/// then on one core is free for other work (the caller's integrity check),
-/// while before it the decoder alone runs.
-pub fn replay(
-    conn: Connection,
-    engine: &mut Engine,
-    started_applying: impl FnOnce(),
-) -> Result<ReplayStats, StoreError> {
+/// decoding overlap with the engine's work (a big register import is read
+/// and upserted part by part).
+pub fn replay(conn: Connection, engine: &mut Engine) -> Result<ReplayStats, StoreError> {
     let started = Instant::now();
-    let mut started_applying = Some(started_applying);
     let mut apply_time = Duration::ZERO;
     // Room for the whole register at once (the table's id span bounds it).
     engine.reserve_register(id_span(&conn, "register_rows")?);
@@ -463,13 +510,13 @@ pub fn replay(
         // enough (up to ~2 M records, ~150 MB) for the decoder to keep
         // working while the engine spends seconds on a big register import.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Step>(4096);
+        let (spare_tx, spares) = std::sync::mpsc::sync_channel::<PackedRows>(4);
         let decoder = std::thread::Builder::new()
             .name("store-replay".into())
-            .spawn_scoped(scope, move || decode(&conn, |step| tx.send(step).is_ok()))?;
+            .spawn_scoped(scope, move || {
+                decode(&conn, spares, |step| tx.send(step).is_ok())
+            })?;
         for step in rx {
-            if let Some(f) = started_applying.take() {
-                f();
-            }
             let t = Instant::now();
             match step {
                 Step::Apply(event) => {
@@ -477,11 +524,7 @@ pub fn replay(
                 }
                 Step::RegisterPart(rows) => {
                     engine.register_part(&rows);
-                    if rows.len() > 100_000 {
-                        // Freeing millions of strings takes a while; not on
-                        // this thread.
-                        scope.spawn(move || drop(rows));
-                    }
+                    recycle(&spare_tx, rows);
                 }
                 Step::RegisterDone => engine.register_done(),
             }
@@ -495,6 +538,12 @@ pub fn replay(
     stats.apply = apply_time;
     stats.replay = started.elapsed();
     Ok(stats)
+}
+
+/// Hands a part's buffers back to the decoder, if it has room for them.
+fn recycle(spares: &SyncSender<PackedRows>, rows: PackedRows) {
+    // Full or gone: the decoder has enough, or has finished; drop them.
+    let _ = spares.try_send(rows);
 }
 
 /// How many rows a table can hold at most: `max(id) - min(id) + 1`, two
@@ -525,6 +574,7 @@ enum Step {
 /// to stop), consecutive register imports as one run of parts.
 fn decode(
     conn: &Connection,
+    spares: Receiver<PackedRows>,
     mut emit: impl FnMut(Step) -> bool,
 ) -> Result<ReplayStats, StoreError> {
     let prep = |sql: &str| conn.prepare(sql).map_err(StoreError::from);
@@ -549,7 +599,7 @@ fn decode(
     let mut ex_deletes = prep("SELECT seq, exemption_id, at FROM exemption_deletes ORDER BY id")?;
     let mut clears = prep("SELECT seq, person_id, note, at FROM clears ORDER BY id")?;
     let mut sources: Vec<Box<dyn Source + '_>> = vec![
-        Box::new(RegisterTable::new(register.query([])?)),
+        Box::new(RegisterTable::new(register.query([])?, spares)),
         Box::new(Table::new(
             "heads",
             heads.query([])?,
@@ -638,7 +688,16 @@ fn decode(
             Item::Register(part) => {
                 stats.register_rows += rows;
                 in_register = true;
-                Step::RegisterPart(part)
+                if !emit(Step::RegisterPart(part)) {
+                    return Ok(stats);
+                }
+                while let Some(part) = sources[i].more()? {
+                    stats.register_rows += part.len() as u64;
+                    if !emit(Step::RegisterPart(part)) {
+                        return Ok(stats);
+                    }
+                }
+                continue;
             }
             Item::Event(event) => {
                 match &event {
@@ -666,4 +725,84 @@ fn decode(
         emit(Step::RegisterDone);
     }
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::register::RegisterRow;
+    use crate::engine::Policy;
+
+    fn pid(n: u64) -> PersonId {
+        // 1990-01-01 onwards, three-digit sequence; the check digit computed.
+        let body = format!("610802199001{:02}{:03}", 1 + n / 999 % 28, n % 999 + 1);
+        let first17: &[u8; 17] = body.as_bytes().try_into().unwrap();
+        let check = crate::domain::person_id::compute_check_char(first17);
+        format!("{body}{check}").parse().unwrap()
+    }
+
+    fn resident(n: u64, name: &str) -> RegisterRow {
+        RegisterRow {
+            person_id: pid(n),
+            name: format!("{name}{n}"),
+            phone: format!("139{n:08}"),
+            area: AreaPath::parse(&format!("街道/社区{}/{}号楼", n % 3, n / 4)).unwrap(),
+            household: format!("户{}", n / 2),
+        }
+    }
+
+    fn register(ns: std::ops::Range<u64>, name: &str, at: Timestamp) -> Event {
+        Event::Register {
+            rows: ns.map(|n| resident(n, name)).collect(),
+            at,
+        }
+    }
+
+    #[test]
+    fn imports_handed_over_in_parts_replay_as_they_were_applied() {
+        let at = Timestamp::parse("2022-04-19T08:00:00+08:00").unwrap();
+        let events = vec![
+            // Longer than a part, not a multiple of it.
+            register(0..20, "甲", at),
+            // Right after it (one run of imports), updating some of it.
+            register(10..17, "乙", at),
+            Event::Records {
+                arrived_at: at,
+                items: (0..5)
+                    .map(|n| RecordItem {
+                        person_id: pid(n),
+                        tube_id: TubeId::parse("T1").unwrap(),
+                        site: "S1".into(),
+                        collected_at: at,
+                    })
+                    .collect(),
+            },
+            // Exactly one part, then a single row.
+            register(30..37, "丙", at),
+            register(40..41, "丁", at),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sqlite3");
+        let mut conn = Connection::open(&path).unwrap();
+        super::super::schema::migrate(&mut conn, 0).unwrap();
+        let mut direct = Engine::new(Policy::default(), Engine::build_pool(1));
+        for (seq, e) in (1..).zip(&events) {
+            super::super::log::write_event(&conn, seq, e).unwrap();
+            direct.apply(e);
+        }
+        drop(conn);
+
+        let mut replayed = Engine::new(Policy::default(), Engine::build_pool(1));
+        let stats = replay(Connection::open(&path).unwrap(), &mut replayed).unwrap();
+        assert_eq!(stats.register_rows, 20 + 7 + 7 + 1);
+        assert_eq!(stats.records, 5);
+        assert_eq!(stats.last_seq, 5);
+        // One run of two imports, the records, one run of two imports.
+        assert_eq!(stats.events, 3);
+        assert_eq!(replayed.residents(), 20 + 7 + 1);
+        assert_eq!(replayed.digest(at), direct.digest(at));
+        let person = replayed.register().slot(pid(12)).unwrap();
+        let row = replayed.register().row_of(person).unwrap();
+        assert_eq!(replayed.register().resident(row).name, "乙12");
+    }
 }
