@@ -60,6 +60,11 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
         )));
         let store = Store::open(&args.data, engine, clock, Arc::new(|_| 0))
             .with_context(|| format!("opening the store in {}", args.data.display()))?;
+        // The import would wait for the check anyway; this says why it failed.
+        store
+            .checked()
+            .await
+            .with_context(|| format!("checking the store in {}", args.data.display()))?;
         let out = store.command(cmd).await.context("importing")?;
         anyhow::Ok(out.prepared)
     })?;

@@ -34,10 +34,32 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         }
         println!("rollcall listening on http://{}", running.addr);
         tracing::info!(addr = %running.addr, "serving");
-        shutdown_signal().await?;
-        tracing::info!("shutting down");
-        running.stop().await;
-        Ok(())
+        // The store's integrity check may finish after the server is up; a
+        // file that fails it takes no writes, and the server stops rather
+        // than keep serving from it.
+        let store = running.state.store.clone();
+        let failed = async move {
+            match store.checked().await {
+                Err(e) => e,
+                Ok(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = shutdown_signal() => {
+                r?;
+                tracing::info!("shutting down");
+                running.stop().await;
+                Ok(())
+            }
+            e = failed => {
+                tracing::error!(error = %e, "stopping: the store failed its integrity check");
+                running.stop().await;
+                Err(anyhow::Error::new(e).context(format!(
+                    "the store in {} failed its integrity check after start; it was not written to",
+                    settings.data.display()
+                )))
+            }
+        }
     })
 }
 

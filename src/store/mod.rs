@@ -153,6 +153,8 @@ pub struct Store {
 struct Inner {
     visible: Arc<Visible>,
     replay: ReplayStats,
+    /// The integrity check of the file opened, as the writer last saw it.
+    check: tokio::sync::watch::Receiver<Check>,
     // A Mutex because a rusqlite connection is not Sync; only audit reads use
     // it, on a blocking thread, one at a time. `None` once closing.
     reader: Mutex<Option<Connection>>,
@@ -236,18 +238,28 @@ impl Store {
             }
         }
 
-        // Replay while `quick_check` runs on the other core.
-        // The check waits until the engine starts applying: before that the
-        // decoder works alone (a big register import is decoded whole before
-        // the engine takes it), after it a core is idle while the engine works.
+        // Replay first, on both cores (a reader and decoder thread, and this
+        // one applying), then the integrity check: the engine is whole and
+        // may serve reads while the check runs. The writer waits for it
+        // before its first write, so nothing is written to a file that has
+        // not passed it.
         let (check, go) = check.unzip();
-        let replayed =
-            open_scan(&db).and_then(|ro| replay::replay(ro, &mut engine.write(), move || drop(go)));
-        if let Some(h) = check {
-            // A damaged file explains a failed replay better than the replay.
-            quick_check = join_check(h)?;
-        }
-        let mut stats = replayed?;
+        let replayed = open_scan(&db).and_then(|ro| replay::replay(ro, &mut engine.write()));
+        drop(go);
+        let mut stats = match replayed {
+            Ok(s) => s,
+            Err(e) => {
+                // A damaged file explains a failed replay better than the replay.
+                if let Some(h) = check {
+                    join_check(h)?;
+                }
+                return Err(e);
+            }
+        };
+        let (check_tx, check_rx) = tokio::sync::watch::channel(match check {
+            Some(_) => Check::Pending,
+            None => Check::Passed(quick_check),
+        });
         stats.quick_check = quick_check;
 
         let conn = match rw {
@@ -281,6 +293,7 @@ impl Store {
             next_seq: stats.last_seq + 1,
             next_token,
             lock,
+            check: check.map(|h| (h, check_tx)),
         };
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
@@ -293,6 +306,7 @@ impl Store {
             results = stats.results,
             replay_ms = stats.replay.as_millis() as u64,
             quick_check_ms = stats.quick_check.as_millis() as u64,
+            quick_check_pending = matches!(*check_rx.borrow(), Check::Pending),
             open_ms = stats.open.as_millis() as u64,
             "store opened"
         );
@@ -301,10 +315,29 @@ impl Store {
             inner: Arc::new(Inner {
                 visible,
                 replay: stats,
+                check: check_rx,
                 reader,
                 writer: Mutex::new(Some(handle)),
             }),
         })
+    }
+
+    /// Waits for the integrity check of the file opened (`PRAGMA
+    /// quick_check`, which may still run after `open` returned) and returns
+    /// how long it took. A file that fails it is `Corrupt`: the store then
+    /// writes nothing more to it and refuses every write with
+    /// `Unavailable`, and whoever opened it should stop.
+    pub async fn checked(&self) -> Result<Duration, StoreError> {
+        let mut rx = self.inner.check.clone();
+        let state = rx
+            .wait_for(|c| !matches!(c, Check::Pending))
+            .await
+            .map_err(|_| StoreError::Unavailable)?;
+        match &*state {
+            Check::Passed(d) => Ok(*d),
+            Check::Failed(e) => Err(e.to_error()),
+            Check::Pending => unreachable!("waited until it was not"),
+        }
     }
 
     /// What the replay at open loaded, and how long it took.
@@ -522,21 +555,66 @@ fn spawn_quick_check(
             // Err = the sender is gone: that is the signal too.
             let _ = start.recv();
             let t = Instant::now();
-            let problems = schema::quick_check(&open_scan(&db)?)?;
+            let failed = |why: String| {
+                StoreError::Corrupt(format!(
+                    "{} failed its integrity check: {why}",
+                    db.display()
+                ))
+            };
+            // SQLite may give up on a damaged page with an error rather
+            // than list it.
+            let problems = match schema::quick_check(&open_scan(&db)?) {
+                Err(StoreError::Corrupt(why)) => return Err(failed(why)),
+                other => other?,
+            };
             if problems.is_empty() {
                 Ok(t.elapsed())
             } else {
-                Err(StoreError::Corrupt(format!(
-                    "{} failed its integrity check: {}",
-                    db.display(),
-                    problems.join("; ")
-                )))
+                Err(failed(problems.join("; ")))
             }
         })?;
     Ok(h)
 }
 
-fn join_check(h: JoinHandle<Result<Duration, StoreError>>) -> Result<Duration, StoreError> {
+/// Where the integrity check of an opened file stands.
+#[derive(Clone, Debug)]
+pub(crate) enum Check {
+    Pending,
+    Passed(Duration),
+    Failed(CheckFailure),
+}
+
+/// Why the check failed, kept to be told to every caller of
+/// [`Store::checked`] (a `StoreError` is not `Clone`).
+#[derive(Clone, Debug)]
+pub(crate) struct CheckFailure {
+    corrupt: bool,
+    message: String,
+}
+
+impl CheckFailure {
+    pub(crate) fn new(e: &StoreError) -> CheckFailure {
+        CheckFailure {
+            corrupt: matches!(e, StoreError::Corrupt(_)),
+            message: match e {
+                StoreError::Corrupt(m) => m.clone(),
+                other => other.to_string(),
+            },
+        }
+    }
+
+    fn to_error(&self) -> StoreError {
+        if self.corrupt {
+            StoreError::Corrupt(self.message.clone())
+        } else {
+            StoreError::Io(std::io::Error::other(self.message.clone()))
+        }
+    }
+}
+
+pub(crate) type CheckHandle = JoinHandle<Result<Duration, StoreError>>;
+
+pub(crate) fn join_check(h: CheckHandle) -> Result<Duration, StoreError> {
     h.join()
         .map_err(|_| StoreError::Io(std::io::Error::other("the integrity check panicked")))?
 }

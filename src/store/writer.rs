@@ -30,7 +30,10 @@ use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, oneshot};
 
 use super::side::{self, AuditEntry, NewToken, TokenRow};
-use super::{BatchOutcome, CommandOutcome, OnChanged, StoreError, log};
+use super::{
+    BatchOutcome, Check, CheckFailure, CheckHandle, CommandOutcome, OnChanged, StoreError,
+    join_check, log,
+};
 use crate::domain::{PersonId, Timestamp};
 use crate::engine::clock::Clock;
 use crate::engine::{Command, Event, Overlay, RecordItem, ResultItem, SharedEngine, Verdict};
@@ -257,11 +260,28 @@ pub(super) struct Writer {
     pub next_token: u64,
     /// Held for the writer's lifetime: the data directory's exclusive lock.
     pub lock: std::fs::File,
+    /// The integrity check still running when the store opened, and where
+    /// to tell its outcome: waited for before the first request.
+    pub check: Option<(CheckHandle, tokio::sync::watch::Sender<Check>)>,
 }
 
 impl Writer {
     /// Serves requests until every sender is gone.
     pub fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        if let Some((check, tell)) = self.check.take() {
+            match join_check(check) {
+                Ok(took) => {
+                    tracing::info!(quick_check_ms = took.as_millis() as u64, "store checked");
+                    tell.send_replace(Check::Passed(took));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the store failed its integrity check; it takes no writes");
+                    tell.send_replace(Check::Failed(CheckFailure::new(&e)));
+                    self.refuse(rx);
+                    return;
+                }
+            }
+        }
         let mut overlay = Overlay::default();
         let mut next: Option<Request> = None;
         let mut closer = None;
@@ -300,9 +320,30 @@ impl Writer {
                 tracing::error!(error = %e, "group commit failed; its requests are answered storage_unavailable");
             }
         }
+        self.shut(rx);
+        if let Some(reply) = closer {
+            let _ = reply.send(());
+        }
+    }
+
+    /// After a failed integrity check: closes the file without writing to
+    /// it (no checkpoint on close either) and lets every request, queued or
+    /// to come, find the writer gone (`Unavailable`).
+    fn refuse(self, rx: mpsc::Receiver<Request>) {
+        if let Err(e) = self.conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        ) {
+            tracing::error!(error = %e, "could not turn off the checkpoint on close");
+        }
+        self.shut(rx);
+    }
+
+    /// Closes the file, then releases the directory's lock.
+    fn shut(mut self, rx: mpsc::Receiver<Request>) {
         // The checkpointer's connection closes first, so the writer's is the
-        // last one and checkpoints the whole log as it closes; the lock goes
-        // only after that.
+        // last one and checkpoints the whole log as it closes (unless told
+        // not to); the lock goes only after that.
         self.checkpointer.stop();
         let Writer { conn, lock, .. } = self;
         drop(conn);
@@ -310,9 +351,6 @@ impl Writer {
         // Requests queued behind a close are refused (their senders see the
         // channel gone) rather than written after it.
         drop(rx);
-        if let Some(reply) = closer {
-            let _ = reply.send(());
-        }
     }
 
     /// Judges one request into the open group.

@@ -354,3 +354,47 @@ pub fn small_city(per_floor: u32) -> (String, Vec<(String, String)>) {
 pub const HEADS_CSV: &str = "area,title,name,phone\n\
 崇文路街道/学院社区,社区书记,李书记,13900000001\n\
 崇文路街道/学院社区/第01网格/01号楼/01层,楼层长,王芳,13900000002\n";
+
+/// Audit entries enough to fill a few pages of the audit table.
+pub async fn fill_audit(store: &rollcall::store::Store) {
+    for i in 0..300 {
+        store
+            .audit(rollcall::store::AuditEntry {
+                at: Timestamp::parse("2022-04-19T12:00:00+08:00").unwrap(),
+                token_name: format!("official {i}"),
+                role: rollcall::domain::Role::Official,
+                action: "missing_list".into(),
+                area: Some("崇文路街道/社区1".into()),
+                round_id: Some("1".into()),
+                rows: Some(i),
+            })
+            .await
+            .unwrap();
+    }
+}
+
+/// Writes garbage over the root page of the audit table of the closed store
+/// in `dir` and returns the file's new bytes. Nothing reads that table at
+/// start-up, so only the integrity check finds the damage.
+pub fn damage_audit(dir: &std::path::Path) -> Vec<u8> {
+    let file = dir.join(rollcall::store::DB_FILE);
+    let (root, page): (usize, usize) = {
+        let c = rusqlite::Connection::open(&file).unwrap();
+        let root = c
+            .query_row(
+                "SELECT rootpage FROM sqlite_master WHERE name = 'audit'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let page = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+        (root, page)
+    };
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = (root - 1) * page;
+    for (i, b) in bytes[at..at + page].iter_mut().enumerate() {
+        *b = (i * 31 + 7) as u8;
+    }
+    std::fs::write(&file, &bytes).unwrap();
+    bytes
+}

@@ -5,8 +5,10 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use rollcall::engine::clock::SystemClock;
-use rollcall::engine::{Engine, Policy};
-use rollcall::store::Store;
+use rollcall::engine::{Engine, Policy, SharedEngine};
+use rollcall::store::{DB_FILE, Store};
+
+use crate::helpers::{ADMIN, damage_audit, fill_audit};
 
 fn import(what: &str, file: &Path, data: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rollcall"))
@@ -22,14 +24,20 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// (residents, heads) in the store, read by opening it as the server does.
-fn held(data: &Path) -> (u64, u64) {
+/// The store in `data`, opened as the server does.
+fn open_store(data: &Path) -> (Store, SharedEngine) {
     let engine = Arc::new(parking_lot::RwLock::new(Engine::new(
         Policy::default(),
         Engine::build_pool(1),
     )));
     let store = Store::open(data, engine.clone(), Arc::new(SystemClock), Arc::new(|_| 0))
         .expect("the store opens");
+    (store, engine)
+}
+
+/// (residents, heads) in the store.
+fn held(data: &Path) -> (u64, u64) {
+    let (store, engine) = open_store(data);
     drop(store);
     let e = engine.read();
     (e.residents(), e.register().heads_count())
@@ -87,4 +95,38 @@ fn import_loads_the_fixture_city_and_a_bad_file_changes_nothing() {
         text(&out.stderr)
     );
     assert_eq!(held(&data), (residents, heads));
+}
+
+/// Damage only the integrity check sees (the replay does not read the audit
+/// table): `import` refuses before writing, `serve` comes up from the
+/// replay, then stops with the check's message; the file is never written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_and_serve_refuse_a_store_that_fails_its_integrity_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/chongwen");
+    let out = import("register", &fixtures.join("register.csv"), &data);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    {
+        let (store, _) = open_store(&data);
+        fill_audit(&store).await;
+        store.close().await;
+    }
+    let bytes = damage_audit(&data);
+    let refused = |out: Output| {
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        assert!(err.contains("integrity check"), "{err}");
+        assert_eq!(std::fs::read(data.join(DB_FILE)).unwrap(), bytes);
+    };
+
+    refused(import("heads", &fixtures.join("heads.csv"), &data));
+    refused(
+        Command::new(env!("CARGO_BIN_EXE_rollcall"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .env("ROLLCALL_ADMIN_TOKEN", ADMIN)
+            .output()
+            .expect("running rollcall serve"),
+    );
 }

@@ -19,6 +19,8 @@ use rollcall::store::{
     AuditEntry, DB_FILE, NewToken, OnChanged, SCHEMA_VERSION, Store, StoreError,
 };
 
+use crate::helpers::{damage_audit, fill_audit};
+
 const HOUR: i64 = 3_600_000;
 
 fn now0() -> Timestamp {
@@ -451,11 +453,16 @@ async fn a_closed_store(dir: &Path) {
     }
 }
 
-fn open_err(dir: &Path) -> StoreError {
+/// The refusal of a store: at open, or by the integrity check that may
+/// finish after it.
+async fn open_err(dir: &Path) -> StoreError {
     let clock: Arc<dyn Clock> = ManualClock::new(now0());
     let (cache, _) = counting_cache();
     match Store::open(dir, new_engine(), clock, cache) {
-        Ok(_) => panic!("the store opened"),
+        Ok(store) => match store.checked().await {
+            Ok(_) => panic!("the store opened and passed its check"),
+            Err(e) => e,
+        },
         Err(e) => e,
     }
 }
@@ -468,7 +475,7 @@ async fn a_corrupt_file_is_refused_and_left_untouched() {
     let mut bytes = file_bytes(dir.path());
     bytes[..64].fill(0x5a);
     std::fs::write(dir.path().join(DB_FILE), &bytes).unwrap();
-    let e = open_err(dir.path());
+    let e = open_err(dir.path()).await;
     assert!(matches!(e, StoreError::Corrupt(_)), "{e}");
     assert_eq!(file_bytes(dir.path()), bytes);
 
@@ -481,7 +488,7 @@ async fn a_corrupt_file_is_refused_and_left_untouched() {
         *b = (i * 7 + 13) as u8;
     }
     std::fs::write(dir.path().join(DB_FILE), &bytes).unwrap();
-    let e = open_err(dir.path());
+    let e = open_err(dir.path()).await;
     assert!(matches!(e, StoreError::Corrupt(_)), "{e}");
     assert_eq!(file_bytes(dir.path()), bytes);
 
@@ -491,7 +498,7 @@ async fn a_corrupt_file_is_refused_and_left_untouched() {
     let bytes = file_bytes(dir.path());
     let cut = &bytes[..bytes.len() - 3 * 4096];
     std::fs::write(dir.path().join(DB_FILE), cut).unwrap();
-    let e = open_err(dir.path());
+    let e = open_err(dir.path()).await;
     assert!(matches!(e, StoreError::Corrupt(_)), "{e}");
     assert!(e.to_string().contains("truncated"), "{e}");
     assert_eq!(file_bytes(dir.path()), cut);
@@ -499,8 +506,42 @@ async fn a_corrupt_file_is_refused_and_left_untouched() {
     // Not a database at all, and shorter than a header.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(DB_FILE), b"hello").unwrap();
-    assert!(matches!(open_err(dir.path()), StoreError::Corrupt(_)));
+    assert!(matches!(open_err(dir.path()).await, StoreError::Corrupt(_)));
     assert_eq!(file_bytes(dir.path()), b"hello");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_only_the_integrity_check_sees_stops_every_write_and_is_left_untouched() {
+    // The audit table is not read at open, so garbage over its root page
+    // lets the replay succeed; the check that runs after it must catch it.
+    let dir = tempfile::tempdir().unwrap();
+    a_closed_store(dir.path()).await;
+    {
+        let clock = ManualClock::new(now0());
+        let (store, _engine) = open(dir.path(), &clock);
+        fill_audit(&store).await;
+        store.close().await;
+    }
+    let bytes = damage_audit(dir.path());
+
+    let clock = ManualClock::new(now0());
+    let (store, engine) = open(dir.path(), &clock);
+    // The replay is whole: reads are answered while the check runs.
+    assert_eq!(engine.read().residents(), 2000);
+    assert_eq!(engine.read().records(), 2000);
+    let e = store.checked().await.unwrap_err();
+    assert!(matches!(e, StoreError::Corrupt(_)), "{e}");
+    assert!(e.to_string().contains("integrity check"), "{e}");
+    // No write is taken, and none reaches the file.
+    let e = store
+        .records(vec![record(5000, 5000, now0())])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable), "{e}");
+    assert_eq!(engine.read().records(), 2000);
+    store.close().await;
+    drop(store);
+    assert_eq!(file_bytes(dir.path()), bytes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -513,7 +554,7 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
             .unwrap();
     }
     let bytes = file_bytes(dir.path());
-    let e = open_err(dir.path());
+    let e = open_err(dir.path()).await;
     match &e {
         StoreError::NewerSchema { found, supported } => {
             assert_eq!((*found, *supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
@@ -531,7 +572,7 @@ async fn a_second_store_on_the_same_directory_is_refused() {
     let clock = ManualClock::new(now0());
     let (first, engine) = open(dir.path(), &clock);
     let bytes = file_bytes(dir.path());
-    let e = open_err(dir.path());
+    let e = open_err(dir.path()).await;
     assert!(matches!(e, StoreError::Locked(_)), "{e}");
     assert!(e.to_string().contains("another rollcall process"), "{e}");
     assert_eq!(file_bytes(dir.path()), bytes);
@@ -588,7 +629,7 @@ async fn an_older_schema_version_zero_file_with_foreign_tables_is_refused() {
             .unwrap();
     }
     let bytes = file_bytes(dir.path());
-    assert!(matches!(open_err(dir.path()), StoreError::Corrupt(_)));
+    assert!(matches!(open_err(dir.path()).await, StoreError::Corrupt(_)));
     assert_eq!(file_bytes(dir.path()), bytes);
 }
 
