@@ -37,6 +37,12 @@ impl TubeId {
         Ok(TubeId(s.into()))
     }
 
+    /// Whether `s` is a valid tube ID, without keeping it (the errors of
+    /// [`TubeId::parse`]).
+    pub fn validate(s: &str) -> Result<(), TubeIdError> {
+        check(s)
+    }
+
     /// The ID as scanned.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -81,6 +87,14 @@ impl TryFrom<String> for TubeId {
 impl From<TubeId> for String {
     fn from(id: TubeId) -> String {
         id.0.into_string()
+    }
+}
+
+// Hash and Eq of a `TubeId` are those of its string, so a map keyed by
+// tube IDs can be searched with a `&str`.
+impl std::borrow::Borrow<str> for TubeId {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }
 

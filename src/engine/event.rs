@@ -17,6 +17,97 @@ pub struct RecordItem {
     pub site: Arc<str>,
 }
 
+/// A record as the engine applies it: borrowed from a [`RecordItem`] or
+/// from [`PackedRecords`].
+#[derive(Clone, Copy, Debug)]
+pub struct RecordRef<'a> {
+    pub person_id: PersonId,
+    /// A valid tube ID.
+    pub tube_id: &'a str,
+    pub collected_at: Timestamp,
+    pub site: &'a str,
+}
+
+impl<'a> From<&'a RecordItem> for RecordRef<'a> {
+    fn from(it: &'a RecordItem) -> Self {
+        RecordRef {
+            person_id: it.person_id,
+            tube_id: it.tube_id.as_str(),
+            collected_at: it.collected_at,
+            site: &it.site,
+        }
+    }
+}
+
+/// Records in a few flat buffers instead of two strings each: how a replay
+/// carries millions of them from the decoder to the engine without an
+/// allocation (and a free on another thread) per record. Reused with
+/// [`PackedRecords::clear`].
+#[derive(Debug, Default)]
+pub struct PackedRecords {
+    people: Vec<PersonId>,
+    collected: Vec<Timestamp>,
+    /// Where each record's tube ID ends in `tubes`.
+    tube_ends: Vec<u32>,
+    tubes: String,
+    /// Each record's site, as an index into `sites` (a batch has one or a
+    /// few, one after another).
+    site_of: Vec<u32>,
+    sites: Vec<Box<str>>,
+}
+
+impl PackedRecords {
+    /// Appends a record; fails (appending nothing) on an invalid tube ID.
+    pub fn push(
+        &mut self,
+        person_id: PersonId,
+        tube_id: &str,
+        site: &str,
+        collected_at: Timestamp,
+    ) -> Result<(), crate::domain::TubeIdError> {
+        TubeId::validate(tube_id)?;
+        if self.sites.last().is_none_or(|s| **s != *site) {
+            self.sites.push(site.into());
+        }
+        self.site_of.push(self.sites.len() as u32 - 1);
+        self.people.push(person_id);
+        self.collected.push(collected_at);
+        self.tubes.push_str(tube_id);
+        self.tube_ends.push(self.tubes.len() as u32);
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.people.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.people.is_empty()
+    }
+
+    /// Empties the buffers but keeps their memory.
+    pub fn clear(&mut self) {
+        self.people.clear();
+        self.collected.clear();
+        self.tube_ends.clear();
+        self.tubes.clear();
+        self.site_of.clear();
+        self.sites.clear();
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = RecordRef<'_>> + Clone {
+        (0..self.people.len()).map(|i| {
+            let start = if i == 0 { 0 } else { self.tube_ends[i - 1] } as usize;
+            RecordRef {
+                person_id: self.people[i],
+                tube_id: &self.tubes[start..self.tube_ends[i] as usize],
+                collected_at: self.collected[i],
+                site: &self.sites[self.site_of[i] as usize],
+            }
+        })
+    }
+}
+
 /// One lab result for a tube, already parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResultItem {

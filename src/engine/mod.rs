@@ -25,8 +25,8 @@ use parking_lot::RwLock;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 pub use event::{
-    Applied, Command, CommandError, Event, ExemptionSpec, Prepared, RecordItem, RejectCode,
-    ResultItem, RoundSpec, Verdict,
+    Applied, Command, CommandError, Event, ExemptionSpec, PackedRecords, Prepared, RecordItem,
+    RecordRef, RejectCode, ResultItem, RoundSpec, Verdict,
 };
 pub use register::{Head, Register, ResidentRef, Slot};
 pub use rounds::{Counts, CoverageNode, MissingPerson, Round, RoundState};
@@ -513,7 +513,11 @@ impl Engine {
                 self.register.deactivate(*person_id);
             }
             Event::Records { arrived_at, items } => {
-                self.apply_records(*arrived_at, items, &mut out.changed);
+                self.apply_records(
+                    *arrived_at,
+                    items.iter().map(RecordRef::from),
+                    &mut out.changed,
+                );
             }
             Event::Results { items, .. } => self.apply_results(items, &mut out.changed),
             Event::RoundCreate(spec) => self.create_round(spec),
@@ -567,23 +571,40 @@ impl Engine {
         out
     }
 
-    fn apply_records(
+    /// A replay's way in for one logged batch of records: the same as
+    /// applying it as an [`Event::Records`], without the list of people
+    /// changed (nobody is told during a replay).
+    pub fn replay_records(&mut self, arrived_at: Timestamp, records: &PackedRecords) {
+        let mut changed = Vec::new();
+        self.apply_records(arrived_at, records.iter(), &mut changed);
+    }
+
+    fn apply_records<'a>(
         &mut self,
         arrived_at: Timestamp,
-        items: &[RecordItem],
+        items: impl Iterator<Item = RecordRef<'a>> + Clone,
         changed: &mut Vec<PersonId>,
     ) {
         // Slots first, in a tight loop (see `Register::upsert_unordered`).
         let slots: Vec<Slot> = items
-            .iter()
+            .clone()
             .map(|it| self.intern_person(it.person_id))
             .collect();
-        for (it, slot) in items.iter().zip(slots) {
-            let t = self.tubes.intern(&it.tube_id);
+        // A batch's records share their site: most find it here.
+        let mut last_site: Option<(&str, u32)> = None;
+        for (it, slot) in items.zip(slots) {
+            let t = self.tubes.intern(it.tube_id);
             if self.tubes.tubes[t as usize].has(slot) {
                 continue;
             }
-            let site = self.tubes.intern_site(&it.site);
+            let site = match last_site {
+                Some((s, ix)) if s == it.site => ix,
+                _ => {
+                    let ix = self.tubes.intern_site(it.site);
+                    last_site = Some((it.site, ix));
+                    ix
+                }
+            };
             let member = Member::new(slot, it.collected_at);
             let collected = member.collected;
             let tube = &mut self.tubes.tubes[t as usize];
@@ -613,7 +634,7 @@ impl Engine {
 
     fn apply_results(&mut self, items: &[ResultItem], changed: &mut Vec<PersonId>) {
         for it in items {
-            let t = self.tubes.intern(&it.tube_id);
+            let t = self.tubes.intern(it.tube_id.as_str());
             if self.tubes.tubes[t as usize].result.is_some() {
                 continue;
             }

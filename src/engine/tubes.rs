@@ -60,17 +60,19 @@ impl Tubes {
         self.ix.get(id).map(|&t| (t, &self.tubes[t as usize]))
     }
 
-    pub fn intern(&mut self, id: &TubeId) -> u32 {
+    /// The index of tube `id` (a valid tube ID), creating it if new.
+    pub fn intern(&mut self, id: &str) -> u32 {
         if let Some(&t) = self.ix.get(id) {
             return t;
         }
+        let id = TubeId::parse(id).expect("the engine is given valid tube IDs");
         let t = self.tubes.len() as u32;
         self.tubes.push(Tube {
             members: Vec::new(),
             site: NONE,
             result: None,
         });
-        self.ix.insert(id.clone(), t);
+        self.ix.insert(id, t);
         t
     }
 

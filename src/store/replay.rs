@@ -13,19 +13,17 @@
 //! back to back leave the same state as their concatenation, so the (parallel)
 //! re-sort of the register runs once instead of once per import file.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use std::sync::mpsc::{Receiver, SyncSender};
 
 use rusqlite::{Connection, Row, Rows};
-use rustc_hash::FxHashMap;
 
 use super::StoreError;
 use crate::domain::register::HeadRow;
 use crate::domain::{AreaPath, ExemptionReason, PersonId, TestResult, Timestamp, TubeId};
 use crate::engine::register::PackedRows;
-use crate::engine::{Engine, Event, ExemptionSpec, RecordItem, ResultItem, RoundSpec};
+use crate::engine::{Engine, Event, ExemptionSpec, PackedRecords, ResultItem, RoundSpec};
 
 /// The tables that hold engine events (each with `id` and `seq`).
 pub const EVENT_TABLES: [&str; 10] = [
@@ -64,35 +62,13 @@ pub struct ReplayStats {
     pub open: Duration,
 }
 
-/// Shared decoding state: one `Arc<str>` per site, one parse per run of rows
-/// in the same area.
+/// Shared decoding state: one parse per run of rows in the same area.
 #[derive(Default)]
 struct Ctx {
-    sites: FxHashMap<Box<str>, Arc<str>>,
-    last_site: Option<Arc<str>>,
     last_area: Option<AreaPath>,
 }
 
 impl Ctx {
-    fn site(&mut self, s: &str) -> Arc<str> {
-        // A batch's records share their site: most rows hit the last one.
-        if let Some(a) = &self.last_site
-            && **a == *s
-        {
-            return a.clone();
-        }
-        let a = match self.sites.get(s) {
-            Some(a) => a.clone(),
-            None => {
-                let a: Arc<str> = s.into();
-                self.sites.insert(s.into(), a.clone());
-                a
-            }
-        };
-        self.last_site = Some(a.clone());
-        a
-    }
-
     fn area(&mut self, s: &str) -> Result<AreaPath, String> {
         // Imports usually list a household's people together, so runs of
         // rows share an area. Otherwise parsing (a scan of a hot string)
@@ -130,6 +106,8 @@ enum Item {
     Event(Event),
     /// One register import, or a part of one, packed.
     Register(PackedRows),
+    /// One batch of records (its arrival time), packed.
+    Records(Timestamp, PackedRecords),
 }
 
 /// Rows per part of a register import. The engine upserts one part while
@@ -167,13 +145,7 @@ impl<'s> RegisterTable<'s> {
     }
 
     fn fresh(&self) -> PackedRows {
-        match self.spares.try_recv() {
-            Ok(mut b) => {
-                b.clear();
-                b
-            }
-            Err(_) => PackedRows::default(),
-        }
+        recycled(&self.spares, PackedRows::clear)
     }
 
     /// Reads rows of import `seq` into `into` until it holds
@@ -197,6 +169,17 @@ impl<'s> RegisterTable<'s> {
             }
         }
         Ok(())
+    }
+}
+
+/// A buffer the engine handed back, emptied, or a new one.
+fn recycled<T: Default>(spares: &Receiver<T>, clear: fn(&mut T)) -> T {
+    match spares.try_recv() {
+        Ok(mut b) => {
+            clear(&mut b);
+            b
+        }
+        Err(_) => T::default(),
     }
 }
 
@@ -260,6 +243,83 @@ impl Source for RegisterTable<'_> {
         let mut part = self.fresh();
         self.read_part(seq, &mut part)?;
         Ok((!part.is_empty()).then_some(part))
+    }
+}
+
+/// The records table: each logged batch goes straight into
+/// [`PackedRecords`] (no strings per record), one batch per `seq`.
+struct RecordsTable<'s> {
+    rows: Rows<'s>,
+    /// The `seq` and arrival of the batch whose first record `buf` holds.
+    head: Option<(u64, Timestamp)>,
+    buf: PackedRecords,
+    done: bool,
+    /// Buffers the engine is done with.
+    spares: Receiver<PackedRecords>,
+}
+
+impl<'s> RecordsTable<'s> {
+    fn new(rows: Rows<'s>, spares: Receiver<PackedRecords>) -> Self {
+        RecordsTable {
+            rows,
+            head: None,
+            buf: PackedRecords::default(),
+            done: false,
+            spares,
+        }
+    }
+}
+
+fn records_err(row: &Row<'_>, e: &str) -> StoreError {
+    let id: i64 = row.get(0).unwrap_or(-1);
+    StoreError::Corrupt(format!("records row with seq {id}: {e}"))
+}
+
+fn record_seq(row: &Row<'_>) -> Result<u64, StoreError> {
+    seq(row).map_err(|e| records_err(row, &e))
+}
+
+/// Pushes the record of `row` into `into`; returns its `seq` and arrival.
+fn push_record(row: &Row<'_>, into: &mut PackedRecords) -> Result<(u64, Timestamp), StoreError> {
+    let mut push = || -> Result<(u64, Timestamp), String> {
+        into.push(person(row, 1)?, text(row, 2)?, text(row, 3)?, time(row, 4)?)
+            .map_err(|e| format!("tube_id: {e}"))?;
+        Ok((seq(row)?, time(row, 5)?))
+    };
+    push().map_err(|e| records_err(row, &e))
+}
+
+impl Source for RecordsTable<'_> {
+    fn peek(&mut self, _: &mut Ctx) -> Result<Option<u64>, StoreError> {
+        if self.head.is_none() && !self.done {
+            match self.rows.next().map_err(StoreError::from)? {
+                None => self.done = true,
+                Some(row) => self.head = Some(push_record(row, &mut self.buf)?),
+            }
+        }
+        Ok(self.head.map(|h| h.0))
+    }
+
+    fn take(&mut self, _: &mut Ctx) -> Result<(Item, u64), StoreError> {
+        let (seq, arrived_at) = self.head.take().expect("take follows a successful peek");
+        let mut next = None;
+        while let Some(row) = self.rows.next().map_err(StoreError::from)? {
+            if record_seq(row)? == seq {
+                push_record(row, &mut self.buf)?;
+            } else {
+                // The first record of the next batch starts a new buffer.
+                let mut buf = recycled(&self.spares, PackedRecords::clear);
+                self.head = Some(push_record(row, &mut buf)?);
+                next = Some(buf);
+                break;
+            }
+        }
+        if self.head.is_none() {
+            self.done = true;
+        }
+        let batch = std::mem::replace(&mut self.buf, next.unwrap_or_default());
+        let n = batch.len() as u64;
+        Ok((Item::Records(arrived_at, batch), n))
     }
 }
 
@@ -392,16 +452,6 @@ fn decode_resident_delete(r: &Row<'_>, _: &mut Ctx) -> Result<Decoded<Event, ()>
     Ok((seq(r)?, ev, ()))
 }
 
-fn decode_record(r: &Row<'_>, ctx: &mut Ctx) -> Result<Decoded<Timestamp, RecordItem>, String> {
-    let item = RecordItem {
-        person_id: person(r, 1)?,
-        tube_id: TubeId::parse(text(r, 2)?).map_err(|e| format!("tube_id: {e}"))?,
-        site: ctx.site(text(r, 3)?),
-        collected_at: time(r, 4)?,
-    };
-    Ok((seq(r)?, time(r, 5)?, item))
-}
-
 fn decode_result(r: &Row<'_>, _: &mut Ctx) -> Result<Decoded<Timestamp, ResultItem>, String> {
     let item = ResultItem {
         tube_id: TubeId::parse(text(r, 1)?).map_err(|e| format!("tube_id: {e}"))?,
@@ -477,11 +527,6 @@ fn build_heads(at: Timestamp, rows: Vec<HeadRow>) -> Result<Event, String> {
 }
 
 #[allow(clippy::unnecessary_wraps)]
-fn build_records(arrived_at: Timestamp, items: Vec<RecordItem>) -> Result<Event, String> {
-    Ok(Event::Records { arrived_at, items })
-}
-
-#[allow(clippy::unnecessary_wraps)]
 fn build_results(arrived_at: Timestamp, items: Vec<ResultItem>) -> Result<Event, String> {
     Ok(Event::Results { arrived_at, items })
 }
@@ -510,11 +555,16 @@ pub fn replay(conn: Connection, engine: &mut Engine) -> Result<ReplayStats, Stor
         // enough (up to ~2 M records, ~150 MB) for the decoder to keep
         // working while the engine spends seconds on a big register import.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Step>(4096);
-        let (spare_tx, spares) = std::sync::mpsc::sync_channel::<PackedRows>(4);
+        // Buffers go back to the decoder to be refilled, so neither thread
+        // allocates (nor frees the other's memory) per part or batch.
+        let (rows_back, rows_spares) = std::sync::mpsc::sync_channel::<PackedRows>(4);
+        let (records_back, records_spares) = std::sync::mpsc::sync_channel::<PackedRecords>(64);
         let decoder = std::thread::Builder::new()
             .name("store-replay".into())
             .spawn_scoped(scope, move || {
-                decode(&conn, spares, |step| tx.send(step).is_ok())
+                decode(&conn, (rows_spares, records_spares), |step| {
+                    tx.send(step).is_ok()
+                })
             })?;
         for step in rx {
             let t = Instant::now();
@@ -524,9 +574,13 @@ pub fn replay(conn: Connection, engine: &mut Engine) -> Result<ReplayStats, Stor
                 }
                 Step::RegisterPart(rows) => {
                     engine.register_part(&rows);
-                    recycle(&spare_tx, rows);
+                    recycle(&rows_back, rows);
                 }
                 Step::RegisterDone => engine.register_done(),
+                Step::Records(arrived_at, batch) => {
+                    engine.replay_records(arrived_at, &batch);
+                    recycle(&records_back, batch);
+                }
             }
             apply_time += t.elapsed();
         }
@@ -540,10 +594,10 @@ pub fn replay(conn: Connection, engine: &mut Engine) -> Result<ReplayStats, Stor
     Ok(stats)
 }
 
-/// Hands a part's buffers back to the decoder, if it has room for them.
-fn recycle(spares: &SyncSender<PackedRows>, rows: PackedRows) {
+/// Hands used buffers back to the decoder, if it has room for them.
+fn recycle<T>(spares: &SyncSender<T>, used: T) {
     // Full or gone: the decoder has enough, or has finished; drop them.
-    let _ = spares.try_send(rows);
+    let _ = spares.try_send(used);
 }
 
 /// How many rows a table can hold at most: `max(id) - min(id) + 1`, two
@@ -568,13 +622,15 @@ enum Step {
     RegisterPart(PackedRows),
     /// ... and the end of the run: tree order is restored once.
     RegisterDone,
+    /// One batch of records and its arrival time.
+    Records(Timestamp, PackedRecords),
 }
 
 /// Reads the log in `seq` order and hands it to `emit` (which returns false
 /// to stop), consecutive register imports as one run of parts.
 fn decode(
     conn: &Connection,
-    spares: Receiver<PackedRows>,
+    (rows_spares, records_spares): (Receiver<PackedRows>, Receiver<PackedRecords>),
     mut emit: impl FnMut(Step) -> bool,
 ) -> Result<ReplayStats, StoreError> {
     let prep = |sql: &str| conn.prepare(sql).map_err(StoreError::from);
@@ -599,7 +655,7 @@ fn decode(
     let mut ex_deletes = prep("SELECT seq, exemption_id, at FROM exemption_deletes ORDER BY id")?;
     let mut clears = prep("SELECT seq, person_id, note, at FROM clears ORDER BY id")?;
     let mut sources: Vec<Box<dyn Source + '_>> = vec![
-        Box::new(RegisterTable::new(register.query([])?, spares)),
+        Box::new(RegisterTable::new(register.query([])?, rows_spares)),
         Box::new(Table::new(
             "heads",
             heads.query([])?,
@@ -612,12 +668,7 @@ fn decode(
             decode_resident_delete,
             build_single,
         )),
-        Box::new(Table::new(
-            "records",
-            records.query([])?,
-            decode_record,
-            build_records,
-        )),
+        Box::new(RecordsTable::new(records.query([])?, records_spares)),
         Box::new(Table::new(
             "results",
             results.query([])?,
@@ -699,6 +750,10 @@ fn decode(
                 }
                 continue;
             }
+            Item::Records(arrived_at, batch) => {
+                stats.records += rows;
+                Step::Records(arrived_at, batch)
+            }
             Item::Event(event) => {
                 match &event {
                     Event::Heads { .. } => stats.head_rows += rows,
@@ -706,16 +761,16 @@ fn decode(
                     Event::Results { .. } => stats.results += rows,
                     _ => stats.other_events += 1,
                 }
-                if std::mem::take(&mut in_register) {
-                    stats.events += 1;
-                    if !emit(Step::RegisterDone) {
-                        return Ok(stats);
-                    }
-                }
-                stats.events += 1;
                 Step::Apply(event)
             }
         };
+        if std::mem::take(&mut in_register) {
+            stats.events += 1;
+            if !emit(Step::RegisterDone) {
+                return Ok(stats);
+            }
+        }
+        stats.events += 1;
         if !emit(step) {
             return Ok(stats);
         }
@@ -731,7 +786,7 @@ fn decode(
 mod tests {
     use super::*;
     use crate::domain::register::RegisterRow;
-    use crate::engine::Policy;
+    use crate::engine::{Policy, RecordItem};
 
     fn pid(n: u64) -> PersonId {
         // 1990-01-01 onwards, three-digit sequence; the check digit computed.
@@ -758,6 +813,43 @@ mod tests {
         }
     }
 
+    /// A batch of records of people `ns`, four to a tube.
+    fn records(ns: std::ops::Range<u64>, site: &str, at: Timestamp) -> Event {
+        Event::Records {
+            arrived_at: at,
+            items: ns
+                .map(|n| RecordItem {
+                    person_id: pid(n),
+                    tube_id: TubeId::parse(&format!("T{}", n / 4)).unwrap(),
+                    site: site.into(),
+                    collected_at: at.plus_millis(n as i64),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_record_row_the_parsers_refuse_stops_the_replay() {
+        let at = Timestamp::parse("2022-04-19T08:00:00+08:00").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.sqlite3");
+        let mut conn = Connection::open(&path).unwrap();
+        super::super::schema::migrate(&mut conn, 0).unwrap();
+        super::super::log::write_event(&conn, 1, &register(0..4, "甲", at)).unwrap();
+        super::super::log::write_event(&conn, 2, &records(0..4, "S1", at)).unwrap();
+        conn.execute(
+            "UPDATE records SET tube_id = 'T 1' WHERE person_id = ?1",
+            [pid(2).as_u64() as i64],
+        )
+        .unwrap();
+        drop(conn);
+        let mut engine = Engine::new(Policy::default(), Engine::build_pool(1));
+        let e = replay(Connection::open(&path).unwrap(), &mut engine).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, StoreError::Corrupt(_)), "{msg}");
+        assert!(msg.contains("records row with seq 2: tube_id"), "{msg}");
+    }
+
     #[test]
     fn imports_handed_over_in_parts_replay_as_they_were_applied() {
         let at = Timestamp::parse("2022-04-19T08:00:00+08:00").unwrap();
@@ -766,14 +858,16 @@ mod tests {
             register(0..20, "甲", at),
             // Right after it (one run of imports), updating some of it.
             register(10..17, "乙", at),
+            records(0..5, "S1", at),
+            // Two batches back to back, the second from two sites.
+            records(5..9, "S2", at),
             Event::Records {
-                arrived_at: at,
-                items: (0..5)
-                    .map(|n| RecordItem {
-                        person_id: pid(n),
-                        tube_id: TubeId::parse("T1").unwrap(),
-                        site: "S1".into(),
-                        collected_at: at,
+                arrived_at: at.plus_millis(1000),
+                items: [records(9..12, "S2", at), records(12..14, "S3", at)]
+                    .into_iter()
+                    .flat_map(|e| match e {
+                        Event::Records { items, .. } => items,
+                        _ => unreachable!(),
                     })
                     .collect(),
             },
@@ -795,10 +889,10 @@ mod tests {
         let mut replayed = Engine::new(Policy::default(), Engine::build_pool(1));
         let stats = replay(Connection::open(&path).unwrap(), &mut replayed).unwrap();
         assert_eq!(stats.register_rows, 20 + 7 + 7 + 1);
-        assert_eq!(stats.records, 5);
-        assert_eq!(stats.last_seq, 5);
-        // One run of two imports, the records, one run of two imports.
-        assert_eq!(stats.events, 3);
+        assert_eq!(stats.records, 14);
+        assert_eq!(stats.last_seq, 7);
+        // One run of two imports, three batches, one run of two imports.
+        assert_eq!(stats.events, 5);
         assert_eq!(replayed.residents(), 20 + 7 + 1);
         assert_eq!(replayed.digest(at), direct.digest(at));
         let person = replayed.register().slot(pid(12)).unwrap();
