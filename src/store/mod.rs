@@ -198,7 +198,8 @@ impl Store {
         // Checks first, on read-only connections; the file is opened for
         // writing only once they pass.
         let mut rw = None;
-        let mut check = None;
+        // Whether `quick_check` is still to run (after the replay).
+        let mut check_later = false;
         let mut quick_check = Duration::ZERO;
         match schema::precheck(&db)? {
             schema::OnDisk::Absent => {
@@ -217,12 +218,9 @@ impl Store {
                         supported: SCHEMA_VERSION,
                     });
                 }
-                let (go, wait) = std::sync::mpsc::channel::<()>();
-                let handle = spawn_quick_check(db.clone(), wait)?;
                 if v < SCHEMA_VERSION {
-                    drop(go);
                     // Migrate only a sound file.
-                    quick_check = join_check(handle)?;
+                    quick_check = run_quick_check(&db)?;
                     if v == 0 && has_tables(&open_ro(&db)?)? {
                         return Err(StoreError::Corrupt(format!(
                             "{} has tables but no rollcall schema version: not a rollcall store",
@@ -233,7 +231,7 @@ impl Store {
                     schema::migrate(&mut c, v)?;
                     rw = Some(c);
                 } else {
-                    check = Some((handle, go));
+                    check_later = true;
                 }
             }
         }
@@ -243,19 +241,20 @@ impl Store {
         // may serve reads while the check runs. The writer waits for it
         // before its first write, so nothing is written to a file that has
         // not passed it.
-        let (check, go) = check.unzip();
         let replayed = open_scan(&db).and_then(|ro| replay::replay(ro, &mut engine.write()));
-        drop(go);
         let mut stats = match replayed {
             Ok(s) => s,
             Err(e) => {
                 // A damaged file explains a failed replay better than the replay.
-                if let Some(h) = check {
-                    join_check(h)?;
+                if check_later {
+                    run_quick_check(&db)?;
                 }
                 return Err(e);
             }
         };
+        let check = check_later
+            .then(|| spawn_quick_check(db.clone()))
+            .transpose()?;
         let (check_tx, check_rx) = tokio::sync::watch::channel(match check {
             Some(_) => Check::Pending,
             None => Check::Passed(quick_check),
@@ -543,37 +542,33 @@ fn has_tables(c: &Connection) -> Result<bool, StoreError> {
     Ok(n > 0)
 }
 
-/// Runs `quick_check` on its own thread once `start` is signalled (or its
-/// sender dropped).
-fn spawn_quick_check(
-    db: PathBuf,
-    start: std::sync::mpsc::Receiver<()>,
-) -> Result<JoinHandle<Result<Duration, StoreError>>, StoreError> {
-    let h = std::thread::Builder::new()
+/// `PRAGMA quick_check` of the whole file: how long it took, or `Corrupt`
+/// with what it found.
+fn run_quick_check(db: &Path) -> Result<Duration, StoreError> {
+    let t = Instant::now();
+    let failed = |why: String| {
+        StoreError::Corrupt(format!(
+            "{} failed its integrity check: {why}",
+            db.display()
+        ))
+    };
+    // SQLite may give up on a damaged page with an error rather than list it.
+    let problems = match schema::quick_check(&open_scan(db)?) {
+        Err(StoreError::Corrupt(why)) => return Err(failed(why)),
+        other => other?,
+    };
+    if problems.is_empty() {
+        Ok(t.elapsed())
+    } else {
+        Err(failed(problems.join("; ")))
+    }
+}
+
+/// [`run_quick_check`] on its own thread.
+fn spawn_quick_check(db: PathBuf) -> Result<CheckHandle, StoreError> {
+    Ok(std::thread::Builder::new()
         .name("store-check".into())
-        .spawn(move || {
-            // Err = the sender is gone: that is the signal too.
-            let _ = start.recv();
-            let t = Instant::now();
-            let failed = |why: String| {
-                StoreError::Corrupt(format!(
-                    "{} failed its integrity check: {why}",
-                    db.display()
-                ))
-            };
-            // SQLite may give up on a damaged page with an error rather
-            // than list it.
-            let problems = match schema::quick_check(&open_scan(&db)?) {
-                Err(StoreError::Corrupt(why)) => return Err(failed(why)),
-                other => other?,
-            };
-            if problems.is_empty() {
-                Ok(t.elapsed())
-            } else {
-                Err(failed(problems.join("; ")))
-            }
-        })?;
-    Ok(h)
+        .spawn(move || run_quick_check(&db))?)
 }
 
 /// Where the integrity check of an opened file stands.

@@ -56,7 +56,9 @@ pub struct ReplayStats {
     pub replay: Duration,
     /// The part of `replay` spent inside `Engine::apply`.
     pub apply: Duration,
-    /// `PRAGMA quick_check`, run beside the replay on its own connection.
+    /// `PRAGMA quick_check` when it ran before the replay (ahead of a
+    /// migration); otherwise zero, and `Store::checked` tells how long it
+    /// took after the replay.
     pub quick_check: Duration,
     /// The whole of `Store::open`.
     pub open: Duration,
