@@ -1,8 +1,9 @@
 //! `rollcall import`: the real binary on a real data directory.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rollcall::engine::clock::SystemClock;
 use rollcall::engine::{Engine, Policy, SharedEngine};
@@ -121,12 +122,23 @@ async fn import_and_serve_refuse_a_store_that_fails_its_integrity_check() {
     };
 
     refused(import("heads", &fixtures.join("heads.csv"), &data));
-    refused(
-        Command::new(env!("CARGO_BIN_EXE_rollcall"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(&data)
-            .env("ROLLCALL_ADMIN_TOKEN", ADMIN)
-            .output()
-            .expect("running rollcall serve"),
-    );
+
+    // A server that kept serving would never exit: wait a while, then fail.
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_rollcall"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .env("ROLLCALL_ADMIN_TOKEN", ADMIN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running rollcall serve");
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while serve.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            serve.kill().unwrap();
+            panic!("rollcall serve kept running on a store that failed its check");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    refused(serve.wait_with_output().unwrap());
 }
