@@ -59,42 +59,38 @@ error_codes! {
     Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
 }
 
-/// Per-item codes inside a batch answer (`rejected[].code`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-pub enum ItemCode {
-    #[serde(rename = "invalid_field")]
-    InvalidField,
-    #[serde(rename = "unknown_field")]
-    UnknownField,
-    #[serde(rename = "invalid_person_id")]
-    InvalidPersonId,
-    #[serde(rename = "invalid_tube_id")]
-    InvalidTubeId,
-    #[serde(rename = "invalid_time")]
-    InvalidTime,
-    #[serde(rename = "invalid_result")]
-    InvalidResult,
-    #[serde(rename = "tube_full")]
-    TubeFull,
-    #[serde(rename = "tube_site_conflict")]
-    TubeSiteConflict,
-    #[serde(rename = "conflicting_result")]
-    ConflictingResult,
+macro_rules! item_codes {
+    ($($variant:ident => $wire:literal,)*) => {
+        /// Per-item codes inside a batch answer (`rejected[].code`).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum ItemCode { $($variant,)* }
+
+        impl ItemCode {
+            pub const ALL: &'static [ItemCode] = &[$(ItemCode::$variant,)*];
+
+            /// The literal wire string; never changes once released.
+            pub fn as_str(self) -> &'static str {
+                match self { $(ItemCode::$variant => $wire,)* }
+            }
+        }
+    };
 }
 
-impl ItemCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ItemCode::InvalidField => "invalid_field",
-            ItemCode::UnknownField => "unknown_field",
-            ItemCode::InvalidPersonId => "invalid_person_id",
-            ItemCode::InvalidTubeId => "invalid_tube_id",
-            ItemCode::InvalidTime => "invalid_time",
-            ItemCode::InvalidResult => "invalid_result",
-            ItemCode::TubeFull => "tube_full",
-            ItemCode::TubeSiteConflict => "tube_site_conflict",
-            ItemCode::ConflictingResult => "conflicting_result",
-        }
+item_codes! {
+    InvalidField => "invalid_field",
+    UnknownField => "unknown_field",
+    InvalidPersonId => "invalid_person_id",
+    InvalidTubeId => "invalid_tube_id",
+    InvalidTime => "invalid_time",
+    InvalidResult => "invalid_result",
+    TubeFull => "tube_full",
+    TubeSiteConflict => "tube_site_conflict",
+    ConflictingResult => "conflicting_result",
+}
+
+impl Serialize for ItemCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -247,20 +243,25 @@ mod tests {
     }
 
     #[test]
-    fn item_codes_serialise_to_their_wire_strings() {
-        for c in [
-            ItemCode::InvalidField,
-            ItemCode::UnknownField,
-            ItemCode::InvalidPersonId,
-            ItemCode::InvalidTubeId,
-            ItemCode::InvalidTime,
-            ItemCode::InvalidResult,
-            ItemCode::TubeFull,
-            ItemCode::TubeSiteConflict,
-            ItemCode::ConflictingResult,
-        ] {
+    fn item_codes_are_exactly_the_released_ones_and_serialise_to_them() {
+        let wire: Vec<&str> = ItemCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(
+            wire,
+            [
+                "invalid_field",
+                "unknown_field",
+                "invalid_person_id",
+                "invalid_tube_id",
+                "invalid_time",
+                "invalid_result",
+                "tube_full",
+                "tube_site_conflict",
+                "conflicting_result",
+            ]
+        );
+        for c in ItemCode::ALL {
             assert_eq!(
-                serde_json::to_string(&c).unwrap(),
+                serde_json::to_string(c).unwrap(),
                 format!("\"{}\"", c.as_str())
             );
         }

@@ -48,20 +48,6 @@ pub const AUDIT_ACTIONS: [&str; 13] = [
 /// The deepest `depth` coverage accepts (the handler's bound).
 pub const COVERAGE_MAX_DEPTH: u32 = 32;
 
-/// Every per-item code of a batch answer. [`item_code_meaning`] matches
-/// exhaustively, so a new [`ItemCode`] fails to compile until it is described.
-const ITEM_CODES: [ItemCode; 9] = [
-    ItemCode::InvalidField,
-    ItemCode::UnknownField,
-    ItemCode::InvalidPersonId,
-    ItemCode::InvalidTubeId,
-    ItemCode::InvalidTime,
-    ItemCode::InvalidResult,
-    ItemCode::TubeFull,
-    ItemCode::TubeSiteConflict,
-    ItemCode::ConflictingResult,
-];
-
 const RECORD_ITEM_CODES: [ItemCode; 7] = [
     ItemCode::InvalidField,
     ItemCode::UnknownField,
@@ -1193,9 +1179,9 @@ fn error_schemas() -> Vec<(&'static str, Value)> {
                 vec![
                     ("index", count("The item's 0-based position in the batch.")),
                     ("code", {
-                        let mut v = enum_of(ITEM_CODES.iter().map(|c| c.as_str()));
+                        let mut v = enum_of(ItemCode::ALL.iter().map(|c| c.as_str()));
                         v["description"] = json!(
-                            ITEM_CODES
+                            ItemCode::ALL
                                 .iter()
                                 .map(|c| format!("`{}`: {}.", c.as_str(), item_code_meaning(*c)))
                                 .collect::<Vec<_>>()
