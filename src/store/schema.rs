@@ -29,7 +29,7 @@ pub const LOCK_FILE: &str = "rollcall.lock";
 
 /// `MIGRATIONS[v]` takes a store from schema version `v` to `v + 1`; version
 /// 0 is an empty file. Never edit a released entry: append a new one.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes (and the newest it can open).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -147,6 +147,14 @@ CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) STRICT;
+";
+
+/// Version 2: which token is the bootstrap admin (the one
+/// `ROLLCALL_ADMIN_TOKEN` gives; at most one live), and what an audit entry
+/// was about (`target`: a token, a masked ID, an exemption).
+const V2: &str = "
+ALTER TABLE tokens ADD COLUMN bootstrap INTEGER NOT NULL DEFAULT 0 CHECK (bootstrap IN (0, 1));
+ALTER TABLE audit ADD COLUMN target TEXT;
 ";
 
 /// What [`precheck`] found on disk.
