@@ -330,7 +330,10 @@ mod tests {
             Some("from-a-file-0123456789abcdef0123456789")
         );
         assert_eq!(s.cache_key.as_deref(), Some("k"));
-        assert!(!format!("{s:?}").contains("from-a-file"), "Debug shows no secret");
+        assert!(
+            !format!("{s:?}").contains("from-a-file"),
+            "Debug shows no secret"
+        );
         let both = Secrets::from_lookup(env(&[
             ("ROLLCALL_ADMIN_TOKEN", "x"),
             ("ROLLCALL_ADMIN_TOKEN_FILE", &path),

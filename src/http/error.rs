@@ -107,7 +107,8 @@ pub struct ApiError {
     pub lines: Option<Vec<LineProblem>>,
     /// Set when the answer refuses an official something outside their
     /// area: the `denied` audit entry's fields (never sent to the client).
-    pub denied: Option<Denial>,
+    /// Boxed: every `Result` in a handler carries this type.
+    pub denied: Option<Box<Denial>>,
 }
 
 /// What a `denied` audit entry records about a refusal.
@@ -134,7 +135,7 @@ impl ApiError {
     /// caller is an official).
     #[must_use]
     pub fn denied(mut self, d: Denial) -> ApiError {
-        self.denied = Some(d);
+        self.denied = Some(Box::new(d));
         self
     }
 

@@ -230,9 +230,13 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
 
     let token_key = secret(&store, "token_key").await?;
     let tokens = Arc::new(Tokens::new(token_key));
-    let generated_admin_token =
-        bootstrap::admin_token(&store, &tokens, settings.admin_token.as_deref(), clock.now())
-            .await?;
+    let generated_admin_token = bootstrap::admin_token(
+        &store,
+        &tokens,
+        settings.admin_token.as_deref(),
+        clock.now(),
+    )
+    .await?;
     for t in store.tokens() {
         if !t.revoked() {
             tokens.insert(

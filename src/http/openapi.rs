@@ -1372,16 +1372,34 @@ fn account_schemas() -> Vec<(&'static str, Value)> {
             "TokenInfo",
             object(
                 "A token as listed: never the token itself.",
-                &["id", "role", "name", "site", "area", "created_at", "revoked_at", "bootstrap"],
+                &[
+                    "id",
+                    "role",
+                    "name",
+                    "site",
+                    "area",
+                    "created_at",
+                    "revoked_at",
+                    "bootstrap",
+                ],
                 vec![
                     ("id", string("For `DELETE /v1/tokens/{id}`.")),
                     ("role", r("Role")),
                     ("name", string("")),
-                    ("site", json!({ "type": "string", "nullable": true, "description": "A scanner's site; null for other roles." })),
-                    ("area", json!({ "allOf": [r("AreaPath")], "nullable": true, "description": "An official's area; null for other roles." })),
+                    (
+                        "site",
+                        json!({ "type": "string", "nullable": true, "description": "A scanner's site; null for other roles." }),
+                    ),
+                    (
+                        "area",
+                        json!({ "allOf": [r("AreaPath")], "nullable": true, "description": "An official's area; null for other roles." }),
+                    ),
                     ("created_at", time("", false)),
                     ("revoked_at", time("Null while the token works.", true)),
-                    ("bootstrap", json!({ "type": "boolean", "description": "The bootstrap admin (`ROLLCALL_ADMIN_TOKEN`)." })),
+                    (
+                        "bootstrap",
+                        json!({ "type": "boolean", "description": "The bootstrap admin (`ROLLCALL_ADMIN_TOKEN`)." }),
+                    ),
                 ],
             ),
         ),
@@ -1390,7 +1408,10 @@ fn account_schemas() -> Vec<(&'static str, Value)> {
             object(
                 "In creation order.",
                 &["tokens"],
-                vec![("tokens", json!({ "type": "array", "items": r("TokenInfo") }))],
+                vec![(
+                    "tokens",
+                    json!({ "type": "array", "items": r("TokenInfo") }),
+                )],
             ),
         ),
         (

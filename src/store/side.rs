@@ -47,7 +47,12 @@ impl TokenRow {
 
     /// How audit entries name it: id, role and binding (`token 7 scanner S01`).
     pub fn describe(&self) -> String {
-        describe_token(&self.id, self.role, self.site.as_deref(), self.area.as_ref())
+        describe_token(
+            &self.id,
+            self.role,
+            self.site.as_deref(),
+            self.area.as_ref(),
+        )
     }
 }
 

@@ -31,6 +31,27 @@ async fn audit(app: &TestApp) -> Vec<Value> {
     r.json()["entries"].as_array().unwrap().clone()
 }
 
+/// Starts on `data` (a new directory without it) with `admin` as
+/// `ROLLCALL_ADMIN_TOKEN`.
+async fn start(data: Option<tempfile::TempDir>, admin: Option<&str>) -> TestApp {
+    let data = data.unwrap_or_else(|| tempfile::tempdir().unwrap());
+    start_with_admin(data, admin)
+        .await
+        .map_err(|(_, e)| e)
+        .expect("server starts")
+}
+
+/// Stops `app` and gives back its data directory.
+async fn stopped(mut app: TestApp) -> tempfile::TempDir {
+    app.stop().await;
+    app.data
+}
+
+/// The admin token generated at this start, if any.
+fn generated(app: &TestApp) -> Option<String> {
+    app.running.as_ref().unwrap().generated_admin_token.clone()
+}
+
 fn with_action<'a>(entries: &'a [Value], action: &str) -> Vec<&'a Value> {
     entries.iter().filter(|e| e["action"] == action).collect()
 }
@@ -48,9 +69,7 @@ async fn an_official_is_told_nothing_of_residents_outside_their_area_and_is_audi
     let (_, off_a) = app.token("official", None, Some(A)).await;
     let pid_b = &people.iter().find(|(_, a)| a.starts_with(B)).unwrap().0;
     let nobody = pid("19900101", 999);
-    let exemption = |p: &str| {
-        json!({"person_id": p, "reason": "away", "from": t(now), "until": t(now.plus_millis(HOUR))})
-    };
+    let exemption = |p: &str| json!({"person_id": p, "reason": "away", "from": t(now), "until": t(now.plus_millis(HOUR))});
 
     // A registered resident outside the area and an unregistered ID get the
     // same answer, which names no area.
@@ -61,7 +80,9 @@ async fn an_official_is_told_nothing_of_residents_outside_their_area_and_is_audi
     }
     assert_eq!(outside.json(), unknown.json());
     let created = app.post("/v1/exemptions", &off_a, &exemption(pid_b)).await;
-    let not_registered = app.post("/v1/exemptions", &off_a, &exemption(&nobody)).await;
+    let not_registered = app
+        .post("/v1/exemptions", &off_a, &exemption(&nobody))
+        .await;
     for r in [&created, &not_registered] {
         assert_eq!((r.status, r.code().as_str()), (404, "unknown_resident"));
     }
@@ -98,7 +119,11 @@ async fn an_official_is_told_nothing_of_residents_outside_their_area_and_is_audi
     for e in &denied {
         assert_eq!(e["target"], mask(pid_b));
         assert_eq!(e["role"], "official");
-        assert_eq!(e["area"], Value::Null, "the audit does not record where they live");
+        assert_eq!(
+            e["area"],
+            Value::Null,
+            "the audit does not record where they live"
+        );
     }
     assert!(!entries.iter().any(|e| e["target"] == mask(&nobody)));
 
@@ -151,7 +176,12 @@ async fn tokens_are_listed_without_secrets_and_a_second_revoke_is_unknown_and_un
     assert_eq!(boot["role"], "admin");
     assert_eq!(boot["bootstrap"], true);
     let mine = tokens.iter().find(|t| t["id"] == id.as_str()).unwrap();
-    let keys: Vec<&str> = mine.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = mine
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(
         keys.len(),
         8,
@@ -165,7 +195,10 @@ async fn tokens_are_listed_without_secrets_and_a_second_revoke_is_unknown_and_un
     assert!(mine["created_at"].as_str().unwrap().ends_with("+08:00"));
     assert_eq!(tokens[2]["area"], A);
 
-    assert_eq!(app.delete(&format!("/v1/tokens/{id}"), ADMIN).await.status, 204);
+    assert_eq!(
+        app.delete(&format!("/v1/tokens/{id}"), ADMIN).await.status,
+        204
+    );
     let r = app.delete(&format!("/v1/tokens/{id}"), ADMIN).await;
     assert_eq!((r.status, r.code().as_str()), (404, "unknown_token"));
     let listed = app.get("/v1/tokens", ADMIN).await.json();
@@ -196,20 +229,13 @@ async fn tokens_are_listed_without_secrets_and_a_second_revoke_is_unknown_and_un
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_admin_token_value_replaces_the_bootstrap_admin_and_a_revoked_one_refuses_to_start() {
-    let mut app = start_with_admin(tempfile::tempdir().unwrap(), Some(ADMIN))
-        .await
-        .map_err(|(_, e)| e)
-        .unwrap();
+    let app = start(None, Some(ADMIN)).await;
     let (scanner_id, _) = app.token("scanner", Some("S01"), None).await;
-    app.stop().await;
-    let TestApp { data, .. } = app;
+    let data = stopped(app).await;
 
     // A different value: the old one stops working, the new one works.
-    let mut app = start_with_admin(data, Some(NEW_ADMIN))
-        .await
-        .map_err(|(_, e)| e)
-        .unwrap();
-    assert!(app.running.as_ref().unwrap().generated_admin_token.is_none());
+    let app = start(Some(data), Some(NEW_ADMIN)).await;
+    assert_eq!(generated(&app), None);
     assert_eq!(app.get("/v1/tokens", ADMIN).await.code(), "unauthorized");
     let r = app.get("/v1/tokens", NEW_ADMIN).await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -234,36 +260,37 @@ async fn a_new_admin_token_value_replaces_the_bootstrap_admin_and_a_revoked_one_
         create.last().unwrap()["target"],
         format!("token {new_id} admin")
     );
-    assert_eq!(revoke[0]["token_name"], create.last().unwrap()["token_name"]);
+    assert_eq!(
+        revoke[0]["token_name"],
+        create.last().unwrap()["token_name"]
+    );
     // Other tokens are untouched.
     assert!(
         tokens
             .iter()
             .any(|t| t["id"] == scanner_id.as_str() && t["revoked_at"].is_null())
     );
-    app.stop().await;
-    let TestApp { data, .. } = app;
+    let data = stopped(app).await;
 
     // The revoked value refuses to start, saying so, and changes nothing.
     let Err((data, e)) = start_with_admin(data, Some(ADMIN)).await else {
         panic!("started with a revoked admin token");
     };
     let msg = format!("{e:#}");
-    assert!(msg.contains("revoked") && msg.contains("ROLLCALL_ADMIN_TOKEN"), "{msg}");
-    assert!(!msg.contains(ADMIN), "the message repeats the secret: {msg}");
+    assert!(
+        msg.contains("revoked") && msg.contains("ROLLCALL_ADMIN_TOKEN"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains(ADMIN),
+        "the message repeats the secret: {msg}"
+    );
 
     // The current value again, and no value at all: nothing changes.
-    let mut app = start_with_admin(data, Some(NEW_ADMIN))
-        .await
-        .map_err(|(_, e)| e)
-        .unwrap();
-    app.stop().await;
-    let TestApp { data, .. } = app;
-    let app = start_with_admin(data, None)
-        .await
-        .map_err(|(_, e)| e)
-        .unwrap();
-    assert!(app.running.as_ref().unwrap().generated_admin_token.is_none());
+    let app = start(Some(data), Some(NEW_ADMIN)).await;
+    let data = stopped(app).await;
+    let app = start(Some(data), None).await;
+    assert_eq!(generated(&app), None);
     let entries = app.get("/v1/audit", NEW_ADMIN).await.json()["entries"]
         .as_array()
         .unwrap()
@@ -274,28 +301,15 @@ async fn a_new_admin_token_value_replaces_the_bootstrap_admin_and_a_revoked_one_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_admin_token_one_is_generated_once() {
-    let mut app = start_with_admin(tempfile::tempdir().unwrap(), None)
-        .await
-        .map_err(|(_, e)| e)
-        .unwrap();
-    let generated = app
-        .running
-        .as_ref()
-        .unwrap()
-        .generated_admin_token
-        .clone()
-        .expect("an admin token is generated");
-    let r = app.get("/v1/tokens", &generated).await;
+    let app = start(None, None).await;
+    let token = generated(&app).expect("an admin token is generated");
+    let r = app.get("/v1/tokens", &token).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["tokens"][0]["bootstrap"], true);
-    app.stop().await;
-    let TestApp { data, .. } = app;
-    let app = start_with_admin(data, None)
-        .await
-        .map_err(|(_, e)| e)
-        .unwrap();
-    assert!(app.running.as_ref().unwrap().generated_admin_token.is_none());
-    assert_eq!(app.get("/v1/tokens", &generated).await.status, 200);
+    let data = stopped(app).await;
+    let app = start(Some(data), None).await;
+    assert_eq!(generated(&app), None);
+    assert_eq!(app.get("/v1/tokens", &token).await.status, 200);
 }
 
 /// `rollcall serve` as an operator runs it.
@@ -318,7 +332,10 @@ async fn the_binary_refuses_a_revoked_admin_token_and_takes_no_secret_flags() {
         .unwrap();
     let text = String::from_utf8_lossy(&help.stdout);
     assert!(help.status.success() && text.contains("--data"), "{text}");
-    assert!(!text.contains("--admin-token") && !text.contains("--cache-key"), "{text}");
+    assert!(
+        !text.contains("--admin-token") && !text.contains("--cache-key"),
+        "{text}"
+    );
     let flag = serve(std::path::Path::new("/nonexistent"), ADMIN)
         .args(["--admin-token", ADMIN])
         .output()
@@ -327,10 +344,7 @@ async fn the_binary_refuses_a_revoked_admin_token_and_takes_no_secret_flags() {
 
     // Revoke the bootstrap admin through the API, then start the binary
     // with the same value.
-    let mut app = start_with_admin(tempfile::tempdir().unwrap(), Some(ADMIN))
-        .await
-        .map_err(|(_, e)| e)
-        .unwrap();
+    let mut app = start(None, Some(ADMIN)).await;
     let (_, other_admin) = app.token("admin", None, None).await;
     let boot = app.get("/v1/tokens", ADMIN).await.json()["tokens"][0]["id"]
         .as_str()
@@ -368,7 +382,12 @@ async fn an_officials_round_counts_stop_at_their_area() {
         .json();
     let rid = community["id"].as_str().unwrap().to_owned();
     let grid_round = app
-        .create_round(ADMIN, &[GRID], now.plus_millis(-HOUR), now.plus_millis(HOUR))
+        .create_round(
+            ADMIN,
+            &[GRID],
+            now.plus_millis(-HOUR),
+            now.plus_millis(HOUR),
+        )
         .await
         .json();
     let (_, scanner) = app.token("scanner", Some("S01"), None).await;
@@ -395,7 +414,9 @@ async fn an_officials_round_counts_stop_at_their_area() {
 
     let check = |round: Value, coverage: Value, whole: u64| {
         let c = &round["counts"];
-        for k in ["in_scope", "sampled", "late", "made_up", "exempt", "missing"] {
+        for k in [
+            "in_scope", "sampled", "late", "made_up", "exempt", "missing",
+        ] {
             assert_eq!(c[k], coverage[k], "{k}: {round} vs {coverage}");
         }
         assert!(c["in_scope"].as_u64().unwrap() < whole);
@@ -404,8 +425,7 @@ async fn an_officials_round_counts_stop_at_their_area() {
         if closed {
             assert_eq!(app.close_round(ADMIN, &rid).await.status, 200);
         }
-        let whole = app.get(&format!("/v1/rounds/{rid}"), ADMIN).await.json()["counts"]
-            ["in_scope"]
+        let whole = app.get(&format!("/v1/rounds/{rid}"), ADMIN).await.json()["counts"]["in_scope"]
             .as_u64()
             .unwrap();
         assert_eq!(whole, 12);
@@ -430,7 +450,9 @@ async fn an_officials_round_counts_stop_at_their_area() {
     // A round inside the official's area shows its whole counts; the grid
     // official may read but not close the community round.
     let gid = grid_round["id"].as_str().unwrap();
-    let r = app.get(&format!("/v1/rounds/{gid}"), &community_official).await;
+    let r = app
+        .get(&format!("/v1/rounds/{gid}"), &community_official)
+        .await;
     let whole = app.get(&format!("/v1/rounds/{gid}"), ADMIN).await.json();
     assert_eq!(r.json()["counts"], whole["counts"]);
     assert_eq!(whole["counts"]["sampled"], 1);
@@ -482,7 +504,10 @@ async fn audit_entries_name_their_target() {
             json!(format!("token {oid} official {A}"))
         ]
     );
-    assert_eq!(target("token_revoke"), [json!(format!("token {sid} scanner S07"))]);
+    assert_eq!(
+        target("token_revoke"),
+        [json!(format!("token {sid} scanner S07"))]
+    );
     for action in ["resident_view", "clear", "resident_delete"] {
         assert_eq!(target(action), [json!(mask(p))], "{action}");
     }
@@ -490,5 +515,9 @@ async fn audit_entries_name_their_target() {
     assert_eq!(target("exemption_delete"), [json!(ex)]);
     assert_eq!(target("round_create"), [Value::Null]);
     assert_eq!(target("register_import"), [Value::Null]);
-    assert!(entries.iter().all(|e| e.as_object().unwrap().contains_key("target")));
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.as_object().unwrap().contains_key("target"))
+    );
 }

@@ -67,7 +67,7 @@ pub async fn audit_denials(
         .error()
         .and_then(|e| e.as_error::<ApiError>())
         .filter(|e| e.code == Code::OutOfScope || e.denied.is_some())
-        .map(|e| e.denied.clone().unwrap_or_default());
+        .map(|e| e.denied.as_deref().cloned().unwrap_or_default());
     let who = res.request().extensions().get::<Principal>().cloned();
     let state = res.request().app_data::<web::Data<AppState>>().cloned();
     let (Some(denial), Some(who), Some(state)) = (denial, who, state) else {

@@ -123,6 +123,15 @@ pub async fn clear(
     let (status, area) = state
         .read(move |e| (e.status(id, now), e.area_of(id).map(ToString::to_string)))
         .await?;
-    record_about(&state, &who, "clear", area, None, Some(1), Some(id.masked())).await?;
+    record_about(
+        &state,
+        &who,
+        "clear",
+        area,
+        None,
+        Some(1),
+        Some(id.masked()),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(status))
 }

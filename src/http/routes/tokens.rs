@@ -142,7 +142,7 @@ fn token_json(t: &TokenRow) -> Value {
         "role": t.role.as_str(),
         "name": t.name,
         "site": t.site,
-        "area": t.area.as_ref().map(|a| a.as_str()),
+        "area": t.area.as_ref().map(AreaPath::as_str),
         "created_at": t.created_at,
         "revoked_at": t.revoked_at,
         "bootstrap": t.bootstrap,
