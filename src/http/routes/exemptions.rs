@@ -8,6 +8,7 @@ use crate::engine::{Command, Prepared};
 use crate::http::auth::Principal;
 use crate::http::body::{self, Fields};
 use crate::http::error::{ApiError, Code, Denial};
+use crate::http::routes::residents;
 use crate::http::{AppState, routes::audit::record_about};
 
 /// An official may act only for residents registered inside their area;
@@ -34,10 +35,6 @@ async fn require_person_in_scope(
         }
     }
     Ok(area.map(|a| a.to_string()))
-}
-
-fn unknown_resident() -> ApiError {
-    ApiError::new(Code::UnknownResident, "no registered resident has this ID")
 }
 
 fn unknown_exemption() -> ApiError {
@@ -71,7 +68,7 @@ pub async fn create(
             "`until` is before `from`",
         ));
     }
-    let area = require_person_in_scope(&state, &who, person_id, unknown_resident).await?;
+    let area = require_person_in_scope(&state, &who, person_id, residents::unknown).await?;
     let _w = state.admit_write()?;
     let out = state
         .store

@@ -16,7 +16,9 @@ fn parse_id(s: &str) -> Result<PersonId, ApiError> {
         .map_err(|e| ApiError::new(Code::InvalidPersonId, format!("{e}")))
 }
 
-fn unknown() -> ApiError {
+/// The answer for an ID that is not registered — and, to an official, for
+/// a resident outside their area (it must read the same).
+pub(crate) fn unknown() -> ApiError {
     ApiError::new(Code::UnknownResident, "no registered resident has this ID")
 }
 
