@@ -521,3 +521,41 @@ async fn audit_entries_name_their_target() {
             .all(|e| e.as_object().unwrap().contains_key("target"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_leaves_one_live_bootstrap_admin_revoking_strays_of_older_versions() {
+    // Older versions created a new admin at each new value and kept the old
+    // one working; the migration marks them all bootstrap. Make such a
+    // stray, then restart with the current value.
+    let app = start(None, Some(ADMIN)).await;
+    let state = &app.running.as_ref().unwrap().state;
+    let stray = state
+        .store
+        .create_token(rollcall::store::NewToken {
+            hash: state.tokens.hash(NEW_ADMIN),
+            role: rollcall::domain::Role::Admin,
+            name: "bootstrap admin".into(),
+            site: None,
+            area: None,
+            bootstrap: true,
+        })
+        .await
+        .unwrap();
+    let app = start(Some(stopped(app).await), Some(ADMIN)).await;
+    assert_eq!(
+        app.get("/v1/tokens", NEW_ADMIN).await.code(),
+        "unauthorized"
+    );
+    let r = app.get("/v1/tokens", ADMIN).await;
+    let tokens = r.json()["tokens"].as_array().unwrap().clone();
+    let live: Vec<&Value> = tokens
+        .iter()
+        .filter(|t| t["bootstrap"] == true && t["revoked_at"].is_null())
+        .collect();
+    assert_eq!(live.len(), 1);
+    assert_ne!(live[0]["id"], stray.id.as_str());
+    let entries = audit(&app).await;
+    let revokes = with_action(&entries, "token_revoke");
+    assert_eq!(revokes.len(), 1);
+    assert_eq!(revokes[0]["target"], format!("token {} admin", stray.id));
+}
