@@ -42,15 +42,65 @@ pub struct ServeArgs {
     /// The most people one tube may hold.
     #[arg(long, env = "ROLLCALL_POOL_MAX")]
     pub pool_max: Option<u32>,
-    /// The admin token (32+ characters); generated and printed once when unset.
-    #[arg(long, env = "ROLLCALL_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
-    /// Key for hashing IDs in the cache; generated once and kept in the data directory when unset.
-    #[arg(long, env = "ROLLCALL_CACHE_KEY", hide_env_values = true)]
-    pub cache_key: Option<String>,
     /// HTTP worker threads (default: the number of cores).
     #[arg(long, env = "ROLLCALL_WORKERS")]
     pub workers: Option<usize>,
+}
+
+/// The secrets `serve` takes, only from the environment or a file named in
+/// it — never from a flag, which every user of the machine can read in the
+/// process list:
+///
+/// - `ROLLCALL_ADMIN_TOKEN` (or `ROLLCALL_ADMIN_TOKEN_FILE`): the bootstrap
+///   admin token, 32+ characters; generated and printed once when unset and
+///   the store has no admin.
+/// - `ROLLCALL_CACHE_KEY` (or `ROLLCALL_CACHE_KEY_FILE`): the key that hashes
+///   IDs in the cache; generated once and kept in the data directory when unset.
+///
+/// A file's content is taken whole, less trailing line breaks.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secrets {
+    pub admin_token: Option<String>,
+    pub cache_key: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |s: &Option<String>| s.as_ref().map(|_| "<set>");
+        f.debug_struct("Secrets")
+            .field("admin_token", &shown(&self.admin_token))
+            .field("cache_key", &shown(&self.cache_key))
+            .finish()
+    }
+}
+
+impl Secrets {
+    /// From the process environment.
+    pub fn from_env() -> anyhow::Result<Secrets> {
+        Secrets::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// From `var`, a look-up of environment variables. Fails when both a
+    /// value and a file are given, or the file cannot be read.
+    pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Secrets> {
+        let one = |name: &str| -> anyhow::Result<Option<String>> {
+            let file_var = format!("{name}_FILE");
+            match (var(name), var(&file_var)) {
+                (Some(_), Some(_)) => anyhow::bail!("set {name} or {file_var}, not both"),
+                (Some(v), None) => Ok(Some(v)),
+                (None, Some(path)) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {file_var} ({path})"))?;
+                    Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned()))
+                }
+                (None, None) => Ok(None),
+            }
+        };
+        Ok(Secrets {
+            admin_token: one("ROLLCALL_ADMIN_TOKEN")?,
+            cache_key: one("ROLLCALL_CACHE_KEY")?,
+        })
+    }
 }
 
 /// Where gate statuses are cached.
@@ -87,8 +137,14 @@ impl Settings {
         }
     }
 
-    /// Resolves flags and environment over the optional file over defaults.
+    /// Resolves flags and environment over the optional file over defaults,
+    /// with the secrets from the environment.
     pub fn resolve(args: &ServeArgs) -> anyhow::Result<Settings> {
+        Settings::resolve_with(args, Secrets::from_env()?)
+    }
+
+    /// [`Settings::resolve`] with the secrets given.
+    pub fn resolve_with(args: &ServeArgs, secrets: Secrets) -> anyhow::Result<Settings> {
         let file = match &args.config {
             Some(p) => FileConfig::load(p)?,
             None => FileConfig::default(),
@@ -142,14 +198,14 @@ impl Settings {
             s.policy.red_after_consecutive_misses != Some(0),
             "red_after_consecutive_misses must be at least 1"
         );
-        s.admin_token.clone_from(&args.admin_token);
+        s.admin_token = secrets.admin_token;
         if let Some(t) = &s.admin_token {
             anyhow::ensure!(
                 t.chars().count() >= 32,
                 "ROLLCALL_ADMIN_TOKEN must be at least 32 characters"
             );
         }
-        s.cache_key.clone_from(&args.cache_key);
+        s.cache_key = secrets.cache_key;
         if let Some(w) = args.workers.or(server.workers) {
             anyhow::ensure!(w >= 1, "workers must be at least 1");
             s.workers = w;
@@ -241,16 +297,51 @@ mod tests {
 
     #[test]
     fn a_short_admin_token_and_a_zero_pool_are_refused() {
-        let args = ServeArgs {
+        let short = Secrets {
             admin_token: Some("short".into()),
-            ..ServeArgs::default()
+            ..Secrets::default()
         };
-        assert!(Settings::resolve(&args).is_err());
+        assert!(Settings::resolve_with(&ServeArgs::default(), short).is_err());
         let args = ServeArgs {
             pool_max: Some(0),
             ..ServeArgs::default()
         };
-        assert!(Settings::resolve(&args).is_err());
+        assert!(Settings::resolve_with(&args, Secrets::default()).is_err());
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_or_a_file_never_both() {
+        let f = write("from-a-file-0123456789abcdef0123456789\n");
+        let path = f.path().to_str().unwrap().to_owned();
+        let env = |pairs: &[(&str, &str)]| {
+            let pairs: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            move |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        };
+        let s = Secrets::from_lookup(env(&[
+            ("ROLLCALL_ADMIN_TOKEN_FILE", &path),
+            ("ROLLCALL_CACHE_KEY", "k"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.admin_token.as_deref(),
+            Some("from-a-file-0123456789abcdef0123456789")
+        );
+        assert_eq!(s.cache_key.as_deref(), Some("k"));
+        assert!(
+            !format!("{s:?}").contains("from-a-file"),
+            "Debug shows no secret"
+        );
+        let both = Secrets::from_lookup(env(&[
+            ("ROLLCALL_ADMIN_TOKEN", "x"),
+            ("ROLLCALL_ADMIN_TOKEN_FILE", &path),
+        ]));
+        assert!(both.is_err());
+        let missing = Secrets::from_lookup(env(&[("ROLLCALL_CACHE_KEY_FILE", "/nonexistent/k")]));
+        assert!(missing.is_err());
+        assert_eq!(Secrets::from_lookup(env(&[])).unwrap(), Secrets::default());
     }
 
     #[test]

@@ -665,6 +665,20 @@ impl Engine {
         round.scope.iter().all(|s| area.is_prefix_of(s))
     }
 
+    /// The round's counts over the part of it inside `area` (an official's
+    /// view): the whole round's when its scope lies inside `area`, else the
+    /// same numbers as `coverage` of `area` at depth 0 — a scan of `area`'s
+    /// rows only, never of the whole round.
+    pub fn counts_within(&self, round: &Round, area: &AreaPath) -> Counts {
+        if Self::round_inside(round, area) {
+            return self.counts(round, None);
+        }
+        match self.register.node(area) {
+            Some(n) if n != NONE => self.counts(round, Some(n)),
+            _ => Counts::default(),
+        }
+    }
+
     /// Whether a round's scope overlaps `area` (an official may list it).
     pub fn round_overlaps(round: &Round, area: &AreaPath) -> bool {
         round

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use hmac::{Hmac, Mac};
 use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
@@ -13,7 +13,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
-use super::error::{ApiError, Code};
+use super::error::{ApiError, Code, Denial};
 use crate::domain::{AreaPath, Role};
 
 /// Who is calling: the token's role and binding.
@@ -44,14 +44,27 @@ impl Principal {
     }
 
     /// Refuses with `403 out_of_scope` when an official's area does not hold `area`.
+    /// The area named is the caller's own input, never a resident's.
     pub fn require_area(&self, area: &AreaPath) -> Result<(), ApiError> {
+        if self.holds(area) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            Code::OutOfScope,
+            format!("{area} is outside this token's area"),
+        )
+        .denied(Denial {
+            area: Some(area.to_string()),
+            ..Denial::default()
+        }))
+    }
+
+    /// Whether an official's area holds `area` (an admin's holds every one).
+    pub fn holds(&self, area: &AreaPath) -> bool {
         match (&self.role, &self.area) {
-            (Role::Admin, _) => Ok(()),
-            (Role::Official, Some(mine)) if mine.is_prefix_of(area) => Ok(()),
-            _ => Err(ApiError::new(
-                Code::OutOfScope,
-                format!("{area} is outside this token's area"),
-            )),
+            (Role::Admin, _) => true,
+            (Role::Official, Some(mine)) => mine.is_prefix_of(area),
+            _ => false,
         }
     }
 }
@@ -86,10 +99,6 @@ impl Tokens {
         self.by_hash.write().retain(|_, p| p.token_id != id);
     }
 
-    pub fn has_admin(&self) -> bool {
-        self.by_hash.read().values().any(|p| p.role == Role::Admin)
-    }
-
     /// The principal of a presented token, if it is live.
     pub fn lookup(&self, token: &str) -> Option<Principal> {
         let h = self.hash(token);
@@ -119,7 +128,15 @@ impl FromRequest for Principal {
     }
 }
 
+/// The caller, kept in the request's extensions for the middleware that
+/// audits denials.
 fn principal(req: &HttpRequest) -> Result<Principal, ApiError> {
+    let p = lookup(req)?;
+    req.extensions_mut().insert(p.clone());
+    Ok(p)
+}
+
+fn lookup(req: &HttpRequest) -> Result<Principal, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal(&"application state missing"))?;

@@ -101,6 +101,20 @@ pub struct ApiError {
     pub code: Code,
     pub message: String,
     pub lines: Option<Vec<LineProblem>>,
+    /// Set when the answer refuses an official something outside their
+    /// area: the `denied` audit entry's fields (never sent to the client).
+    /// Boxed: every `Result` in a handler carries this type.
+    pub denied: Option<Box<Denial>>,
+}
+
+/// What a `denied` audit entry records about a refusal.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Denial {
+    /// The area asked for, when the request named one.
+    pub area: Option<String>,
+    pub round_id: Option<String>,
+    /// The resident's masked ID, when the refusal was about one.
+    pub target: Option<String>,
 }
 
 impl ApiError {
@@ -109,7 +123,16 @@ impl ApiError {
             code,
             message: message.into(),
             lines: None,
+            denied: None,
         }
+    }
+
+    /// Marks this answer as a refusal to be audited as `denied` (when the
+    /// caller is an official).
+    #[must_use]
+    pub fn denied(mut self, d: Denial) -> ApiError {
+        self.denied = Some(Box::new(d));
+        self
     }
 
     /// A 500 whose cause goes to the log, never to the client.

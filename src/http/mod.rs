@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod body;
+mod bootstrap;
 pub mod dashboard;
 pub mod error;
 pub mod openapi;
@@ -21,12 +22,12 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::domain::{Role, Timestamp};
+use crate::domain::Timestamp;
 use crate::engine::clock::Clock;
 use crate::engine::{Engine, SharedEngine, Status};
 use crate::settings::{CacheTarget, Settings};
 use crate::status_cache::{CacheBackend, CacheConfig, StatusCache, StatusSource};
-use crate::store::{NewToken, Store};
+use crate::store::Store;
 use auth::{Principal, Tokens};
 use error::{ApiError, Code};
 
@@ -229,8 +230,15 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
 
     let token_key = secret(&store, "token_key").await?;
     let tokens = Arc::new(Tokens::new(token_key));
+    let generated_admin_token = bootstrap::admin_token(
+        &store,
+        &tokens,
+        settings.admin_token.as_deref(),
+        clock.now(),
+    )
+    .await?;
     for t in store.tokens() {
-        if !t.revoked {
+        if !t.revoked() {
             tokens.insert(
                 t.hash,
                 Principal {
@@ -242,39 +250,6 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
                 },
             );
         }
-    }
-    let mut generated_admin_token = None;
-    let bootstrap = match &settings.admin_token {
-        Some(t) if tokens.lookup(t).is_none() => Some(t.clone()),
-        None if !tokens.has_admin() => {
-            let t = auth::new_token();
-            generated_admin_token = Some(t.clone());
-            Some(t)
-        }
-        _ => None,
-    };
-    if let Some(t) = bootstrap {
-        let hash = tokens.hash(&t);
-        let row = store
-            .create_token(NewToken {
-                hash,
-                role: Role::Admin,
-                name: "bootstrap admin".into(),
-                site: None,
-                area: None,
-            })
-            .await
-            .context("storing the admin token")?;
-        tokens.insert(
-            hash,
-            Principal {
-                token_id: row.id,
-                name: row.name,
-                role: Role::Admin,
-                site: None,
-                area: None,
-            },
-        );
     }
 
     let state = web::Data::new(AppState {
@@ -314,6 +289,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
                     Ok(res)
                 }
             })
+            .wrap(actix_web::middleware::from_fn(routes::audit::audit_denials))
             .configure(routes::configure)
     })
     .workers(settings.workers)

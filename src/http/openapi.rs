@@ -29,7 +29,7 @@ use crate::http::error::{Code, ItemCode};
 use crate::http::routes::records::MAX_BATCH;
 
 /// Every `action` an audit entry can carry (`GET /v1/audit`), as API.md lists them.
-pub const AUDIT_ACTIONS: [&str; 13] = [
+pub const AUDIT_ACTIONS: [&str; 14] = [
     "missing_list",
     "unmask",
     "clear",
@@ -43,6 +43,7 @@ pub const AUDIT_ACTIONS: [&str; 13] = [
     "resident_view",
     "round_create",
     "round_close",
+    "denied",
 ];
 
 /// The deepest `depth` coverage accepts (the handler's bound).
@@ -564,7 +565,7 @@ fn token_operations() -> Vec<Op> {
                  need not be in the register yet) for an `official`; each is ignored for the other \
                  roles. An unknown role or a missing binding is `400 invalid_field`. The token is \
                  shown only in this answer; the server keeps only a keyed hash. Audited \
-                 (`token_create`).",
+                 (`token_create`, `target` naming the token: `token 7 scanner S01`).",
         )
         .body(json_body(
             r("TokenRequest"),
@@ -590,7 +591,10 @@ fn token_operations() -> Vec<Op> {
             "Revoke a token",
         )
         .roles(&[Role::Admin])
-        .notes("The token stops working at once. Audited (`token_revoke`).")
+        .notes(
+            "The token stops working at once. A token revoked already is `404 unknown_token`, and \
+             writes no audit entry. Audited (`token_revoke`, `target` naming the token).",
+        )
         .param(path_param(
             "id",
             json!({ "type": "string" }),
@@ -598,6 +602,18 @@ fn token_operations() -> Vec<Op> {
         ))
         .ok(204, json!({ "description": "Revoked." }))
         .errors(&[&[Code::UnknownToken][..], &WRITE_ERRORS[..]].concat()),
+        Op::new("get", "/v1/tokens", "listTokens", "tokens", "List tokens")
+            .roles(&[Role::Admin])
+            .notes(
+                "Every token, revoked ones too, in creation order, so an admin can find the one to \
+                 revoke. Never shows a token itself (the server keeps only a keyed hash). \
+                 `bootstrap` marks the admin token `ROLLCALL_ADMIN_TOKEN` gives (or the one generated \
+                 when it was unset): starting the server with another value revokes it and creates \
+                 the new one (audited as `token_revoke` and `token_create`); starting with a revoked \
+                 value refuses to start.",
+            )
+            .ok(200, json_response("The tokens.", r("TokenList")))
+            .errors(&[]),
     ]
 }
 
@@ -671,13 +687,15 @@ fn resident_operations() -> Vec<Op> {
         Op::new("get", "/v1/residents/{person_id}", "getResident", "residents", "Look up a resident")
             .roles(&[Role::Admin, Role::Official])
             .notes(
-                "An official only for a resident registered inside its area (`403 out_of_scope`); an \
+                "An official only for a resident registered inside its area: anyone else is \
+                 `404 unknown_resident` for it, exactly as if not registered (no answer names where \
+                 a resident lives), and a registered one outside its area is audited as `denied`. An \
                  unknown or moved-out resident is `404 unknown_resident` for every role. `person_id` \
-                 is shown whole. Audited (`resident_view`).",
+                 is shown whole. Audited (`resident_view`, `target` the masked ID).",
             )
             .param(person_id_param())
             .ok(200, json_response("The resident.", r("Resident")))
-            .errors(&[Code::InvalidPersonId, Code::OutOfScope, Code::UnknownResident, Code::StorageUnavailable]),
+            .errors(&[Code::InvalidPersonId, Code::UnknownResident, Code::StorageUnavailable]),
         Op::new("delete", "/v1/residents/{person_id}", "deleteResident", "residents", "Move a resident out")
             .roles(&[Role::Admin])
             .notes(
@@ -814,14 +832,21 @@ fn round_operations() -> Vec<Op> {
         Op::new("get", "/v1/rounds", "listRounds", "rounds", "List rounds")
             .roles(&[Role::Admin, Role::Official])
             .notes(
-                "Sorted by `opens_at`, then id. An admin sees every round; an official the rounds \
-                 whose scope overlaps its area (lies inside it, or holds it).",
+                "Sorted by `opens_at`, then id. An admin sees every round with its whole counts; an \
+                 official the rounds whose scope overlaps its area (lies inside it, or holds it), \
+                 every count taken over the part of the round inside its area (the numbers of \
+                 `coverage` of its area at `depth=0`).",
             )
             .ok(200, json_response("The rounds.", r("RoundList")))
             .errors(&[]),
         Op::new("get", "/v1/rounds/{id}", "getRound", "rounds", "Read a round")
             .roles(&[Role::Admin, Role::Official])
-            .notes(official_inside)
+            .notes(
+                "An official only for a round whose scope overlaps its area (`403 out_of_scope`, \
+                 audited as `denied`; an unknown round is `404 unknown_round` first), with every \
+                 count taken over the part of the round inside its area (the numbers of `coverage` \
+                 of its area at `depth=0`).",
+            )
             .param(round_id_param())
             .ok(200, json_response("The round with its counts.", r("Round")))
             .errors(&[Code::UnknownRound, Code::OutOfScope]),
@@ -942,8 +967,11 @@ fn view_operations() -> Vec<Op> {
 }
 
 fn other_operations() -> Vec<Op> {
-    let person_scope = "An official only for a person registered inside its area (an unregistered \
-                        person is `403 out_of_scope` for an official; an admin may exempt any valid ID).";
+    let person_scope = "An official only for a person registered inside its area: anyone else \
+                        is answered exactly as if not registered (`404 unknown_resident` for a grant, \
+                        `404 unknown_exemption` for a delete; no answer names where a resident lives), \
+                        and a registered one outside its area is audited as `denied`. An admin may \
+                        exempt any valid ID.";
     vec![
         Op::new("post", "/v1/exemptions", "createExemption", "exemptions", "Grant an exemption")
             .roles(&[Role::Admin, Role::Official])
@@ -951,7 +979,7 @@ fn other_operations() -> Vec<Op> {
                 "{person_scope} `until` before `from` is `400 invalid_window`. An exemption covers a \
                  round when `from ≤ deadline ≤ until`; while in force it also suppresses \
                  `no_recent_sample`. Answers once the status change is in the gates' cache. Audited \
-                 (`exemption_create`)."
+                 (`exemption_create`, `target` the exemption's id)."
             ))
             .body(json_body(
                 r("ExemptionRequest"),
@@ -967,7 +995,7 @@ fn other_operations() -> Vec<Op> {
                         Code::InvalidPersonId,
                         Code::InvalidTime,
                         Code::InvalidWindow,
-                        Code::OutOfScope,
+                        Code::UnknownResident,
                     ],
                     &WRITE_ERRORS[..],
                 ]
@@ -977,7 +1005,7 @@ fn other_operations() -> Vec<Op> {
             .roles(&[Role::Admin, Role::Official])
             .notes(format!(
                 "{person_scope} A round's flag returns if the deleted exemption was what cleared it. \
-                 Audited (`exemption_delete`)."
+                 Audited (`exemption_delete`, `target` the exemption's id)."
             ))
             .param(path_param(
                 "id",
@@ -985,7 +1013,7 @@ fn other_operations() -> Vec<Op> {
                 "The exemption's id. An unknown (or non-numeric) id is `404 unknown_exemption`.",
             ))
             .ok(204, json!({ "description": "Deleted." }))
-            .errors(&[&[Code::UnknownExemption, Code::OutOfScope][..], &WRITE_ERRORS[..]].concat()),
+            .errors(&[&[Code::UnknownExemption][..], &WRITE_ERRORS[..]].concat()),
         Op::new("get", "/v1/status/{person_id}", "gateStatus", "status", "A person's gate status")
             .roles(&[Role::Gate, Role::Admin])
             .notes(
@@ -1327,6 +1355,52 @@ fn account_schemas() -> Vec<(&'static str, Value)> {
             ),
         ),
         (
+            "TokenInfo",
+            object(
+                "A token as listed: never the token itself.",
+                &[
+                    "id",
+                    "role",
+                    "name",
+                    "site",
+                    "area",
+                    "created_at",
+                    "revoked_at",
+                    "bootstrap",
+                ],
+                vec![
+                    ("id", string("For `DELETE /v1/tokens/{id}`.")),
+                    ("role", r("Role")),
+                    ("name", string("")),
+                    (
+                        "site",
+                        json!({ "type": "string", "nullable": true, "description": "A scanner's site; null for other roles." }),
+                    ),
+                    (
+                        "area",
+                        json!({ "allOf": [r("AreaPath")], "nullable": true, "description": "An official's area; null for other roles." }),
+                    ),
+                    ("created_at", time("", false)),
+                    ("revoked_at", time("Null while the token works.", true)),
+                    (
+                        "bootstrap",
+                        json!({ "type": "boolean", "description": "The bootstrap admin (`ROLLCALL_ADMIN_TOKEN`)." }),
+                    ),
+                ],
+            ),
+        ),
+        (
+            "TokenList",
+            object(
+                "In creation order.",
+                &["tokens"],
+                vec![(
+                    "tokens",
+                    json!({ "type": "array", "items": r("TokenInfo") }),
+                )],
+            ),
+        ),
+        (
             "TokenCreated",
             object(
                 "",
@@ -1494,6 +1568,7 @@ fn account_schemas() -> Vec<(&'static str, Value)> {
                     "area",
                     "round_id",
                     "rows",
+                    "target",
                 ],
                 vec![
                     ("at", time("", false)),
@@ -1505,6 +1580,10 @@ fn account_schemas() -> Vec<(&'static str, Value)> {
                     (
                         "rows",
                         json!({ "type": "integer", "format": "int64", "minimum": 0, "nullable": true, "description": "How many people the action returned or changed; null where none." }),
+                    ),
+                    (
+                        "target",
+                        json!({ "type": "string", "nullable": true, "description": "What the action was about, where it is one thing: a token's id, role and binding (`token 7 scanner S01`) for `token_create`/`token_revoke`; the resident's masked ID for `resident_view`, `clear`, `resident_delete` and `denied`; the exemption's id for `exemption_create`/`exemption_delete`; null otherwise." }),
                     ),
                 ],
             ),
@@ -1799,7 +1878,9 @@ fn description() -> String {
          **Conventions.** JSON bodies, UTF-8; unknown fields are rejected (`unknown_field`). Times are \
          RFC 3339 with an explicit offset; answers use `+08:00` (Asia/Shanghai). Every `/v1` call needs \
          `Authorization: Bearer <token>` (`401 unauthorized` without a live one, `403 forbidden` for a \
-         role without the permission, `403 out_of_scope` for an area outside an official's). Bodies over \
+         role without the permission, `403 out_of_scope` for an area outside an official's, audited as \
+         `denied`; a resident outside an official's area is `404 unknown_resident` for it, exactly as \
+         if not registered: no answer names where a resident lives). Bodies over \
          {} MiB: `413 payload_too_large`. Every response carries `Cache-Control: no-store`. A write that \
          cannot be made durable is `503 storage_unavailable` and nothing of it is acknowledged; under \
          overload writes are shed with `503 overloaded` and `Retry-After`. 5xx bodies carry \

@@ -37,7 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use replay::ReplayStats;
 pub use schema::{DB_FILE, LOCK_FILE, SCHEMA_VERSION};
-pub use side::{AuditEntry, NewToken, TokenRow};
+pub use side::{AuditEntry, NewToken, TokenRow, describe_token};
 pub use writer::{MAX_GROUP_BATCHES, MAX_GROUP_RECORDS};
 
 use crate::domain::{PersonId, Timestamp};
@@ -413,7 +413,8 @@ impl Store {
             .await
     }
 
-    /// Revokes a token; `false` when no token has that id.
+    /// Revokes a live token; `false` when no live token has that id (none
+    /// ever had, or it is revoked already): then nothing is written.
     pub async fn revoke_token(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.call(|reply| Request::RevokeToken { id, reply }).await

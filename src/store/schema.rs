@@ -29,7 +29,7 @@ pub const LOCK_FILE: &str = "rollcall.lock";
 
 /// `MIGRATIONS[v]` takes a store from schema version `v` to `v + 1`; version
 /// 0 is an empty file. Never edit a released entry: append a new one.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes (and the newest it can open).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -147,6 +147,17 @@ CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) STRICT;
+";
+
+/// Version 2: which token is the bootstrap admin (the one
+/// `ROLLCALL_ADMIN_TOKEN` gives; at most one live), and what an audit entry
+/// was about (`target`: a token, a masked ID, an exemption). Version 1
+/// named every admin token it created at start-up `bootstrap admin`; the
+/// next start revokes all of them but the one its value gives.
+const V2: &str = "
+ALTER TABLE tokens ADD COLUMN bootstrap INTEGER NOT NULL DEFAULT 0 CHECK (bootstrap IN (0, 1));
+UPDATE tokens SET bootstrap = 1 WHERE role = 'admin' AND name = 'bootstrap admin';
+ALTER TABLE audit ADD COLUMN target TEXT;
 ";
 
 /// What [`precheck`] found on disk.
@@ -337,6 +348,32 @@ mod tests {
         assert!(matches!(precheck(&p), Err(StoreError::Corrupt(_))));
         let (_d, p) = file(&header(1000, 1, 1), 4096);
         assert!(matches!(precheck(&p), Err(StoreError::Corrupt(m)) if m.contains("page size")));
+    }
+
+    #[test]
+    fn version_1_stores_gain_bootstrap_and_target_and_keep_their_rows() {
+        let mut c = Connection::open_in_memory().unwrap();
+        let tx = c.transaction().unwrap();
+        tx.execute_batch(V1).unwrap();
+        tx.pragma_update(None, "user_version", 1).unwrap();
+        tx.commit().unwrap();
+        c.execute_batch(
+            "INSERT INTO tokens (id, token_hash, role, name, created_at)
+               VALUES ('1', zeroblob(32), 'admin', 'bootstrap admin', 5),
+                      ('2', randomblob(32), 'admin', 'ops', 6),
+                      ('3', randomblob(32), 'gate', 'bootstrap admin', 7);
+             INSERT INTO audit (at, token_name, role, action) VALUES (1, 'x', 'admin', 'clear');",
+        )
+        .unwrap();
+        migrate(&mut c, 1).unwrap();
+        assert_eq!(user_version(&c).unwrap(), SCHEMA_VERSION);
+        let (tokens, next) = super::super::side::load(&c).unwrap();
+        assert_eq!(next, 4);
+        let boot: Vec<bool> = tokens.iter().map(|t| t.bootstrap).collect();
+        assert_eq!(boot, [true, false, false]);
+        let audit = super::super::side::audit_since(&c, None).unwrap();
+        assert_eq!(audit.len(), 1);
+        assert_eq!(audit[0].target, None);
     }
 
     #[test]

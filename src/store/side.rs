@@ -20,6 +20,9 @@ pub struct NewToken {
     pub name: String,
     pub site: Option<String>,
     pub area: Option<AreaPath>,
+    /// The bootstrap admin (`ROLLCALL_ADMIN_TOKEN`, or the one generated
+    /// when it is unset): a new value at start-up replaces it.
+    pub bootstrap: bool,
 }
 
 /// A stored token.
@@ -33,13 +36,41 @@ pub struct TokenRow {
     pub site: Option<String>,
     pub area: Option<AreaPath>,
     pub created_at: Timestamp,
-    pub revoked: bool,
+    pub revoked_at: Option<Timestamp>,
+    pub bootstrap: bool,
+}
+
+impl TokenRow {
+    pub fn revoked(&self) -> bool {
+        self.revoked_at.is_some()
+    }
+
+    /// How audit entries name it: id, role and binding (`token 7 scanner S01`).
+    pub fn describe(&self) -> String {
+        describe_token(
+            &self.id,
+            self.role,
+            self.site.as_deref(),
+            self.area.as_ref(),
+        )
+    }
+}
+
+/// `token 7 scanner S01`, `token 8 official 崇文路街道/学院社区`, `token 1 admin`.
+pub fn describe_token(id: &str, role: Role, site: Option<&str>, area: Option<&AreaPath>) -> String {
+    let mut s = format!("token {id} {}", role.as_str());
+    if let Some(b) = site.or(area.map(AreaPath::as_str)) {
+        s.push(' ');
+        s.push_str(b);
+    }
+    s
 }
 
 /// Every token, in creation order, and the next id to assign.
 pub fn load(conn: &Connection) -> Result<(Vec<TokenRow>, u64), StoreError> {
     let mut st = conn.prepare(
-        "SELECT id, token_hash, role, name, site, area, created_at, revoked_at FROM tokens",
+        "SELECT id, token_hash, role, name, site, area, created_at, revoked_at, bootstrap
+         FROM tokens",
     )?;
     let mut rows = st.query([])?;
     let mut out = Vec::new();
@@ -66,7 +97,8 @@ pub fn load(conn: &Connection) -> Result<(Vec<TokenRow>, u64), StoreError> {
             site: r.get(4)?,
             area,
             created_at: Timestamp::from_millis(r.get(6)?),
-            revoked: r.get::<_, Option<i64>>(7)?.is_some(),
+            revoked_at: r.get::<_, Option<i64>>(7)?.map(Timestamp::from_millis),
+            bootstrap: r.get::<_, i64>(8)? != 0,
             id,
         });
     }
@@ -76,8 +108,8 @@ pub fn load(conn: &Connection) -> Result<(Vec<TokenRow>, u64), StoreError> {
 
 pub fn insert(conn: &Connection, t: &TokenRow) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO tokens (id, token_hash, role, name, site, area, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO tokens (id, token_hash, role, name, site, area, created_at, bootstrap)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         t.id,
@@ -86,7 +118,8 @@ pub fn insert(conn: &Connection, t: &TokenRow) -> rusqlite::Result<()> {
         t.name,
         t.site,
         t.area.as_ref().map(AreaPath::as_str),
-        t.created_at.as_millis()
+        t.created_at.as_millis(),
+        i64::from(t.bootstrap)
     ])?;
     Ok(())
 }
@@ -125,12 +158,15 @@ pub struct AuditEntry {
     pub area: Option<String>,
     pub round_id: Option<String>,
     pub rows: Option<u64>,
+    /// What the entry was about when it is one thing: a token (`token 7
+    /// scanner S01`), a resident's masked ID, an exemption's id.
+    pub target: Option<String>,
 }
 
 pub fn audit_insert(conn: &Connection, e: &AuditEntry) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO audit (at, token_name, role, action, area, round_id, rows)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO audit (at, token_name, role, action, area, round_id, rows, target)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         e.at.as_millis(),
@@ -139,7 +175,8 @@ pub fn audit_insert(conn: &Connection, e: &AuditEntry) -> rusqlite::Result<()> {
         e.action,
         e.area,
         e.round_id,
-        e.rows.map(|n| n as i64)
+        e.rows.map(|n| n as i64),
+        e.target
     ])?;
     Ok(())
 }
@@ -150,7 +187,7 @@ pub fn audit_since(
     since: Option<Timestamp>,
 ) -> Result<Vec<AuditEntry>, StoreError> {
     let mut st = conn.prepare_cached(
-        "SELECT at, token_name, role, action, area, round_id, rows FROM audit
+        "SELECT at, token_name, role, action, area, round_id, rows, target FROM audit
          WHERE at >= ?1 ORDER BY at, id",
     )?;
     let mut rows = st.query([since.map_or(i64::MIN, Timestamp::as_millis)])?;
@@ -168,6 +205,7 @@ pub fn audit_since(
             area: r.get(4)?,
             round_id: r.get(5)?,
             rows: r.get::<_, Option<i64>>(6)?.map(|n| n.max(0) as u64),
+            target: r.get(7)?,
         });
     }
     Ok(out)

@@ -424,16 +424,28 @@ impl Writer {
                     site: token.site,
                     area: token.area,
                     created_at: now,
-                    revoked: false,
+                    revoked_at: None,
+                    bootstrap: token.bootstrap,
                 };
                 group.jobs.push(Job::CreateToken { row, reply });
             }
             Request::RevokeToken { id, reply } => {
-                let known = self.visible.tokens.read().iter().any(|t| t.id == id)
+                // Only a live token can be revoked: a second revoke (here or
+                // earlier in this group) finds nothing to do.
+                let live = self
+                    .visible
+                    .tokens
+                    .read()
+                    .iter()
+                    .any(|t| t.id == id && !t.revoked())
                     || group
                         .jobs
                         .iter()
                         .any(|j| matches!(j, Job::CreateToken { row, .. } if row.id == id));
+                let known = live
+                    && !group.jobs.iter().any(
+                        |j| matches!(j, Job::RevokeToken { id: other, known: true, .. } if *other == id),
+                    );
                 group.jobs.push(Job::RevokeToken {
                     id,
                     known,
@@ -559,12 +571,15 @@ impl Writer {
                     drop(reply.send(Ok(row)));
                 }
                 Job::RevokeToken {
-                    id, known, reply, ..
+                    id,
+                    known,
+                    at,
+                    reply,
                 } => {
                     if known {
                         for t in self.visible.tokens.write().iter_mut() {
                             if t.id == id {
-                                t.revoked = true;
+                                t.revoked_at.get_or_insert(at);
                             }
                         }
                     }

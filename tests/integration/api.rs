@@ -273,7 +273,6 @@ async fn each_role_is_held_to_its_endpoints() {
         format!("/v1/rounds/{rb}/missing?area={B}"),
         format!("/v1/rounds/{rb}/coverage?area={B}"),
         format!("/v1/rounds/{rb}/progress?area={B}"),
-        format!("/v1/residents/{pid_b}"),
     ] {
         let r = app.get(&path, &off_a).await;
         assert_eq!(
@@ -293,7 +292,9 @@ async fn each_role_is_held_to_its_endpoints() {
             &json!({"person_id": pid_b, "reason": "away", "from": t(now), "until": t(now.plus_millis(HOUR))}),
         )
         .await;
-    assert_eq!(r.code(), "out_of_scope");
+    assert_eq!(r.code(), "unknown_resident", "as if not registered");
+    let r = app.get(&format!("/v1/residents/{pid_b}"), &off_a).await;
+    assert_eq!((r.status, r.code().as_str()), (404, "unknown_resident"));
     assert_eq!(
         app.get(&format!("/v1/residents/{pid_a}"), &off_a)
             .await

@@ -150,10 +150,34 @@ pub async fn start_on(
     policy: rollcall::engine::Policy,
 ) -> TestApp {
     let mut s = Settings::for_data(data.path());
-    s.listen = "127.0.0.1:0".into();
     s.admin_token = Some(ADMIN.into());
-    s.workers = 2;
     s.policy = policy;
+    start_with(data, redis, clock, s)
+        .await
+        .map_err(|(_, e)| e)
+        .expect("server starts")
+}
+
+/// Starts the server on `data` with `admin_token` as `ROLLCALL_ADMIN_TOKEN`
+/// (in-process cache, system clock). A refusal to start gives the data
+/// directory back with the error.
+pub async fn start_with_admin(
+    data: tempfile::TempDir,
+    admin_token: Option<&str>,
+) -> Result<TestApp, (tempfile::TempDir, anyhow::Error)> {
+    let mut s = Settings::for_data(data.path());
+    s.admin_token = admin_token.map(str::to_owned);
+    start_with(data, None, None, s).await
+}
+
+async fn start_with(
+    data: tempfile::TempDir,
+    redis: Option<RedisProc>,
+    clock: Option<Arc<ManualClock>>,
+    mut s: Settings,
+) -> Result<TestApp, (tempfile::TempDir, anyhow::Error)> {
+    s.listen = "127.0.0.1:0".into();
+    s.workers = 2;
     s.cache = match &redis {
         Some(r) => CacheTarget::Redis(r.url()),
         None => CacheTarget::InProcess,
@@ -162,15 +186,18 @@ pub async fn start_on(
         Some(c) => c.clone(),
         None => Arc::new(SystemClock),
     };
-    let running = rollcall::http::start(&s, c).await.expect("server starts");
-    TestApp {
+    let running = match rollcall::http::start(&s, c).await {
+        Ok(r) => r,
+        Err(e) => return Err((data, e)),
+    };
+    Ok(TestApp {
         base: format!("http://{}", running.addr),
         client: reqwest::Client::new(),
         running: Some(running),
         data,
         redis,
         clock,
-    }
+    })
 }
 
 impl TestApp {
@@ -367,6 +394,7 @@ pub async fn fill_audit(store: &rollcall::store::Store) {
                 area: Some("崇文路街道/社区1".into()),
                 round_id: Some("1".into()),
                 rows: Some(i),
+                target: None,
             })
             .await
             .unwrap();

@@ -3,6 +3,7 @@
 // Building CSV fixtures line by line reads best with `push_str(&format!(..))`.
 #![allow(clippy::format_push_string)]
 
+mod access;
 mod api;
 mod crash;
 mod demo;

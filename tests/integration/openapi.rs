@@ -420,15 +420,21 @@ async fn the_document_says_which_routes_need_a_token() {
 fn every_audit_action_the_handlers_write_is_documented_and_no_other() {
     let mut written = BTreeSet::new();
     for (file, src) in route_sources() {
-        // `record(&state, &who, "action", …)`, possibly over several lines.
-        for (k, _) in src.match_indices("record(") {
+        // `record(&state, &who, "action", …)` or `record_about(…)`, possibly
+        // over several lines.
+        let calls = src
+            .match_indices("record(")
+            .chain(src.match_indices("record_about("));
+        for (k, _) in calls {
             let call = &src[k..];
             let squeezed: String = call
                 .chars()
                 .take(80)
                 .filter(|c| !c.is_whitespace())
                 .collect();
-            if squeezed.starts_with("record(&state,&who,\"") {
+            if squeezed.starts_with("record(&state,&who,\"")
+                || squeezed.starts_with("record_about(&state,&who,\"")
+            {
                 let action =
                     first_literal(call).unwrap_or_else(|| panic!("{}: no action", file.display()));
                 written.insert(action.to_owned());

@@ -286,6 +286,7 @@ async fn drive_a_campaign(store: &Store, clock: &ManualClock) {
             name: "S01 phone 2".into(),
             site: Some("S01".into()),
             area: None,
+            bootstrap: false,
         })
         .await
         .unwrap();
@@ -296,11 +297,16 @@ async fn drive_a_campaign(store: &Store, clock: &ManualClock) {
             name: "社区1".into(),
             site: None,
             area: Some(AreaPath::parse("崇文路街道/社区1").unwrap()),
+            bootstrap: false,
         })
         .await
         .unwrap();
     assert_eq!((a.id.as_str(), b.id.as_str()), ("1", "2"));
     assert!(store.revoke_token(&a.id).await.unwrap());
+    assert!(
+        !store.revoke_token(&a.id).await.unwrap(),
+        "a revoked token is revoked once"
+    );
     assert!(!store.revoke_token("77").await.unwrap());
     for action in ["missing_list", "round_close"] {
         store
@@ -312,6 +318,7 @@ async fn drive_a_campaign(store: &Store, clock: &ManualClock) {
                 area: Some("崇文路街道".into()),
                 round_id: Some(round_id.to_string()),
                 rows: Some(3),
+                target: (action == "round_close").then(|| "token 1 scanner S01".into()),
             })
             .await
             .unwrap();
@@ -341,7 +348,7 @@ async fn replay_rebuilds_the_same_engine() {
         assert_eq!(engine.read().records(), records);
         assert_eq!(engine.read().residents(), residents);
         assert_eq!(store.tokens()[..2], tokens[..]);
-        assert!(store.tokens()[0].revoked && !store.tokens()[1].revoked);
+        assert!(store.tokens()[0].revoked() && !store.tokens()[1].revoked());
         assert_eq!(store.audit_since(None).await.unwrap(), audit);
         assert_eq!(
             store.audit_since(Some(now.plus_millis(1))).await.unwrap(),
@@ -360,6 +367,7 @@ async fn replay_rebuilds_the_same_engine() {
                 name: "gate".into(),
                 site: None,
                 area: None,
+                bootstrap: false,
             })
             .await
             .unwrap();
@@ -371,6 +379,7 @@ async fn replay_rebuilds_the_same_engine() {
                 name: "same hash".into(),
                 site: None,
                 area: None,
+                bootstrap: false,
             })
             .await;
         assert!(matches!(taken, Err(StoreError::DuplicateToken)));

@@ -3,32 +3,42 @@
 use actix_web::{HttpRequest, HttpResponse, delete, post, web};
 use serde_json::json;
 
-use crate::domain::{ExemptionReason, Role};
+use crate::domain::{ExemptionReason, PersonId, Role};
 use crate::engine::{Command, Prepared};
 use crate::http::auth::Principal;
 use crate::http::body::{self, Fields};
-use crate::http::error::{ApiError, Code};
-use crate::http::{AppState, routes::audit::record};
+use crate::http::error::{ApiError, Code, Denial};
+use crate::http::routes::residents;
+use crate::http::{AppState, routes::audit::record_about};
 
-/// An official may act only for residents registered inside their area.
+/// An official may act only for residents registered inside their area;
+/// anyone else is answered `not_there()` exactly as if not registered (the
+/// area is never named), and a registered one is audited as `denied`.
+/// Returns the person's registered area, if any.
 async fn require_person_in_scope(
     state: &AppState,
     who: &Principal,
-    id: crate::domain::PersonId,
+    id: PersonId,
+    not_there: fn() -> ApiError,
 ) -> Result<Option<String>, ApiError> {
     let area = state.read(move |e| e.area_of(id).cloned()).await?;
     if who.role == Role::Official {
         match &area {
-            Some(a) => who.require_area(a)?,
-            None => {
-                return Err(ApiError::new(
-                    Code::OutOfScope,
-                    "this person is not registered inside this token's area",
-                ));
+            Some(a) if who.holds(a) => {}
+            Some(_) => {
+                return Err(not_there().denied(Denial {
+                    target: Some(id.masked()),
+                    ..Denial::default()
+                }));
             }
+            None => return Err(not_there()),
         }
     }
     Ok(area.map(|a| a.to_string()))
+}
+
+fn unknown_exemption() -> ApiError {
+    ApiError::new(Code::UnknownExemption, "no such exemption")
 }
 
 #[post("/v1/exemptions")]
@@ -58,7 +68,7 @@ pub async fn create(
             "`until` is before `from`",
         ));
     }
-    let area = require_person_in_scope(&state, &who, person_id).await?;
+    let area = require_person_in_scope(&state, &who, person_id, residents::unknown).await?;
     let _w = state.admit_write()?;
     let out = state
         .store
@@ -74,7 +84,16 @@ pub async fn create(
         return Err(ApiError::internal(&"exemption create returned no id"));
     };
     state.cache.flushed(out.ticket).await;
-    record(&state, &who, "exemption_create", area, None, Some(1)).await?;
+    record_about(
+        &state,
+        &who,
+        "exemption_create",
+        area,
+        None,
+        Some(1),
+        Some(id.to_string()),
+    )
+    .await?;
     Ok(HttpResponse::Created().json(json!({
         "id": id.to_string(),
         "person_id": person_id.to_string(),
@@ -92,16 +111,24 @@ pub async fn delete(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(&[Role::Admin, Role::Official])?;
-    let unknown = || ApiError::new(Code::UnknownExemption, "no such exemption");
-    let id: u32 = id.parse().map_err(|_| unknown())?;
+    let id: u32 = id.parse().map_err(|_| unknown_exemption())?;
     let person = state
         .read(move |e| e.exemption(id).map(|x| x.person_id))
         .await?
-        .ok_or_else(unknown)?;
-    let area = require_person_in_scope(&state, &who, person).await?;
+        .ok_or_else(unknown_exemption)?;
+    let area = require_person_in_scope(&state, &who, person, unknown_exemption).await?;
     let _w = state.admit_write()?;
     let out = state.store.command(Command::ExemptionDelete { id }).await?;
     state.cache.flushed(out.ticket).await;
-    record(&state, &who, "exemption_delete", area, None, Some(1)).await?;
+    record_about(
+        &state,
+        &who,
+        "exemption_delete",
+        area,
+        None,
+        Some(1),
+        Some(id.to_string()),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -29,6 +29,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/docs"),
     ("GET", "/docs/{file}"),
     ("POST", "/v1/tokens"),
+    ("GET", "/v1/tokens"),
     ("DELETE", "/v1/tokens/{id}"),
     ("POST", "/v1/register"),
     ("POST", "/v1/heads"),
@@ -64,6 +65,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(ops::openapi)
         .service(ops::dashboard)
         .service(tokens::create)
+        .service(tokens::list)
         .service(tokens::revoke)
         .service(register::register)
         .service(register::heads)

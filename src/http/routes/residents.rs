@@ -4,19 +4,21 @@
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use serde_json::json;
 
-use crate::domain::{PersonId, Role};
+use crate::domain::{AreaPath, PersonId, Role};
 use crate::engine::Command;
 use crate::http::auth::Principal;
 use crate::http::body::{self, Fields};
-use crate::http::error::{ApiError, Code};
-use crate::http::{AppState, routes::audit::record};
+use crate::http::error::{ApiError, Code, Denial};
+use crate::http::{AppState, routes::audit::record_about};
 
 fn parse_id(s: &str) -> Result<PersonId, ApiError> {
     s.parse()
         .map_err(|e| ApiError::new(Code::InvalidPersonId, format!("{e}")))
 }
 
-fn unknown() -> ApiError {
+/// The answer for an ID that is not registered — and, to an official, for
+/// a resident outside their area (it must read the same).
+pub(crate) fn unknown() -> ApiError {
     ApiError::new(Code::UnknownResident, "no registered resident has this ID")
 }
 
@@ -33,14 +35,23 @@ pub async fn get(
         .read(move |e| (e.resident_view(id), e.status(id, now)))
         .await?;
     let view = view.ok_or_else(unknown)?;
-    who.require_area(&view.area.parse().map_err(|_| unknown())?)?;
-    record(
+    let area: AreaPath = view.area.parse().map_err(|_| unknown())?;
+    if !who.holds(&area) {
+        // Exactly the answer for someone not registered: the area is never
+        // named, and whether they exist at all is not told.
+        return Err(unknown().denied(Denial {
+            target: Some(id.masked()),
+            ..Denial::default()
+        }));
+    }
+    record_about(
         &state,
         &who,
         "resident_view",
         Some(view.area.clone()),
         None,
         Some(1),
+        Some(id.masked()),
     )
     .await?;
     Ok(HttpResponse::Ok().json(json!({
@@ -68,7 +79,16 @@ pub async fn delete(
         .read(move |e| e.area_of(id).map(ToString::to_string))
         .await?;
     state.store.command(Command::ResidentDelete(id)).await?;
-    record(&state, &who, "resident_delete", area, None, Some(1)).await?;
+    record_about(
+        &state,
+        &who,
+        "resident_delete",
+        area,
+        None,
+        Some(1),
+        Some(id.masked()),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -105,6 +125,15 @@ pub async fn clear(
     let (status, area) = state
         .read(move |e| (e.status(id, now), e.area_of(id).map(ToString::to_string)))
         .await?;
-    record(&state, &who, "clear", area, None, Some(1)).await?;
+    record_about(
+        &state,
+        &who,
+        "clear",
+        area,
+        None,
+        Some(1),
+        Some(id.masked()),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(status))
 }

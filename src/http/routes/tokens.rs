@@ -1,16 +1,17 @@
-//! `/v1/tokens`: issue and revoke tokens (admin).
+//! `/v1/tokens`: issue, list and revoke tokens (admin). Audited with the
+//! token's id, role and binding as `target`; a listing never shows a secret.
 
 use std::sync::Arc;
 
-use actix_web::{HttpRequest, HttpResponse, delete, post, web};
-use serde_json::json;
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
+use serde_json::{Value, json};
 
 use crate::domain::{AreaPath, Role};
 use crate::http::auth::{Principal, new_token};
 use crate::http::body::{self, Fields};
 use crate::http::error::{ApiError, Code};
-use crate::http::{AppState, routes::audit::record};
-use crate::store::NewToken;
+use crate::http::{AppState, routes::audit::record_about};
+use crate::store::{NewToken, TokenRow};
 
 #[post("/v1/tokens")]
 pub async fn create(
@@ -74,6 +75,7 @@ pub async fn create(
             name: name.clone(),
             site: site.clone(),
             area: area.clone(),
+            bootstrap: false,
         })
         .await?;
     state.tokens.insert(
@@ -86,13 +88,14 @@ pub async fn create(
             area: area.clone(),
         },
     );
-    record(
+    record_about(
         &state,
         &who,
         "token_create",
         area.map(|a| a.to_string()),
         None,
         None,
+        Some(row.describe()),
     )
     .await?;
     Ok(HttpResponse::Created().json(json!({"id": row.id, "token": token})))
@@ -105,11 +108,50 @@ pub async fn revoke(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     who.require(&[Role::Admin])?;
+    let unknown = || ApiError::new(Code::UnknownToken, "no such token, or revoked already");
+    let row = state
+        .store
+        .tokens()
+        .into_iter()
+        .find(|t| t.id == *id)
+        .ok_or_else(unknown)?;
     let _w = state.admit_write()?;
+    // The store judges "live" itself, so of two revokes racing only one
+    // writes, and only that one is audited.
     if !state.store.revoke_token(&id).await? {
-        return Err(ApiError::new(Code::UnknownToken, "no such token"));
+        return Err(unknown());
     }
     state.tokens.remove_id(&id);
-    record(&state, &who, "token_revoke", None, None, None).await?;
+    record_about(
+        &state,
+        &who,
+        "token_revoke",
+        row.area.as_ref().map(ToString::to_string),
+        None,
+        None,
+        Some(row.describe()),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// One token as `GET /v1/tokens` lists it: never its secret or hash.
+fn token_json(t: &TokenRow) -> Value {
+    json!({
+        "id": t.id,
+        "role": t.role.as_str(),
+        "name": t.name,
+        "site": t.site,
+        "area": t.area.as_ref().map(AreaPath::as_str),
+        "created_at": t.created_at,
+        "revoked_at": t.revoked_at,
+        "bootstrap": t.bootstrap,
+    })
+}
+
+#[get("/v1/tokens")]
+pub async fn list(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {
+    who.require(&[Role::Admin])?;
+    let tokens: Vec<Value> = state.store.tokens().iter().map(token_json).collect();
+    Ok(HttpResponse::Ok().json(json!({ "tokens": tokens })))
 }

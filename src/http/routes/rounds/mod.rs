@@ -6,10 +6,10 @@ use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde_json::{Value, json};
 
 use crate::domain::{AreaPath, Role};
-use crate::engine::{Command, CoverageNode, Engine, Round};
+use crate::engine::{Command, Counts, CoverageNode, Engine, Round};
 use crate::http::auth::Principal;
 use crate::http::body::{self, Fields};
-use crate::http::error::{ApiError, Code};
+use crate::http::error::{ApiError, Code, Denial};
 use crate::http::{AppState, routes::audit::record};
 
 pub mod missing;
@@ -21,13 +21,26 @@ fn parse_round_id(s: &str) -> Result<u32, ApiError> {
         .ok_or_else(|| ApiError::new(Code::UnknownRound, "no such round"))
 }
 
-/// The round object of the contract.
+/// The round object of the contract, with the whole round's counts.
 pub fn round_json(e: &Engine, r: &Round) -> Value {
     let c = e.counts(r, None);
     let id = r.id.to_string();
     metrics::gauge!("rollcall_round_in_scope", "round" => id.clone()).set(c.in_scope as f64);
     metrics::gauge!("rollcall_round_sampled", "round" => id.clone()).set(c.sampled as f64);
     metrics::gauge!("rollcall_round_missing", "round" => id).set(c.missing as f64);
+    round_body(r, c)
+}
+
+/// The round object as `who` may see it: an official's counts are over the
+/// part of the round inside their area, never beyond it.
+fn round_json_for(e: &Engine, r: &Round, who_area: Option<&AreaPath>) -> Value {
+    match who_area {
+        Some(a) if !Engine::round_inside(r, a) => round_body(r, e.counts_within(r, a)),
+        _ => round_json(e, r),
+    }
+}
+
+fn round_body(r: &Round, c: Counts) -> Value {
     json!({
         "id": r.id.to_string(),
         "name": r.name,
@@ -40,15 +53,31 @@ pub fn round_json(e: &Engine, r: &Round) -> Value {
     })
 }
 
-/// An official may manage a round only when its whole scope lies inside their area.
-fn require_round_inside(who: &Principal, r: &Round) -> Result<(), ApiError> {
+/// An official may manage a round only when its whole scope lies inside
+/// their area, and read one whose scope overlaps it.
+fn require_round(who: &Principal, r: &Round, manage: bool) -> Result<(), ApiError> {
+    let fits = |a: &AreaPath| {
+        if manage {
+            Engine::round_inside(r, a)
+        } else {
+            Engine::round_overlaps(r, a)
+        }
+    };
     match (&who.role, &who.area) {
         (Role::Admin, _) => Ok(()),
-        (Role::Official, Some(a)) if Engine::round_inside(r, a) => Ok(()),
+        (Role::Official, Some(a)) if fits(a) => Ok(()),
         _ => Err(ApiError::new(
             Code::OutOfScope,
-            "this round's scope is not inside this token's area",
-        )),
+            if manage {
+                "this round's scope is not inside this token's area"
+            } else {
+                "this round's scope does not overlap this token's area"
+            },
+        )
+        .denied(Denial {
+            round_id: Some(r.id.to_string()),
+            ..Denial::default()
+        })),
     }
 }
 
@@ -115,17 +144,23 @@ pub async fn create(
 #[get("/v1/rounds")]
 pub async fn list(state: web::Data<AppState>, who: Principal) -> Result<HttpResponse, ApiError> {
     who.require(&[Role::Admin, Role::Official])?;
-    let area = who.area.clone();
-    let admin = who.is_admin();
+    // An official's view is cut to their area; an admin's is whole.
+    let area = (!who.is_admin()).then(|| who.area.clone());
     let rounds = state
         .read(move |e| {
             let mut rs: Vec<&Round> = e
                 .rounds()
                 .iter()
-                .filter(|r| admin || area.as_ref().is_some_and(|a| Engine::round_overlaps(r, a)))
+                .filter(|r| match &area {
+                    None => true,
+                    Some(a) => a.as_ref().is_some_and(|a| Engine::round_overlaps(r, a)),
+                })
                 .collect();
             rs.sort_by_key(|r| (r.opens_at, r.id));
-            rs.into_iter().map(|r| round_json(e, r)).collect::<Vec<_>>()
+            let mine = area.flatten();
+            rs.into_iter()
+                .map(|r| round_json_for(e, r, mine.as_ref()))
+                .collect::<Vec<_>>()
         })
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "rounds": rounds })))
@@ -139,11 +174,15 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     who.require(&[Role::Admin, Role::Official])?;
     let id = parse_round_id(&id)?;
+    let area = (!who.is_admin()).then(|| who.area.clone()).flatten();
     let (round, body) = state
-        .read(move |e| e.round(id).map(|r| (r.clone_header(), round_json(e, r))))
+        .read(move |e| {
+            e.round(id)
+                .map(|r| (r.clone_header(), round_json_for(e, r, area.as_ref())))
+        })
         .await?
         .ok_or_else(|| ApiError::new(Code::UnknownRound, "no such round"))?;
-    require_round_inside(&who, &round)?;
+    require_round(&who, &round, false)?;
     Ok(HttpResponse::Ok().json(body))
 }
 
@@ -159,7 +198,7 @@ pub async fn close(
         .read(move |e| e.round(id).map(Round::clone_header))
         .await?
         .ok_or_else(|| ApiError::new(Code::UnknownRound, "no such round"))?;
-    require_round_inside(&who, &round)?;
+    require_round(&who, &round, true)?;
     let _w = state.admit_write()?;
     let out = state
         .store
