@@ -197,13 +197,13 @@ pub struct UnknownVariant {
     pub kind: &'static str,
     /// The text that was given.
     pub value: String,
-    /// The wire names, comma-separated.
-    pub expected: &'static str,
+    /// The wire names, comma-separated (built from the set's `ALL`).
+    pub expected: String,
 }
 
 /// `Display` and `FromStr` through the wire names of `ALL`.
 macro_rules! wire_text {
-    ($ty:ty, $kind:literal, $expected:literal) => {
+    ($ty:ty, $kind:literal) => {
         impl fmt::Display for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(self.as_str())
@@ -221,26 +221,63 @@ macro_rules! wire_text {
                     .ok_or_else(|| UnknownVariant {
                         kind: $kind,
                         value: s.to_owned(),
-                        expected: $expected,
+                        expected: <$ty>::ALL.map(<$ty>::as_str).join(", "),
                     })
             }
         }
     };
 }
 
-wire_text!(Colour, "colour", "green, yellow, red");
-wire_text!(
-    ReasonCode,
-    "reason code",
-    "positive, pool_positive, missed_round, repeated_misses, no_recent_sample"
-);
-wire_text!(Role, "role", "admin, official, scanner, lab, gate");
-wire_text!(TestResult, "result", "negative, positive");
-wire_text!(
-    ExemptionReason,
-    "exemption reason",
-    "bedridden, infant, away, hospitalized, other"
-);
+wire_text!(Colour, "colour");
+wire_text!(ReasonCode, "reason code");
+wire_text!(Role, "role");
+wire_text!(TestResult, "result");
+wire_text!(ExemptionReason, "exemption reason");
+wire_text!(AuditAction, "audit action");
+
+/// What an audit entry records (`GET /v1/audit`'s `action`). The wire names
+/// are written once, here; serde, the store and the OpenAPI document all go
+/// through `as_str`.
+macro_rules! audit_actions {
+    ($($variant:ident => $wire:literal,)*) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum AuditAction { $($variant,)* }
+
+        impl AuditAction {
+            /// Every action, in the contract's order.
+            pub const ALL: [AuditAction; [$($wire,)*].len()] = [$(AuditAction::$variant,)*];
+
+            /// The wire name.
+            pub fn as_str(self) -> &'static str {
+                match self { $(AuditAction::$variant => $wire,)* }
+            }
+        }
+    };
+}
+
+audit_actions! {
+    MissingList => "missing_list",
+    Unmask => "unmask",
+    Clear => "clear",
+    ExemptionCreate => "exemption_create",
+    ExemptionDelete => "exemption_delete",
+    TokenCreate => "token_create",
+    TokenRevoke => "token_revoke",
+    RegisterImport => "register_import",
+    HeadsImport => "heads_import",
+    ResidentDelete => "resident_delete",
+    ResidentView => "resident_view",
+    RoundCreate => "round_create",
+    RoundClose => "round_close",
+    RetentionPurge => "retention_purge",
+    Denied => "denied",
+}
+
+impl Serialize for AuditAction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -297,6 +334,37 @@ mod tests {
             &ExemptionReason::ALL,
             &["bedridden", "infant", "away", "hospitalized", "other"],
         );
+    }
+
+    #[test]
+    fn audit_actions_are_the_contracts_and_parse_back() {
+        let wire: Vec<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
+        assert_eq!(
+            wire,
+            [
+                "missing_list",
+                "unmask",
+                "clear",
+                "exemption_create",
+                "exemption_delete",
+                "token_create",
+                "token_revoke",
+                "register_import",
+                "heads_import",
+                "resident_delete",
+                "resident_view",
+                "round_create",
+                "round_close",
+                "retention_purge",
+                "denied",
+            ]
+        );
+        for a in AuditAction::ALL {
+            assert_eq!(a.as_str().parse::<AuditAction>(), Ok(a));
+            assert_eq!(serde_json::to_string(&a).unwrap(), format!("\"{a}\""));
+        }
+        let err = "look".parse::<AuditAction>().unwrap_err();
+        assert!(err.expected.starts_with("missing_list, unmask, "), "{err}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod tube_id;
 
 pub use area_path::{AreaPath, AreaPathError};
 pub use enums::UnknownVariant;
-pub use enums::{Colour, ExemptionReason, ReasonCode, Role, TestResult};
+pub use enums::{AuditAction, Colour, ExemptionReason, ReasonCode, Role, TestResult};
 pub use person_id::{PersonId, PersonIdError};
 pub use register::{HeadRow, LineCode, LineProblem, RegisterRow, parse_heads, parse_register};
 pub use time::{TimeError, Timestamp};

@@ -7,7 +7,7 @@
 use anyhow::Context;
 
 use super::auth::{Tokens, new_token};
-use crate::domain::{Role, Timestamp};
+use crate::domain::{AuditAction, Role, Timestamp};
 use crate::store::{AuditEntry, NewToken, Store, TokenRow};
 
 /// Who the start-up's audit entries name.
@@ -74,7 +74,7 @@ async fn revoke_all(store: &Store, old: &[TokenRow], now: Timestamp) -> anyhow::
             .await
             .context("revoking the previous bootstrap admin token")?
         {
-            audit(store, "token_revoke", t, now).await?;
+            audit(store, AuditAction::TokenRevoke, t, now).await?;
             tracing::info!(
                 token = %t.describe(),
                 "the previous bootstrap admin token was revoked"
@@ -96,16 +96,21 @@ async fn create(store: &Store, hash: [u8; 32], now: Timestamp) -> anyhow::Result
         })
         .await
         .context("storing the bootstrap admin token")?;
-    audit(store, "token_create", &row, now).await
+    audit(store, AuditAction::TokenCreate, &row, now).await
 }
 
-async fn audit(store: &Store, action: &str, t: &TokenRow, now: Timestamp) -> anyhow::Result<()> {
+async fn audit(
+    store: &Store,
+    action: AuditAction,
+    t: &TokenRow,
+    now: Timestamp,
+) -> anyhow::Result<()> {
     store
         .audit(AuditEntry {
             at: now,
             token_name: WHO.into(),
             role: Role::Admin,
-            action: action.into(),
+            action,
             area: None,
             round_id: None,
             rows: None,

@@ -22,29 +22,12 @@ use serde_json::{Map, Value, json};
 
 use crate::domain::register::MAX_PROBLEMS;
 use crate::domain::{
-    Colour, ExemptionReason, LineCode, ReasonCode, Role, TestResult, area_path, tube_id,
+    AuditAction, Colour, ExemptionReason, LineCode, ReasonCode, Role, TestResult, area_path,
+    tube_id,
 };
 use crate::http::body::MAX_BODY;
 use crate::http::error::{Code, ItemCode};
 use crate::http::routes::records::MAX_BATCH;
-
-/// Every `action` an audit entry can carry (`GET /v1/audit`), as API.md lists them.
-pub const AUDIT_ACTIONS: [&str; 14] = [
-    "missing_list",
-    "unmask",
-    "clear",
-    "exemption_create",
-    "exemption_delete",
-    "token_create",
-    "token_revoke",
-    "register_import",
-    "heads_import",
-    "resident_delete",
-    "resident_view",
-    "round_create",
-    "round_close",
-    "denied",
-];
 
 /// The deepest `depth` coverage accepts (the handler's bound).
 pub const COVERAGE_MAX_DEPTH: u32 = 32;
@@ -1574,7 +1557,7 @@ fn account_schemas() -> Vec<(&'static str, Value)> {
                     ("at", time("", false)),
                     ("token_name", string("The `name` of the token that acted.")),
                     ("role", r("Role")),
-                    ("action", enum_of(AUDIT_ACTIONS)),
+                    ("action", enum_of(AuditAction::ALL.map(AuditAction::as_str))),
                     ("area", json!({ "type": "string", "nullable": true })),
                     ("round_id", json!({ "type": "string", "nullable": true })),
                     (

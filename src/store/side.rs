@@ -9,7 +9,7 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::StoreError;
-use crate::domain::{AreaPath, Role, Timestamp};
+use crate::domain::{AreaPath, AuditAction, Role, Timestamp};
 
 /// A token to create. `site` is the scanner's binding, `area` the official's.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,8 +153,7 @@ pub struct AuditEntry {
     pub at: Timestamp,
     pub token_name: String,
     pub role: Role,
-    /// `missing_list`, `unmask`, `clear`, `round_create`, … (see API.md).
-    pub action: String,
+    pub action: AuditAction,
     pub area: Option<String>,
     pub round_id: Option<String>,
     pub rows: Option<u64>,
@@ -172,7 +171,7 @@ pub fn audit_insert(conn: &Connection, e: &AuditEntry) -> rusqlite::Result<()> {
         e.at.as_millis(),
         e.token_name,
         e.role.as_str(),
-        e.action,
+        e.action.as_str(),
         e.area,
         e.round_id,
         e.rows.map(|n| n as i64),
@@ -201,7 +200,15 @@ pub fn audit_since(
             at: Timestamp::from_millis(r.get(0)?),
             token_name: r.get(1)?,
             role,
-            action: r.get(3)?,
+            action: r.get::<_, String>(3)?.parse().map_err(
+                |e: crate::domain::UnknownVariant| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        3,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                },
+            )?,
             area: r.get(4)?,
             round_id: r.get(5)?,
             rows: r.get::<_, Option<i64>>(6)?.map(|n| n.max(0) as u64),

@@ -390,7 +390,7 @@ pub async fn fill_audit(store: &rollcall::store::Store) {
                 at: Timestamp::parse("2022-04-19T12:00:00+08:00").unwrap(),
                 token_name: format!("official {i}"),
                 role: rollcall::domain::Role::Official,
-                action: "missing_list".into(),
+                action: rollcall::domain::AuditAction::MissingList,
                 area: Some("崇文路街道/社区1".into()),
                 round_id: Some("1".into()),
                 rows: Some(i),

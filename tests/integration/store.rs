@@ -9,7 +9,9 @@ use chrono::{Days, NaiveDate};
 use parking_lot::RwLock;
 
 use rollcall::domain::register::{HeadRow, RegisterRow};
-use rollcall::domain::{AreaPath, ExemptionReason, PersonId, Role, TestResult, Timestamp, TubeId};
+use rollcall::domain::{
+    AreaPath, AuditAction, ExemptionReason, PersonId, Role, TestResult, Timestamp, TubeId,
+};
 use rollcall::engine::clock::{Clock, ManualClock};
 use rollcall::engine::{
     Command, CommandError, Engine, Policy, Prepared, RecordItem, RejectCode, ResultItem,
@@ -308,17 +310,17 @@ async fn drive_a_campaign(store: &Store, clock: &ManualClock) {
         "a revoked token is revoked once"
     );
     assert!(!store.revoke_token("77").await.unwrap());
-    for action in ["missing_list", "round_close"] {
+    for action in [AuditAction::MissingList, AuditAction::RoundClose] {
         store
             .audit(AuditEntry {
                 at: clock.now(),
                 token_name: "admin".into(),
                 role: Role::Admin,
-                action: action.into(),
+                action,
                 area: Some("崇文路街道".into()),
                 round_id: Some(round_id.to_string()),
                 rows: Some(3),
-                target: (action == "round_close").then(|| "token 1 scanner S01".into()),
+                target: (action == AuditAction::RoundClose).then(|| "token 1 scanner S01".into()),
             })
             .await
             .unwrap();

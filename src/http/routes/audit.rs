@@ -7,7 +7,7 @@ use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpResponse, ResponseError, get, web};
 use serde_json::json;
 
-use crate::domain::{Role, Timestamp};
+use crate::domain::{AuditAction, Role, Timestamp};
 use crate::http::AppState;
 use crate::http::auth::Principal;
 use crate::http::error::{ApiError, Code};
@@ -17,7 +17,7 @@ use crate::store::AuditEntry;
 pub async fn record(
     state: &AppState,
     who: &Principal,
-    action: &str,
+    action: AuditAction,
     area: Option<String>,
     round_id: Option<String>,
     rows: Option<u64>,
@@ -30,7 +30,7 @@ pub async fn record(
 pub async fn record_about(
     state: &AppState,
     who: &Principal,
-    action: &str,
+    action: AuditAction,
     area: Option<String>,
     round_id: Option<String>,
     rows: Option<u64>,
@@ -42,7 +42,7 @@ pub async fn record_about(
             at: state.now(),
             token_name: who.name.clone(),
             role: who.role,
-            action: action.to_owned(),
+            action,
             area,
             round_id,
             rows,
@@ -79,7 +79,7 @@ pub async fn audit_denials(
     let written = record_about(
         &state,
         &who,
-        "denied",
+        AuditAction::Denied,
         denial.area,
         denial.round_id,
         None,

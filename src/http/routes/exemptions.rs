@@ -1,5 +1,6 @@
 //! `/v1/exemptions`: grant and delete exemptions (official in scope, admin).
 
+use crate::domain::AuditAction;
 use actix_web::{HttpRequest, HttpResponse, delete, post, web};
 use serde_json::json;
 
@@ -87,7 +88,7 @@ pub async fn create(
     record_about(
         &state,
         &who,
-        "exemption_create",
+        AuditAction::ExemptionCreate,
         area,
         None,
         Some(1),
@@ -123,7 +124,7 @@ pub async fn delete(
     record_about(
         &state,
         &who,
-        "exemption_delete",
+        AuditAction::ExemptionDelete,
         area,
         None,
         Some(1),

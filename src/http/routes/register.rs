@@ -1,6 +1,7 @@
 //! `POST /v1/register` and `POST /v1/heads` (admin): CSV imports, all or
 //! nothing, through the same parser as `rollcall import`.
 
+use crate::domain::AuditAction;
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use serde_json::json;
 
@@ -54,7 +55,15 @@ pub async fn register(
     let n = rows.len() as u64;
     let _w = state.admit_write()?;
     let out = state.store.command(Command::Register(rows)).await?;
-    record(&state, &who, "register_import", None, None, Some(n)).await?;
+    record(
+        &state,
+        &who,
+        AuditAction::RegisterImport,
+        None,
+        None,
+        Some(n),
+    )
+    .await?;
     Ok(answer("residents", &out.prepared))
 }
 
@@ -71,6 +80,6 @@ pub async fn heads(
     let n = rows.len() as u64;
     let _w = state.admit_write()?;
     let out = state.store.command(Command::Heads(rows)).await?;
-    record(&state, &who, "heads_import", None, None, Some(n)).await?;
+    record(&state, &who, AuditAction::HeadsImport, None, None, Some(n)).await?;
     Ok(answer("heads", &out.prepared))
 }

@@ -1,6 +1,7 @@
 //! `/v1/residents/{person_id}`: look-up (official in scope, admin), move-out
 //! and clearing a `positive` (admin). All audited.
 
+use crate::domain::AuditAction;
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use serde_json::json;
 
@@ -47,7 +48,7 @@ pub async fn get(
     record_about(
         &state,
         &who,
-        "resident_view",
+        AuditAction::ResidentView,
         Some(view.area.clone()),
         None,
         Some(1),
@@ -82,7 +83,7 @@ pub async fn delete(
     record_about(
         &state,
         &who,
-        "resident_delete",
+        AuditAction::ResidentDelete,
         area,
         None,
         Some(1),
@@ -128,7 +129,7 @@ pub async fn clear(
     record_about(
         &state,
         &who,
-        "clear",
+        AuditAction::Clear,
         area,
         None,
         Some(1),

@@ -1,6 +1,7 @@
 //! `/v1/tokens`: issue, list and revoke tokens (admin). Audited with the
 //! token's id, role and binding as `target`; a listing never shows a secret.
 
+use crate::domain::AuditAction;
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
@@ -91,7 +92,7 @@ pub async fn create(
     record_about(
         &state,
         &who,
-        "token_create",
+        AuditAction::TokenCreate,
         area.map(|a| a.to_string()),
         None,
         None,
@@ -125,7 +126,7 @@ pub async fn revoke(
     record_about(
         &state,
         &who,
-        "token_revoke",
+        AuditAction::TokenRevoke,
         row.area.as_ref().map(ToString::to_string),
         None,
         None,

@@ -3,6 +3,7 @@
 //! summary sheet, then one sheet per grid, split only past Excel's row limit).
 //! IDs are masked unless an admin asks `unmask=true`. Every call is audited.
 
+use crate::domain::AuditAction;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde::Serialize;
 use serde_json::json;
@@ -192,7 +193,7 @@ pub async fn missing(
     record(
         &state,
         &who,
-        "missing_list",
+        AuditAction::MissingList,
         area_s.clone(),
         Some(id.to_string()),
         Some(total),
@@ -202,7 +203,7 @@ pub async fn missing(
         record(
             &state,
             &who,
-            "unmask",
+            AuditAction::Unmask,
             area_s.clone(),
             Some(id.to_string()),
             Some(total),

@@ -2,6 +2,7 @@
 //! of a round — missing lists (JSON, CSV, XLSX, grouped by head), coverage
 //! and progress.
 
+use crate::domain::AuditAction;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde_json::{Value, json};
 
@@ -132,7 +133,7 @@ pub async fn create(
     record(
         &state,
         &who,
-        "round_create",
+        AuditAction::RoundCreate,
         area,
         Some(id.to_string()),
         None,
@@ -214,7 +215,7 @@ pub async fn close(
     record(
         &state,
         &who,
-        "round_close",
+        AuditAction::RoundClose,
         area,
         Some(id.to_string()),
         Some(out.applied.flipped),
