@@ -27,7 +27,7 @@ use crate::domain::{
 };
 use crate::http::body::MAX_BODY;
 use crate::http::error::{Code, ItemCode};
-use crate::http::routes::records::MAX_BATCH;
+use crate::http::routes::batch::MAX_BATCH;
 
 /// The deepest `depth` coverage accepts (the handler's bound).
 pub const COVERAGE_MAX_DEPTH: u32 = 32;

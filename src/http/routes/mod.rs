@@ -1,6 +1,7 @@
 //! Route files mirror the URL tree: `rounds.rs` serves `/v1/rounds…`, and so on.
 
 pub mod audit;
+pub mod batch;
 pub mod exemptions;
 pub mod ops;
 pub mod records;

@@ -8,7 +8,7 @@ use crate::http::AppState;
 use crate::http::auth::Principal;
 use crate::http::body;
 use crate::http::error::{ApiError, ItemCode};
-use crate::http::routes::records::{Rejected, batch_items, item_fields, tally};
+use crate::http::routes::batch::{Split, batch_items, item_fields, split, tally};
 
 fn parse_result(item: &serde_json::Value) -> Result<ResultItem, (ItemCode, String)> {
     let m = item_fields(item, &["tube_id", "result", "reported_at"], &[])?;
@@ -44,18 +44,11 @@ pub async fn post(
 ) -> Result<HttpResponse, ApiError> {
     who.require(&[Role::Lab, Role::Admin])?;
     let items = batch_items(body::json(&req, payload).await?, "results")?;
-    let mut rejected = Vec::new();
-    let mut good = Vec::with_capacity(items.len());
-    let mut good_index = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        match parse_result(item) {
-            Ok(r) => {
-                good.push(r);
-                good_index.push(i);
-            }
-            Err((code, msg)) => rejected.push(Rejected::new(i, code, msg)),
-        }
-    }
+    let Split {
+        good,
+        good_index,
+        mut rejected,
+    } = split(&items, parse_result);
     let _w = state.admit_write()?;
     let verdicts = if good.is_empty() {
         Vec::new()
