@@ -353,6 +353,25 @@ impl Writer {
         drop(rx);
     }
 
+    /// A judged record or result batch joins the group: its event (the
+    /// accepted items, if any) takes the next sequence number.
+    fn push_batch(
+        &mut self,
+        group: &mut Group,
+        event: Option<Event>,
+        verdicts: Vec<Verdict>,
+        reply: Reply<BatchOutcome>,
+    ) {
+        group.batches += 1;
+        group.items += verdicts.len();
+        let event = event.map(|e| (self.take_seq(), e));
+        group.jobs.push(Job::Batch {
+            event,
+            verdicts,
+            reply,
+        });
+    }
+
     /// Judges one request into the open group.
     fn admit(&mut self, req: Request, group: &mut Group, overlay: &mut Overlay) {
         let started = Instant::now();
@@ -361,42 +380,20 @@ impl Writer {
             Request::Records { items, reply } => {
                 let verdicts = self.engine.read().judge_records(&items, now, overlay);
                 let accepted: Vec<RecordItem> = keep_accepted(items, &verdicts);
-                group.batches += 1;
-                group.items += verdicts.len();
-                let event = (!accepted.is_empty()).then(|| {
-                    (
-                        self.take_seq(),
-                        Event::Records {
-                            arrived_at: now,
-                            items: accepted,
-                        },
-                    )
+                let event = (!accepted.is_empty()).then_some(Event::Records {
+                    arrived_at: now,
+                    items: accepted,
                 });
-                group.jobs.push(Job::Batch {
-                    event,
-                    verdicts,
-                    reply,
-                });
+                self.push_batch(group, event, verdicts, reply);
             }
             Request::Results { items, reply } => {
                 let verdicts = self.engine.read().judge_results(&items, now, overlay);
                 let accepted: Vec<ResultItem> = keep_accepted(items, &verdicts);
-                group.batches += 1;
-                group.items += verdicts.len();
-                let event = (!accepted.is_empty()).then(|| {
-                    (
-                        self.take_seq(),
-                        Event::Results {
-                            arrived_at: now,
-                            items: accepted,
-                        },
-                    )
+                let event = (!accepted.is_empty()).then_some(Event::Results {
+                    arrived_at: now,
+                    items: accepted,
                 });
-                group.jobs.push(Job::Batch {
-                    event,
-                    verdicts,
-                    reply,
-                });
+                self.push_batch(group, event, verdicts, reply);
             }
             Request::CreateToken { token, reply } => {
                 // The hash is UNIQUE in the table; a clash must not fail the
