@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-use rollcall::cli::r#gen::city;
 use rollcall::domain::{AreaPath, Colour, PersonId, ReasonCode, Timestamp, TubeId};
 use rollcall::engine::{Engine, Event, Overlay, Policy, RecordItem, RoundSpec, Verdict};
+use rollcall::synth::city;
 
 const SEED: u64 = 1;
 /// Register rows per import event: bounds the generator's transient strings

@@ -13,6 +13,8 @@
 //!   in-process stand-in — written through on every status change.
 //! - [`http`]: the actix-web server for `API.md`: thin handlers over the above.
 //! - [`settings`]: one `Settings` for `serve` (flags, environment, TOML file).
+//! - [`synth`]: the synthetic city (the fixture's generator), for `gen`, the
+//!   demo, the simulators and the benchmarks. Depends on `domain` only.
 //! - [`cli`]: the subcommands (`serve`, `demo`, `gen`, `import`, `load`).
 //!
 //! Dependencies point one way: `domain` ← `engine` ← `store` / `status_cache`
@@ -26,3 +28,4 @@ pub mod http;
 pub mod settings;
 pub mod status_cache;
 pub mod store;
+pub mod synth;

@@ -10,7 +10,7 @@
 //! request; at a set rate measured from each request's scheduled start, so a
 //! stalled server cannot hide its queueing), and errors by status and code.
 //! The progress display shows only on a terminal. Talks HTTP only; depends
-//! on `cli::sim` and `cli::gen`.
+//! on `cli::sim` and `synth`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -72,7 +72,7 @@ pub struct LoadArgs {
     #[arg(long)]
     pub ids: Option<PathBuf>,
     /// Residents of the generated city (without `--ids`).
-    #[arg(long, default_value_t = super::r#gen::DEFAULT_RESIDENTS)]
+    #[arg(long, default_value_t = crate::synth::DEFAULT_RESIDENTS)]
     pub residents: u64,
     /// Seed of the generated city (without `--ids`), and of the random choices.
     #[arg(long, default_value_t = 1)]
@@ -112,7 +112,7 @@ impl LoadArgs {
             batch: 500,
             concurrency: 8,
             ids: None,
-            residents: super::r#gen::DEFAULT_RESIDENTS,
+            residents: crate::synth::DEFAULT_RESIDENTS,
             seed: 1,
             site: None,
             fraction: 1.0,
@@ -298,7 +298,7 @@ fn people(args: &LoadArgs) -> anyhow::Result<Vec<Id>> {
             }
         }
         None => {
-            for row in super::r#gen::city(args.residents, args.seed) {
+            for row in crate::synth::city(args.residents, args.seed) {
                 push(&row.person_id.to_string());
             }
         }

@@ -1,7 +1,14 @@
 //! The command line: one file per subcommand.
+//!
+//! - `serve.rs`: `rollcall serve`, the HTTP server on a data directory.
+//! - `demo.rs`: `rollcall demo`, the main job end to end on the fixture city.
+//! - `generate.rs`: `rollcall gen`, a synthetic city written to CSV files.
+//! - `import.rs`: `rollcall import`, a register or heads file loaded offline.
+//! - `load.rs`: `rollcall load`, scanners' ingest or gates' lookups against a server.
+//! - `sim.rs`: the simulated round day the demo and the benchmarks drive.
 
 pub mod demo;
-pub mod r#gen;
+pub mod generate;
 pub mod import;
 pub mod load;
 pub mod serve;
@@ -29,7 +36,7 @@ enum Cmd {
     /// Import a register or heads CSV file offline (same rules as the API).
     Import(import::ImportArgs),
     /// Write a synthetic city (register, heads, sites).
-    Gen(r#gen::GenArgs),
+    Gen(generate::GenArgs),
     /// The main job end to end: the fixture city, a simulated round day, the close.
     Demo(demo::DemoArgs),
     /// Load a running server: scanners' ingest or gates' lookups.
@@ -42,7 +49,7 @@ pub fn main() -> ExitCode {
     let result: anyhow::Result<()> = match cli.command {
         Cmd::Serve(args) => serve::run(&args),
         Cmd::Import(args) => import::run(&args),
-        Cmd::Gen(args) => r#gen::run(&args),
+        Cmd::Gen(args) => generate::run(&args),
         Cmd::Demo(args) => demo::run(&args),
         Cmd::Load(args) => load::run(&args),
     };

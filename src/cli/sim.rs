@@ -6,7 +6,7 @@
 //!
 //! It talks to the server only through the contract (`API.md`), so it can be
 //! pointed at any running rollcall. Depends on `domain` (the ID rules) and
-//! `cli::gen` (generated cities); nothing in the server depends on it.
+//! `synth` (generated cities); nothing in the server depends on it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -103,7 +103,7 @@ impl City {
     pub fn generated(residents: u64, seed: u64) -> City {
         let mut city = City::default();
         let mut index = BTreeMap::new();
-        for row in super::r#gen::city(residents, seed) {
+        for row in crate::synth::city(residents, seed) {
             let c = city.community_index(&mut index, community_of(row.area.as_str()));
             city.people.push(Person {
                 id: row.person_id.to_string(),

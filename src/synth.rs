@@ -1,4 +1,5 @@
-//! `rollcall gen`: a synthetic city — `register.csv`, `heads.csv`, `sites.csv`.
+//! A synthetic city — `register.csv`, `heads.csv`, `sites.csv` — for `rollcall
+//! gen`, the demo, the simulators, the load generator and the benchmarks.
 //!
 //! At the default size it is the subdistrict of DESIGN.md exactly
 //! (`fixtures/chongwen/` is seed 1): 崇文路街道 with 7 communities, 64 grids,
@@ -21,7 +22,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use chrono::{Datelike, Duration, NaiveDate};
@@ -41,20 +42,6 @@ const BUNGALOW_AREAS: u64 = 24;
 const MARKETS: u64 = 2;
 const SITES: u64 = 38;
 
-/// Arguments of `rollcall gen`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct GenArgs {
-    /// Residents to generate (the default is the fixture subdistrict).
-    #[arg(long, default_value_t = DEFAULT_RESIDENTS)]
-    pub residents: u64,
-    /// Seed of the generator: the same seed and size give the same files.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Directory to write register.csv, heads.csv and sites.csv into (created if missing).
-    #[arg(long)]
-    pub out: PathBuf,
-}
-
 /// What [`generate`] wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct GenSummary {
@@ -73,27 +60,6 @@ pub struct GenSummary {
     pub sites: u64,
     /// Rows of heads.csv (a few floors, courtyards and shops have no head).
     pub heads: u64,
-}
-
-/// `rollcall gen`: writes the city and prints what it wrote.
-pub fn run(args: &GenArgs) -> anyhow::Result<()> {
-    let summary = generate(args.residents, args.seed, &args.out, true)?;
-    println!(
-        "wrote {}: {} residents in {} households; {} subdistricts, {} communities, {} grids, \
-         {} compounds, {} bungalow areas, {} markets; {} heads; {} sites",
-        args.out.display(),
-        summary.residents,
-        summary.households,
-        summary.subdistricts,
-        summary.communities,
-        summary.grids,
-        summary.compounds,
-        summary.bungalow_areas,
-        summary.markets,
-        summary.heads,
-        summary.sites,
-    );
-    Ok(())
 }
 
 /// Writes `register.csv`, `heads.csv` and `sites.csv` for a city of
@@ -1162,6 +1128,7 @@ impl SubdistrictRows {
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeSet, HashMap, HashSet};
+    use std::path::PathBuf;
 
     use super::*;
     use crate::domain::{parse_heads, parse_register};
