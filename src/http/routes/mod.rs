@@ -1,4 +1,17 @@
-//! Route files mirror the URL tree: `rounds.rs` serves `/v1/rounds…`, and so on.
+//! Route files mirror the URL tree, one file per resource:
+//!
+//! - `ops.rs`: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, the dashboard at `/`.
+//! - `tokens.rs`: `/v1/tokens` (admin).
+//! - `register.rs`: `/v1/register` and `/v1/heads` (admin imports).
+//! - `residents.rs`: `/v1/residents/{person_id}` (look-up, move-out, clear).
+//! - `records.rs`, `results.rs`: the scanners' and labs' batches, over `batch.rs`
+//!   (the batch body's rules, the per-item split and the tally they share).
+//! - `rounds/`: `/v1/rounds…` — create, list, read, close, coverage, progress;
+//!   `rounds/missing.rs` the missing lists and their exports.
+//! - `exemptions.rs`: `/v1/exemptions`.
+//! - `status.rs`: `/v1/status/{person_id}` (gates).
+//! - `audit.rs`: `/v1/audit`, the helpers that write audit entries, and the
+//!   middleware that audits denials.
 
 pub mod audit;
 pub mod batch;
