@@ -162,7 +162,7 @@ fn benches(c: &mut Criterion) {
     }
     let built = t0.elapsed();
     let after = rss();
-    assert_eq!(engine.residents(), n);
+    assert_eq!(engine.resident_count(), n);
     let per_resident = (after - before) as f64 / n as f64;
     println!(
         "register: {n} residents in {built:.1?}; VmRSS {:.0} MiB -> {:.0} MiB: {per_resident:.1} B/resident \
@@ -185,7 +185,7 @@ fn benches(c: &mut Criterion) {
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(10));
-    let records_before = engine.records();
+    let records_before = engine.record_count();
     let rss_before_records = rss();
     group.bench_function("ingest_1M_records_batches_of_500", |b| {
         // Setup (building the records) is not timed: the HTTP layer parses them.
@@ -216,7 +216,7 @@ fn benches(c: &mut Criterion) {
         t0.elapsed(),
         sampled as f64 / t0.elapsed().as_secs_f64()
     );
-    let records_held = engine.records() - records_before;
+    let records_held = engine.record_count() - records_before;
     let per_record = (rss() as f64 - rss_before_records as f64) / records_held as f64;
     println!("records: {records_held} held; {per_record:.1} B/record of VmRSS (target <= 16)");
 

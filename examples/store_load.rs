@@ -186,7 +186,7 @@ fn ingest(base: &Path, tasks: u64, residents: u64) {
     });
     let secs = started.elapsed().as_secs_f64();
     let after = store.stats();
-    assert_eq!(engine.read().records(), total);
+    assert_eq!(engine.read().record_count(), total);
     let commits = after.commits - before.commits;
     println!(
         "ingest, {tasks:>2} writers: {total} records in {secs:.2} s = {:.0} records/s; {} commits, {:.1} batches/commit; per batch {}",
@@ -253,8 +253,8 @@ fn replay(base: &Path, n: u64) {
         .sum();
     println!("store on disk: {:.0} MiB", size as f64 / 1_048_576.0);
     let engine = timed_open(&dir);
-    assert_eq!(engine.read().records(), n);
-    assert_eq!(engine.read().residents(), n);
+    assert_eq!(engine.read().record_count(), n);
+    assert_eq!(engine.read().resident_count(), n);
     std::io::stdout().flush().unwrap();
     if std::env::var_os("KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&dir);
@@ -284,8 +284,8 @@ fn timed_open(dir: &Path) -> SharedEngine {
         s.events,
         checked.as_secs_f64(),
         check.as_secs_f64(),
-        engine.read().residents(),
-        engine.read().records()
+        engine.read().resident_count(),
+        engine.read().record_count()
     );
     drop(store);
     engine

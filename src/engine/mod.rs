@@ -221,16 +221,18 @@ impl Engine {
         &self.register
     }
 
-    pub fn residents(&self) -> u64 {
+    /// How many residents are registered (moved-out ones excluded).
+    pub fn resident_count(&self) -> u64 {
         self.register.active_count()
     }
 
-    pub fn heads(&self) -> u64 {
+    /// How many area nodes have a responsible head.
+    pub fn head_count(&self) -> u64 {
         self.register.heads_count()
     }
 
-    /// Accepted records held (duplicates excluded).
-    pub fn records(&self) -> u64 {
+    /// How many accepted records are held (duplicates excluded).
+    pub fn record_count(&self) -> u64 {
         self.records
     }
 

@@ -853,7 +853,7 @@ mod tests {
                 .name,
             "赵"
         );
-        assert_eq!(fx.engine.heads(), 2);
+        assert_eq!(fx.engine.head_count(), 2);
     }
 
     #[test]
@@ -925,7 +925,7 @@ mod tests {
         let now = t("2022-04-19T08:00:00+08:00");
         fx.register(vec![row(1, "甲", "1", "王")], now);
         fx.move_out(1, now);
-        assert_eq!(fx.engine.residents(), 0);
+        assert_eq!(fx.engine.resident_count(), 0);
         let p = fx.register(vec![row(1, "甲", "1", "王")], now);
         assert_eq!(
             p,
@@ -936,6 +936,6 @@ mod tests {
                 unchanged: 0
             }
         );
-        assert_eq!(fx.engine.residents(), 1);
+        assert_eq!(fx.engine.resident_count(), 1);
     }
 }

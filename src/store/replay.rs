@@ -895,7 +895,7 @@ mod tests {
         assert_eq!(stats.last_seq, 7);
         // One run of two imports, three batches, one run of two imports.
         assert_eq!(stats.events, 5);
-        assert_eq!(replayed.residents(), 20 + 7 + 1);
+        assert_eq!(replayed.resident_count(), 20 + 7 + 1);
         assert_eq!(replayed.digest(at), direct.digest(at));
         let person = replayed.register().slot(pid(12)).unwrap();
         let row = replayed.register().row_of(person).unwrap();

@@ -41,7 +41,7 @@ fn held(data: &Path) -> (u64, u64) {
     let (store, engine) = open_store(data);
     drop(store);
     let e = engine.read();
-    (e.residents(), e.register().heads_count())
+    (e.resident_count(), e.register().heads_count())
 }
 
 #[test]

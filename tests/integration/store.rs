@@ -336,7 +336,7 @@ async fn replay_rebuilds_the_same_engine() {
     drive_a_campaign(&store, &clock).await;
     let now = clock.now();
     let before = engine.read().digest(now);
-    let (records, residents) = (engine.read().records(), engine.read().residents());
+    let (records, residents) = (engine.read().record_count(), engine.read().resident_count());
     let tokens = store.tokens();
     let audit = store.audit_since(None).await.unwrap();
     assert_eq!(audit.len(), 2);
@@ -347,8 +347,8 @@ async fn replay_rebuilds_the_same_engine() {
     for round in 0..2u32 {
         let (store, engine) = open(dir.path(), &clock);
         assert_eq!(engine.read().digest(now), before, "replayed engine differs");
-        assert_eq!(engine.read().records(), records);
-        assert_eq!(engine.read().residents(), residents);
+        assert_eq!(engine.read().record_count(), records);
+        assert_eq!(engine.read().resident_count(), residents);
         assert_eq!(store.tokens()[..2], tokens[..]);
         assert!(store.tokens()[0].revoked() && !store.tokens()[1].revoked());
         assert_eq!(store.audit_since(None).await.unwrap(), audit);
@@ -431,7 +431,7 @@ async fn concurrent_batches_share_commits_and_duplicates_count_once() {
     let unique = (TASKS - 1) * 300 + PER_TASK;
     assert_eq!(acc as u64, unique);
     assert_eq!(dup as u64, TASKS * PER_TASK - unique);
-    assert_eq!(engine.read().records(), unique);
+    assert_eq!(engine.read().record_count(), unique);
     let stats = store.stats();
     assert_eq!(stats.batches, TASKS * 2);
     assert_eq!(stats.rows, unique);
@@ -538,8 +538,8 @@ async fn damage_only_the_integrity_check_sees_stops_every_write_and_is_left_unto
     let clock = ManualClock::new(now0());
     let (store, engine) = open(dir.path(), &clock);
     // The replay is whole: reads are answered while the check runs.
-    assert_eq!(engine.read().residents(), 2000);
-    assert_eq!(engine.read().records(), 2000);
+    assert_eq!(engine.read().resident_count(), 2000);
+    assert_eq!(engine.read().record_count(), 2000);
     let e = store.checked().await.unwrap_err();
     assert!(matches!(e, StoreError::Corrupt(_)), "{e}");
     assert!(e.to_string().contains("integrity check"), "{e}");
@@ -549,7 +549,7 @@ async fn damage_only_the_integrity_check_sees_stops_every_write_and_is_left_unto
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::Unavailable), "{e}");
-    assert_eq!(engine.read().records(), 2000);
+    assert_eq!(engine.read().record_count(), 2000);
     store.close().await;
     drop(store);
     assert_eq!(file_bytes(dir.path()), bytes);
@@ -684,7 +684,7 @@ async fn a_failed_commit_is_unavailable_and_applies_nothing() {
 
     let clock = ManualClock::new(now0());
     let (_store, engine) = open(dir.path(), &clock);
-    assert_eq!(engine.read().records(), records);
+    assert_eq!(engine.read().record_count(), records);
     assert_eq!(engine.read().digest(now0()), digest);
 }
 
@@ -741,13 +741,13 @@ async fn write_failure_child() {
     let mut b = 4;
     while failures < 3 && b < 2000 {
         let digest = engine.read().digest(now0());
-        let records = engine.read().records();
+        let records = engine.read().record_count();
         match store.records(batch(b)).await {
             Ok(out) => assert_eq!(accepted(&out.verdicts), 500),
             Err(StoreError::Unavailable) => {
                 failures += 1;
                 assert_eq!(
-                    engine.read().records(),
+                    engine.read().record_count(),
                     records,
                     "a failed batch was applied"
                 );
@@ -765,7 +765,7 @@ async fn write_failure_child() {
     println!(
         "\nCHILD-RESULT {} {} {}",
         engine.read().digest(now0()),
-        engine.read().records(),
+        engine.read().record_count(),
         failures
     );
 }

@@ -465,7 +465,7 @@ impl Twin {
             }
         };
         assert_eq!(
-            self.fx.engine.records(),
+            self.fx.engine.record_count(),
             self.model.record_count(),
             "records held"
         );
@@ -522,7 +522,7 @@ impl Twin {
         let e = &self.fx.engine;
         let m = &self.model;
         let now = self.now;
-        assert_eq!(e.residents(), m.residents.len() as u64, "residents");
+        assert_eq!(e.resident_count(), m.residents.len() as u64, "residents");
         let nodes: Vec<(u32, String)> = e
             .register()
             .nodes()

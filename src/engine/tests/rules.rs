@@ -565,7 +565,7 @@ fn a_resend_in_the_same_batch_or_a_later_one_is_a_duplicate() {
     let (v, applied) = fx.records(vec![rec(1, "T1", at(2 * HOUR))], at(2 * HOUR));
     assert_eq!(v, vec![Verdict::Duplicate]);
     assert!(applied.changed.is_empty());
-    assert_eq!(fx.engine.records(), 1);
+    assert_eq!(fx.engine.record_count(), 1);
     assert_eq!(fx.status(1, at(2 * HOUR)).last_sample_at, Some(at(HOUR)));
 }
 
@@ -1269,5 +1269,5 @@ fn register_imports_report_inserted_updated_unchanged() {
         }
     );
     fx.move_out(50, at(0));
-    assert_eq!(fx.engine.residents(), 7);
+    assert_eq!(fx.engine.resident_count(), 7);
 }
