@@ -1,5 +1,6 @@
 //! `rollcall import register|heads FILE --data DIR`: offline import with the
-//! same parser and the same all-or-nothing rules as the API.
+//! same parser and the same all-or-nothing rules as the API; a file named
+//! `*.xlsx` is read as a spreadsheet (its first sheet), any other as CSV.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use crate::domain::register::{LineProblem, parse_heads, parse_register};
+use crate::domain::register::{FileKind, LineProblem, parse_heads_as, parse_register_as};
 use crate::engine::clock::{Clock, SystemClock};
 use crate::engine::{Command, Engine, Policy, Prepared};
 use crate::store::Store;
@@ -22,7 +23,7 @@ pub enum What {
 pub struct ImportArgs {
     /// `register` (`person_id,name,phone,area,household`) or `heads` (`area,title,name,phone`).
     pub what: What,
-    /// The CSV file.
+    /// The CSV file, or an XLSX workbook (`*.xlsx`).
     pub file: PathBuf,
     /// Data directory.
     #[arg(long, env = "ROLLCALL_DATA", default_value = "./rollcall-data")]
@@ -31,7 +32,15 @@ pub struct ImportArgs {
 
 fn report(problems: &[LineProblem]) -> anyhow::Error {
     for p in problems {
-        eprintln!("line {}: {}: {}", p.line, p.code.as_str(), p.message);
+        match &p.sheet {
+            Some(sheet) => eprintln!(
+                "sheet {sheet:?} row {}: {}: {}",
+                p.line,
+                p.code.as_str(),
+                p.message
+            ),
+            None => eprintln!("line {}: {}: {}", p.line, p.code.as_str(), p.message),
+        }
     }
     anyhow::anyhow!(
         "the file was rejected ({} problem(s) shown); nothing was imported",
@@ -39,15 +48,24 @@ fn report(problems: &[LineProblem]) -> anyhow::Error {
     )
 }
 
+/// A spreadsheet by its name (`.xlsx`, any case), else CSV.
+fn file_kind(path: &std::path::Path) -> FileKind {
+    let xlsx = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("xlsx"));
+    if xlsx { FileKind::Xlsx } else { FileKind::Csv }
+}
+
 pub fn run(args: &ImportArgs) -> anyhow::Result<()> {
     let bytes =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let kind = file_kind(&args.file);
     let cmd = match args.what {
         What::Register => Command::Register(
-            parse_register(&bytes, clock.now().shanghai_date()).map_err(|p| report(&p))?,
+            parse_register_as(kind, &bytes, clock.now().shanghai_date()).map_err(|p| report(&p))?,
         ),
-        What::Heads => Command::Heads(parse_heads(&bytes).map_err(|p| report(&p))?),
+        What::Heads => Command::Heads(parse_heads_as(kind, &bytes).map_err(|p| report(&p))?),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

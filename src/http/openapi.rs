@@ -114,7 +114,10 @@ fn code_meaning(c: Code) -> &'static str {
         }
         Code::EmptyBatch => "the batch array is empty",
         Code::InvalidRegister => {
-            "the CSV file was rejected as a whole and nothing was changed; `lines` lists the first 100 problems"
+            "the CSV or XLSX file was rejected as a whole and nothing was changed; `lines` lists the first 100 problems"
+        }
+        Code::InvalidExemptions => {
+            "the exemptions file was rejected as a whole and nothing was changed; `lines` lists the first 100 problems"
         }
         Code::BatchTooLarge => "more than 10,000 items in one batch",
         Code::PayloadTooLarge => {
@@ -479,6 +482,24 @@ fn csv_body(header: &str, example: &str) -> Value {
     })
 }
 
+/// A file upload that may also be a spreadsheet (register, heads, exemptions).
+fn table_body(header: &str, example: &str) -> Value {
+    let mut v = csv_body(header, example);
+    v["description"] = json!(format!(
+        "A CSV file with the header `{header}`, UTF-8, sent as `text/csv` (`application/csv` and \
+         `text/plain` are accepted too); or an XLSX workbook sent as `{xlsx}`: its first sheet, \
+         the first row the same header, every cell read as text (a number as its digits), \
+         problems reported with `sheet` and `line` (the spreadsheet's row number). A workbook \
+         that cannot be read is one problem on line 0. Any other type is \
+         `415 unsupported_media_type`.",
+        xlsx = crate::http::body::XLSX
+    ));
+    v["content"][crate::http::body::XLSX] = json!({
+        "schema": { "type": "string", "format": "binary", "description": format!("XLSX, first sheet with header `{header}`") }
+    });
+    v
+}
+
 const JSON_BODY_ERRORS: [Code; 3] = [
     Code::MalformedJson,
     Code::UnsupportedMediaType,
@@ -647,7 +668,7 @@ fn register_operations() -> Vec<Op> {
         Code::Overloaded,
     ];
     vec![
-        Op::new("post", "/v1/register", "importRegister", "register", "Import the register (CSV)")
+        Op::new("post", "/v1/register", "importRegister", "register", "Import the register (CSV or XLSX)")
             .roles(&[Role::Admin])
             .notes(format!(
                 "Upsert by `person_id`, all or nothing: one bad line rejects the whole file with \
@@ -657,13 +678,13 @@ fn register_operations() -> Vec<Op> {
                  (`register_import`, `rows` = lines imported).",
                 list(&register_codes)
             ))
-            .body(csv_body(
+            .body(table_body(
                 "person_id,name,phone,area,household",
                 "person_id,name,phone,area,household\n61080219850312001X,王芳,13900000000,崇文路街道/学院社区/第03网格/5号楼/3层,5号楼-3层-301\n",
             ))
             .ok(200, json_response("Imported.", r("RegisterAnswer")))
             .errors(&errors),
-        Op::new("post", "/v1/heads", "importHeads", "register", "Import the responsible heads (CSV)")
+        Op::new("post", "/v1/heads", "importHeads", "register", "Import the responsible heads (CSV or XLSX)")
             .roles(&[Role::Admin])
             .notes(format!(
                 "The responsible head of each area node; one head per node (a later file replaces \
@@ -671,7 +692,7 @@ fn register_operations() -> Vec<Op> {
                  shape as the register. Line codes: {}. Audited (`heads_import`).",
                 list(&heads_codes)
             ))
-            .body(csv_body(
+            .body(table_body(
                 "area,title,name,phone",
                 "area,title,name,phone\n崇文路街道/学院社区/第03网格/5号楼/3层,楼层长,王芳,13900000000\n",
             ))
@@ -1160,12 +1181,18 @@ fn error_schemas() -> Vec<(&'static str, Value)> {
         (
             "LineProblem",
             object(
-                "One problem of a rejected CSV file.",
+                "One problem of a rejected file (CSV or spreadsheet).",
                 &["line", "code", "message"],
                 vec![
                     (
                         "line",
-                        count("The line (the header is 1); 0 when not tied to a line."),
+                        count(
+                            "The line (the header is 1), or a spreadsheet's row number; 0 when not tied to a line.",
+                        ),
+                    ),
+                    (
+                        "sheet",
+                        string("A spreadsheet's sheet name; absent for CSV."),
                     ),
                     ("code", enum_of(LineCode::ALL.iter().map(|c| c.as_str()))),
                     ("message", string("For humans.")),

@@ -8,6 +8,7 @@ mod crash;
 mod demo;
 mod helpers;
 mod import;
+mod officials;
 mod openapi;
 mod status_cache;
 mod store;
