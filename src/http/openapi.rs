@@ -275,11 +275,12 @@ fn error_responses(codes: &[Code]) -> BTreeMap<String, Value> {
                 .map(|c| format!("`{}`: {}.", c.as_str(), code_meaning(*c)))
                 .collect::<Vec<_>>()
                 .join(" ");
-            let base = if cs.contains(&Code::InvalidRegister) {
-                "RegisterError"
-            } else {
-                "Error"
-            };
+            let base =
+                if cs.contains(&Code::InvalidRegister) || cs.contains(&Code::InvalidExemptions) {
+                    "RegisterError"
+                } else {
+                    "Error"
+                };
             let schema = json!({
                 "allOf": [
                     r(base),
@@ -1008,6 +1009,44 @@ fn other_operations() -> Vec<Op> {
                 ]
                 .concat(),
             ),
+        Op::new("post", "/v1/exemptions/import", "importExemptions", "exemptions", "Import a list of exemptions (CSV or XLSX)")
+            .roles(&[Role::Admin, Role::Official])
+            .notes(format!(
+                "A community's list of bedridden, away or hospitalised residents. All or nothing, \
+                 like the register: one bad line rejects the whole file with `400 invalid_exemptions` \
+                 and `lines` (the first {MAX_PROBLEMS} problems). Line codes: `invalid_person_id`, \
+                 `invalid_field` (an unknown `reason`, a note over 1000 characters), `invalid_time` \
+                 (not RFC 3339 with an offset), `invalid_window` (`until` before `from`), \
+                 `wrong_column_count`, `unknown_resident` (not a registered resident — for an \
+                 official, not one registered inside its area, exactly as if unregistered); for the \
+                 file: `missing_column`, `invalid_utf8`. Residents are judged once every line \
+                 parses. All exemptions are written in one transaction; answers once the status \
+                 changes are in the gates' cache. Audited as one `exemption_create` with `rows`."
+            ))
+            .body(table_body(
+                "person_id,reason,from,until,note",
+                "person_id,reason,from,until,note\n61080219850312001X,bedridden,2022-04-01T00:00:00+08:00,2022-05-01T00:00:00+08:00,卧床\n",
+            ))
+            .ok(201, json_response("Granted, ids in file order.", r("ExemptionImportAnswer")))
+            .errors(&[
+                Code::InvalidExemptions,
+                Code::UnsupportedMediaType,
+                Code::PayloadTooLarge,
+                Code::StorageUnavailable,
+                Code::Overloaded,
+            ]),
+        Op::new("get", "/v1/exemptions", "listExemptions", "exemptions", "List the exemptions in force")
+            .roles(&[Role::Admin, Role::Official])
+            .notes(
+                "Exemptions in force (not deleted, `until` not past) of residents registered under \
+                 `area`, in list order (area, household, name), then by id. Without `area`: an \
+                 official's own area; for an admin every exemption in force (a person not \
+                 registered has `name` and `area` null, listed last). `person_id` masked as in \
+                 missing lists. Audited as `missing_list`.",
+            )
+            .param(area_query("the token's area for an official; every exemption for an admin."))
+            .ok(200, json_response("The exemptions.", r("ExemptionList")))
+            .errors(&[Code::InvalidQuery, Code::UnknownArea, Code::OutOfScope, Code::StorageUnavailable]),
         Op::new("delete", "/v1/exemptions/{id}", "deleteExemption", "exemptions", "Delete an exemption")
             .roles(&[Role::Admin, Role::Official])
             .notes(format!(
@@ -1181,7 +1220,7 @@ fn error_schemas() -> Vec<(&'static str, Value)> {
         (
             "LineProblem",
             object(
-                "One problem of a rejected file (CSV or spreadsheet).",
+                "One problem of a rejected file (CSV or spreadsheet: register, heads, exemptions).",
                 &["line", "code", "message"],
                 vec![
                     (
@@ -1521,6 +1560,60 @@ fn account_schemas() -> Vec<(&'static str, Value)> {
                     ("until", time("", false)),
                     ("note", string("Empty when none was given.")),
                 ],
+            ),
+        ),
+        (
+            "ExemptionImportAnswer",
+            object(
+                "",
+                &["created", "ids"],
+                vec![
+                    ("created", count("Exemptions granted.")),
+                    (
+                        "ids",
+                        json!({ "type": "array", "items": { "type": "string" }, "description": "Their ids, in file order." }),
+                    ),
+                ],
+            ),
+        ),
+        (
+            "ListedExemption",
+            object(
+                "",
+                &[
+                    "id",
+                    "person_id",
+                    "name",
+                    "area",
+                    "reason",
+                    "from",
+                    "until",
+                    "note",
+                ],
+                vec![
+                    ("id", string("For `DELETE /v1/exemptions/{id}`.")),
+                    (
+                        "person_id",
+                        string("Masked: the first 6 and last 4 characters."),
+                    ),
+                    ("name", json!({ "type": "string", "nullable": true })),
+                    ("area", json!({ "type": "string", "nullable": true })),
+                    ("reason", r("ExemptionReason")),
+                    ("from", time("", false)),
+                    ("until", time("", false)),
+                    ("note", string("Empty when none was given.")),
+                ],
+            ),
+        ),
+        (
+            "ExemptionList",
+            object(
+                "",
+                &["exemptions"],
+                vec![(
+                    "exemptions",
+                    json!({ "type": "array", "items": r("ListedExemption") }),
+                )],
             ),
         ),
         (

@@ -6,6 +6,7 @@ use rust_xlsxwriter::Workbook;
 use serde_json::json;
 
 use crate::helpers::*;
+use rollcall::domain::Timestamp;
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
 /// A workbook of one sheet named `sheet`; a cell of only digits (and not an
@@ -210,4 +211,203 @@ async fn a_spreadsheet_over_eight_mebibytes_is_payload_too_large() {
     )
     .await;
     assert_eq!((r.status, r.code().as_str()), (413, "payload_too_large"));
+}
+
+const HOUR: i64 = 3_600_000;
+const A: &str = "崇文路街道/学院社区";
+const B: &str = "崇文路街道/南苑社区";
+
+fn t(ts: Timestamp) -> String {
+    ts.to_rfc3339()
+}
+
+fn line_codes(r: &Resp) -> Vec<(u64, String)> {
+    r.json()["lines"]
+        .as_array()
+        .unwrap_or(&Vec::new())
+        .iter()
+        .map(|l| {
+            (
+                l["line"].as_u64().unwrap(),
+                l["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exemptions_import_is_all_or_nothing_with_each_line_code() {
+    let app = spawn_app().await;
+    let (csv, people) = small_city(2);
+    app.register(&csv).await;
+    let (_, off_a) = app.token("official", None, Some(A)).await;
+    let in_a: Vec<&String> = people
+        .iter()
+        .filter(|(_, a)| a.starts_with(A))
+        .map(|(id, _)| id)
+        .collect();
+    let in_b = &people.iter().find(|(_, a)| a.starts_with(B)).unwrap().0;
+    let now = app.now();
+    let (from, until) = (t(now.plus_millis(-HOUR)), t(now.plus_millis(240 * HOUR)));
+    let header = "person_id,reason,from,until,note\n";
+    let row = |id: &str, reason: &str, f: &str, u: &str| format!("{id},{reason},{f},{u},卧床\n");
+
+    // Every line code, and good lines beside them: nothing is granted.
+    let unregistered = pid("19900101", 999);
+    let mut bad = header.to_owned();
+    bad += &row(in_a[0], "bedridden", &from, &until); // 2: good
+    bad += &row(&in_a[1][..17], "away", &from, &until); // 3
+    bad += &row(in_a[1], "sleepy", &from, &until); // 4
+    bad += &row(in_a[1], "away", "2022-04-19T08:00:00", &until); // 5
+    bad += &row(in_a[1], "away", &until, &from); // 6
+    bad += &format!("{},away,{from},{until}\n", in_a[1]); // 7
+    bad += &row(in_b, "away", &from, &until); // 8: registered, outside A
+    bad += &row(&unregistered, "away", &from, &until); // 9
+    let r = app.post_csv("/v1/exemptions/import", &off_a, &bad).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_exemptions"));
+    let want: Vec<(u64, String)> = [
+        (3, "invalid_person_id"),
+        (4, "invalid_field"),
+        (5, "invalid_time"),
+        (6, "invalid_window"),
+        (7, "wrong_column_count"),
+    ]
+    .into_iter()
+    .map(|(l, c)| (l, c.to_owned()))
+    .collect();
+    assert_eq!(line_codes(&r), want);
+    // Once the lines parse, the residents are judged: outside the area is
+    // exactly as unknown as unregistered, and never says where they live.
+    let mut bad = header.to_owned();
+    bad += &row(in_a[0], "bedridden", &from, &until);
+    bad += &row(in_b, "away", &from, &until);
+    bad += &row(&unregistered, "away", &from, &until);
+    let r = app.post_csv("/v1/exemptions/import", &off_a, &bad).await;
+    assert_eq!(r.code(), "invalid_exemptions");
+    let lines = line_codes(&r);
+    assert_eq!(
+        lines,
+        [
+            (3, "unknown_resident".to_owned()),
+            (4, "unknown_resident".to_owned())
+        ]
+    );
+    assert!(!r.text().contains(B), "{}", r.text());
+    let listed = app.get("/v1/exemptions", &off_a).await.json();
+    assert_eq!(listed["exemptions"], json!([]), "nothing was granted");
+
+    // A good file: created, listed (masked), durable, audited once.
+    let mut good = header.to_owned();
+    for id in &in_a[..3] {
+        good += &row(id, "bedridden", &from, &until);
+    }
+    let r = app.post_csv("/v1/exemptions/import", &off_a, &good).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let j = r.json();
+    assert_eq!(j["created"], 3);
+    assert_eq!(j["ids"].as_array().unwrap().len(), 3);
+    let app = app.restart().await;
+    let r = app.get(&format!("/v1/exemptions?area={A}"), &off_a).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let listed = r.json()["exemptions"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 3);
+    for x in &listed {
+        assert_eq!(x["reason"], "bedridden");
+        assert!(x["area"].as_str().unwrap().starts_with(A));
+        assert!(x["name"].as_str().is_some());
+        assert!(x["person_id"].as_str().unwrap().contains("********"));
+    }
+    let ids: Vec<&str> = j["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for x in &listed {
+        assert!(ids.contains(&x["id"].as_str().unwrap()));
+    }
+    // B's official sees none of them; an official may not list outside.
+    let (_, off_b) = app.token("official", None, Some(B)).await;
+    assert_eq!(
+        app.get("/v1/exemptions", &off_b).await.json()["exemptions"],
+        json!([])
+    );
+    let r = app.get(&format!("/v1/exemptions?area={A}"), &off_b).await;
+    assert_eq!((r.status, r.code().as_str()), (403, "out_of_scope"));
+    let entries = app.get("/v1/audit", ADMIN).await.json()["entries"].clone();
+    let creates: Vec<&serde_json::Value> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "exemption_create")
+        .collect();
+    assert_eq!(creates.len(), 1);
+    assert_eq!(creates[0]["rows"], 3);
+
+    // The same list as a spreadsheet; a bad row is named with its sheet.
+    let rows: Vec<Vec<String>> = csv_rows(&good.replace(in_a[2].as_str(), &in_a[2][..17]));
+    let r = post_file(
+        &app,
+        "/v1/exemptions/import",
+        ADMIN,
+        XLSX,
+        xlsx("豁免", &rows),
+    )
+    .await;
+    assert_eq!(r.code(), "invalid_exemptions");
+    let l = &r.json()["lines"][0];
+    assert_eq!(
+        (l["line"].as_u64(), l["code"].as_str(), l["sheet"].as_str()),
+        (Some(4), Some("invalid_person_id"), Some("豁免"))
+    );
+    let r = post_file(
+        &app,
+        "/v1/exemptions/import",
+        ADMIN,
+        XLSX,
+        xlsx("豁免", &csv_rows(&good)),
+    )
+    .await;
+    assert_eq!(r.json()["created"], 3, "{}", r.text());
+    assert_eq!(
+        app.get("/v1/exemptions", ADMIN).await.json()["exemptions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_exemptions_lift_the_flags_of_a_closed_round() {
+    let app = no_redis().await;
+    let (csv, people) = small_city(1);
+    app.register(&csv).await;
+    let now = app.now();
+    let r = app
+        .create_round(
+            ADMIN,
+            &[A],
+            now.plus_millis(-2 * HOUR),
+            now.plus_millis(-HOUR),
+        )
+        .await;
+    let rid = r.json()["id"].as_str().unwrap().to_owned();
+    app.close_round(ADMIN, &rid).await;
+    let (_, gate) = app.token("gate", None, None).await;
+    let id = &people[0].0;
+    assert_eq!(app.status(&gate, id).await.json()["color"], "yellow");
+    let file = format!(
+        "person_id,reason,from,until,note\n{id},hospitalized,{},{},\n",
+        t(now.plus_millis(-3 * HOUR)),
+        t(now.plus_millis(HOUR))
+    );
+    let r = app.post_csv("/v1/exemptions/import", ADMIN, &file).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(app.status(&gate, id).await.json()["color"], "green");
+    let missing = app
+        .get(&format!("/v1/rounds/{rid}/missing"), ADMIN)
+        .await
+        .json();
+    assert!(!missing.to_string().contains(&id[14..]), "{missing}");
 }

@@ -45,6 +45,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/rounds/{id}/coverage"),
     ("GET", "/v1/rounds/{id}/progress"),
     ("POST", "/v1/exemptions"),
+    ("GET", "/v1/exemptions"),
+    ("POST", "/v1/exemptions/import"),
     ("DELETE", "/v1/exemptions/{id}"),
     ("GET", "/v1/status/{person_id}"),
     ("GET", "/v1/audit"),
@@ -79,6 +81,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(rounds::coverage)
         .service(rounds::progress)
         .service(exemptions::create)
+        .service(exemptions::list)
+        .service(exemptions::import)
         .service(exemptions::delete)
         .service(audit::list)
         // Guarded like the handlers' `#[get]`, so another method falls through

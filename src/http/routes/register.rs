@@ -12,9 +12,14 @@ use crate::http::auth::Principal;
 use crate::http::error::{ApiError, Code};
 use crate::http::{AppState, body, routes::audit::record};
 
-pub(crate) fn rejected(lines: Vec<LineProblem>, what: &str) -> ApiError {
+fn rejected(lines: Vec<LineProblem>, what: &str) -> ApiError {
+    rejected_file(Code::InvalidRegister, lines, what)
+}
+
+/// A rejected file (register, heads, exemptions): `code` with its problems.
+pub(crate) fn rejected_file(code: Code, lines: Vec<LineProblem>, what: &str) -> ApiError {
     let mut e = ApiError::new(
-        Code::InvalidRegister,
+        code,
         format!(
             "the {what} file was rejected ({} problem(s)); nothing was changed",
             lines.len()

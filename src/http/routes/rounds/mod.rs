@@ -215,18 +215,23 @@ pub fn resolve(
 ) -> Result<(u32, Option<u32>), ApiError> {
     e.round(id)
         .ok_or_else(|| ApiError::new(Code::UnknownRound, "no such round"))?;
-    let node = match area {
-        Some(a) => Some(
+    Ok((id, area_node(e, area)?))
+}
+
+/// The register's node for a view's area (`None`: no area, the whole
+/// city); an area not in the register is `400 unknown_area`.
+pub fn area_node(e: &Engine, area: Option<&AreaPath>) -> Result<Option<u32>, ApiError> {
+    match area {
+        Some(a) => Ok(Some(
             e.register()
                 .node(a)
                 .filter(|_| e.register().area_exists(a))
                 .ok_or_else(|| {
                     ApiError::new(Code::UnknownArea, format!("{a} is not in the register"))
                 })?,
-        ),
-        None => None,
-    };
-    Ok((id, node))
+        )),
+        None => Ok(None),
+    }
 }
 
 fn coverage_json(n: &CoverageNode) -> Value {
