@@ -890,9 +890,12 @@ fn view_operations() -> Vec<Op> {
                 "People of the round in `missing` under `area`, sorted by area, household, name (by \
                  code point). `person_id` is masked to its first 6 and last 4 characters in every \
                  format unless an admin asks `unmask=true` (anyone else: `403 forbidden`). \
-                 `group_by=head` (JSON only; with `format=csv|xlsx` it is `400 invalid_query`) returns \
+                 `group_by=head` (JSON or text; with `format=csv|xlsx` it is `400 invalid_query`) returns \
                  one group per head, in the order of the head's area path, people without a head last \
-                 with `\"head\": null`. CSV columns: \
+                 with `\"head\": null`. `format=text` (`group_by=head` implied) gives the same groups \
+                 as door-knock messages in plain Chinese (`text/plain; charset=utf-8`), one per head, \
+                 separated by one blank line: the round, the head's title and name, their area, then \
+                 each household with the names still missing — never an ID or phone number. CSV columns: \
                  `person_id,name,phone,area,household,head_title,head_name,head_phone` (three empty \
                  fields without a head), streamed. XLSX: a summary sheet with a row per grid \
                  (`grid,in_scope,sampled,made_up,exempt,missing`), then one sheet per grid with the \
@@ -905,8 +908,8 @@ fn view_operations() -> Vec<Op> {
             ))
             .param(query_param(
                 "format",
-                json!({ "type": "string", "enum": ["json", "csv", "xlsx"], "default": "json" }),
-                "The answer's format.",
+                json!({ "type": "string", "enum": ["json", "csv", "xlsx", "text"], "default": "json" }),
+                "The answer's format (`text`: messages per head).",
             ))
             .param(query_param(
                 "unmask",
@@ -917,12 +920,12 @@ fn view_operations() -> Vec<Op> {
             .param(query_param(
                 "group_by",
                 json!({ "type": "string", "enum": ["head"] }),
-                "`head`: group the JSON list by responsible head.",
+                "`head`: group the list by responsible head (JSON, or messages with `format=text`).",
             ))
             .ok(
                 200,
                 json!({
-                    "description": "The missing list (JSON flat, JSON grouped by head, CSV or XLSX).",
+                    "description": "The missing list (JSON flat, JSON grouped by head, CSV, XLSX, or text messages per head).",
                     "headers": {
                         "Content-Disposition": {
                             "description": "XLSX only: `attachment; filename=\"missing-round-{id}.xlsx\"`.",
@@ -932,7 +935,8 @@ fn view_operations() -> Vec<Op> {
                     "content": {
                         "application/json": { "schema": { "oneOf": [r("MissingList"), r("MissingGroups")] } },
                         "text/csv": { "schema": { "type": "string", "description": "CSV with header `person_id,name,phone,area,household,head_title,head_name,head_phone`." } },
-                        xlsx: { "schema": { "type": "string", "format": "binary" } }
+                        xlsx: { "schema": { "type": "string", "format": "binary" } },
+                        "text/plain": { "schema": { "type": "string", "description": "One message per head, separated by a blank line." } }
                     }
                 }),
             )

@@ -411,3 +411,147 @@ async fn imported_exemptions_lift_the_flags_of_a_closed_round() {
         .json();
     assert!(!missing.to_string().contains(&id[14..]), "{missing}");
 }
+
+/// Whether `text` holds a run of 18 ID characters (17 digits, then a digit
+/// or X), or any run of 11 digits (a phone number).
+fn has_id_or_phone(text: &str) -> bool {
+    let mut digits = 0;
+    for &c in text.as_bytes() {
+        if c.is_ascii_digit() {
+            digits += 1;
+            if digits >= 11 {
+                return true;
+            }
+        } else {
+            if digits == 17 && (c == b'X' || c == b'x') {
+                return true;
+            }
+            digits = 0;
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_text_messages_for_the_fixture_city_match_the_json_groups() {
+    let app = no_redis().await;
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/chongwen");
+    let register = std::fs::read_to_string(fixtures.join("register.csv")).unwrap();
+    let heads = std::fs::read_to_string(fixtures.join("heads.csv")).unwrap();
+    assert_eq!(app.register(&register).await.status, 200);
+    assert_eq!(app.heads(&heads).await.status, 200);
+    let now = app.now();
+    let r = app
+        .post(
+            "/v1/rounds",
+            ADMIN,
+            &json!({"name": "第3轮全员核酸", "scope": [A], "opens_at": t(now.plus_millis(-2 * HOUR)), "deadline": t(now.plus_millis(HOUR))}),
+        )
+        .await;
+    let rid = r.json()["id"].as_str().unwrap().to_owned();
+    // Sample every third resident of the community, so households are
+    // partly missing.
+    let (_, scanner) = app.token("scanner", Some("S01"), None).await;
+    let sampled: Vec<serde_json::Value> = register
+        .lines()
+        .skip(1)
+        .filter(|l| l.contains(A))
+        .step_by(3)
+        .enumerate()
+        .map(|(i, l)| {
+            let id = l.split(',').next().unwrap();
+            json!({"person_id": id, "tube_id": format!("T{:06}", i / 10), "collected_at": t(now.plus_millis(-HOUR))})
+        })
+        .collect();
+    for chunk in sampled.chunks(5000) {
+        assert_eq!(app.records(&scanner, json!(chunk)).await.status, 200);
+    }
+    let (_, off) = app.token("official", None, Some(A)).await;
+    let j = app
+        .get(&format!("/v1/rounds/{rid}/missing?group_by=head"), &off)
+        .await
+        .json();
+    let r = app
+        .get(
+            &format!("/v1/rounds/{rid}/missing?group_by=head&format=text"),
+            &off,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.headers["content-type"].to_str().unwrap(),
+        "text/plain; charset=utf-8"
+    );
+    let text = r.text();
+    assert!(
+        !has_id_or_phone(&text),
+        "an ID or phone number in the messages"
+    );
+    let groups = j["groups"].as_array().unwrap();
+    assert!(groups.len() > 10, "{} groups", groups.len());
+    let messages: Vec<&str> = text.trim_end().split("\n\n").collect();
+    assert_eq!(messages.len(), groups.len());
+    let mut total = 0;
+    for (m, g) in messages.iter().zip(groups) {
+        let mut lines = m.lines();
+        let first = lines.next().unwrap();
+        assert!(first.starts_with("【第3轮全员核酸】"), "{first}");
+        if let Some(h) = g["head"].as_object() {
+            let who = format!(
+                "{}{}",
+                h["title"].as_str().unwrap(),
+                h["name"].as_str().unwrap()
+            );
+            assert!(first.contains(&who), "{first} names {who}");
+        }
+        assert!(
+            m.lines().all(|l| !l.trim().is_empty()),
+            "a blank line inside {m}"
+        );
+        // Household lines, back to (household, name) in list order.
+        let from_text: Vec<(String, String)> = lines
+            .flat_map(|l| {
+                let (household, names) = l.split_once('：').unwrap();
+                names
+                    .split('、')
+                    .map(|n| (household.to_owned(), n.to_owned()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let from_json: Vec<(String, String)> = g["people"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["household"].as_str().unwrap().to_owned(),
+                    p["name"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(from_text, from_json);
+        total += from_json.len();
+    }
+    assert_eq!(
+        total as u64,
+        j["total"].as_u64().unwrap(),
+        "every missing person once"
+    );
+    // The messages are audited like any missing list.
+    let entries = app.get("/v1/audit", ADMIN).await.json()["entries"].clone();
+    let lists = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "missing_list")
+        .count();
+    assert_eq!(lists, 2);
+    // Grouping is for JSON and text only.
+    let r = app
+        .get(
+            &format!("/v1/rounds/{rid}/missing?group_by=head&format=csv"),
+            &off,
+        )
+        .await;
+    assert_eq!(r.code(), "invalid_query");
+}

@@ -139,10 +139,10 @@ pub async fn missing(
     let id = parse_round_id(&id)?;
     let q = body::query(&req, &["area", "format", "unmask", "group_by"])?;
     let format = q.get("format").map_or("json", String::as_str).to_owned();
-    if !matches!(format.as_str(), "json" | "csv" | "xlsx") {
+    if !matches!(format.as_str(), "json" | "csv" | "xlsx" | "text") {
         return Err(ApiError::new(
             Code::InvalidQuery,
-            "`format` must be json, csv or xlsx",
+            "`format` must be json, csv, xlsx or (with group_by=head) text",
         ));
     }
     let unmask = match q.get("unmask").map(String::as_str) {
@@ -160,10 +160,12 @@ pub async fn missing(
         Some("head") => true,
         Some(_) => return Err(ApiError::new(Code::InvalidQuery, "`group_by` must be head")),
     };
-    if grouped && format != "json" {
+    // Messages are per head: `format=text` implies `group_by=head`.
+    let grouped = grouped || format == "text";
+    if grouped && !matches!(format.as_str(), "json" | "text") {
         return Err(ApiError::new(
             Code::InvalidQuery,
-            "`group_by=head` is for format=json",
+            "`group_by=head` is for format=json or text",
         ));
     }
     if unmask && !who.is_admin() {
@@ -223,6 +225,16 @@ pub async fn missing(
                     format!("attachment; filename=\"missing-round-{id}.xlsx\""),
                 ))
                 .body(bytes))
+        }
+        "text" => {
+            let name = state
+                .read(move |e| e.round(id).map(|r| r.name.clone()))
+                .await?
+                .unwrap_or_default();
+            Ok(super::messages::text_response(
+                &name,
+                &group_by_head(people),
+            ))
         }
         _ if grouped => {
             let groups: Vec<_> = group_by_head(people)

@@ -12,6 +12,7 @@ use crate::http::body::{self, Fields};
 use crate::http::error::{ApiError, Code};
 use crate::http::{AppState, routes::audit::record};
 
+pub mod messages;
 pub mod missing;
 
 fn parse_round_id(s: &str) -> Result<u32, ApiError> {
