@@ -941,6 +941,54 @@ fn view_operations() -> Vec<Op> {
                 }),
             )
             .errors(&[&view_errors[..], &[Code::StorageUnavailable]].concat()),
+        Op::new("get", "/v1/repeat-missing", "repeatMissing", "rounds", "Who misses round after round")
+            .roles(&[Role::Admin, Role::Official])
+            .notes(
+                "Residents under `area` still flagged in at least `min` of the last `last` closed \
+                 rounds whose scope covered them (rounds ordered by deadline, then id; moved-out \
+                 residents too while a round still flags them): the people a campaign must chase \
+                 first. Sorted by `misses` (most first), then area, household, name. Each person as in \
+                 missing lists, plus `misses` and `round_ids` (in round order). `person_id` is masked \
+                 unless an admin asks `unmask=true` (anyone else: `403 forbidden`). CSV and XLSX: the \
+                 missing list's columns, then `misses` and `round_ids` (space-separated). Any other \
+                 query parameter, or one given twice, is `400 invalid_query`. Every call is audited \
+                 (`missing_list`; also `unmask` when unmasked).",
+            )
+            .param(area_query(
+                "an official's own area; for an admin the whole city, answered as `\"area\": null`.",
+            ))
+            .param(query_param(
+                "last",
+                json!({ "type": "integer", "minimum": 1, "maximum": crate::http::routes::repeat_missing::MAX_LAST, "default": crate::http::routes::repeat_missing::DEFAULT_LAST }),
+                "How many of each person's last closed rounds to look at; otherwise `400 invalid_query`.",
+            ))
+            .param(query_param(
+                "min",
+                json!({ "type": "integer", "minimum": 1, "maximum": crate::http::routes::repeat_missing::MAX_LAST, "default": crate::http::routes::repeat_missing::DEFAULT_MIN }),
+                "The fewest of those rounds that must still flag them (more than `last`: nobody).",
+            ))
+            .param(query_param(
+                "format",
+                json!({ "type": "string", "enum": ["json", "csv", "xlsx"], "default": "json" }),
+                "The answer's format.",
+            ))
+            .param(query_param(
+                "unmask",
+                json!({ "type": "boolean", "default": false }),
+                "`true` shows whole ID numbers (admin only).",
+            ))
+            .ok(
+                200,
+                json!({
+                    "description": "The repeat missers.",
+                    "content": {
+                        "application/json": { "schema": r("RepeatMissing") },
+                        "text/csv": { "schema": { "type": "string", "description": "CSV with header `person_id,name,phone,area,household,head_title,head_name,head_phone,misses,round_ids`." } },
+                        xlsx: { "schema": { "type": "string", "format": "binary" } }
+                    }
+                }),
+            )
+            .errors(&[Code::InvalidQuery, Code::UnknownArea, Code::OutOfScope, Code::Forbidden, Code::StorageUnavailable]),
         Op::new("get", "/v1/rounds/{id}/coverage", "coverage", "rounds", "Coverage by area")
             .roles(&[Role::Admin, Role::Official])
             .notes(
@@ -1823,6 +1871,32 @@ fn round_schemas() -> Vec<(&'static str, Value)> {
                         );
                         v
                     }),
+                ],
+            ),
+        ),
+        (
+            "RepeatMissing",
+            object(
+                "",
+                &["area", "last", "min", "total", "people"],
+                vec![
+                    (
+                        "area",
+                        json!({ "type": "string", "nullable": true, "description": "The area shown; null for an admin's whole city." }),
+                    ),
+                    ("last", count("")),
+                    ("min", count("")),
+                    ("total", count("")),
+                    (
+                        "people",
+                        json!({ "type": "array", "items": { "allOf": [
+                            r("MissingPerson"),
+                            object("", &["misses", "round_ids"], vec![
+                                ("misses", count("How many of the rounds looked at still flag them.")),
+                                ("round_ids", json!({ "type": "array", "items": r("RoundId") })),
+                            ]),
+                        ] } }),
+                    ),
                 ],
             ),
         ),

@@ -261,6 +261,7 @@ async fn each_role_is_held_to_its_endpoints() {
     }
     for tok in [&gate, &scanner, &lab] {
         assert_eq!(app.get("/v1/exemptions", tok).await.code(), "forbidden");
+        assert_eq!(app.get("/v1/repeat-missing", tok).await.code(), "forbidden");
         let r = app
             .post_csv(
                 "/v1/exemptions/import",
@@ -284,6 +285,7 @@ async fn each_role_is_held_to_its_endpoints() {
         format!("/v1/rounds/{rb}/progress?area={B}"),
         format!("/v1/residents/{pid_b}"),
         format!("/v1/exemptions?area={B}"),
+        format!("/v1/repeat-missing?area={B}"),
     ] {
         let r = app.get(&path, &off_a).await;
         assert_eq!(

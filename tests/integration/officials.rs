@@ -2,6 +2,7 @@
 //! heads, exemptions), door-knock messages out, repeat missers. The real
 //! server on port 0 with its own data directory.
 
+use calamine::Reader;
 use rust_xlsxwriter::Workbook;
 use serde_json::json;
 
@@ -221,6 +222,18 @@ fn t(ts: Timestamp) -> String {
     ts.to_rfc3339()
 }
 
+/// The audit log's entries of one action.
+async fn audited(app: &TestApp, action: &str) -> Vec<serde_json::Value> {
+    let entries = app.get("/v1/audit", ADMIN).await.json()["entries"].clone();
+    entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == action)
+        .cloned()
+        .collect()
+}
+
 fn line_codes(r: &Resp) -> Vec<(u64, String)> {
     r.json()["lines"]
         .as_array()
@@ -334,13 +347,7 @@ async fn an_exemptions_import_is_all_or_nothing_with_each_line_code() {
     );
     let r = app.get(&format!("/v1/exemptions?area={A}"), &off_b).await;
     assert_eq!((r.status, r.code().as_str()), (403, "out_of_scope"));
-    let entries = app.get("/v1/audit", ADMIN).await.json()["entries"].clone();
-    let creates: Vec<&serde_json::Value> = entries
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["action"] == "exemption_create")
-        .collect();
+    let creates = audited(&app, "exemption_create").await;
     assert_eq!(creates.len(), 1);
     assert_eq!(creates[0]["rows"], 3);
 
@@ -538,14 +545,7 @@ async fn the_text_messages_for_the_fixture_city_match_the_json_groups() {
         "every missing person once"
     );
     // The messages are audited like any missing list.
-    let entries = app.get("/v1/audit", ADMIN).await.json()["entries"].clone();
-    let lists = entries
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["action"] == "missing_list")
-        .count();
-    assert_eq!(lists, 2);
+    assert_eq!(audited(&app, "missing_list").await.len(), 2);
     // Grouping is for JSON and text only.
     let r = app
         .get(
@@ -554,4 +554,168 @@ async fn the_text_messages_for_the_fixture_city_match_the_json_groups() {
         )
         .await;
     assert_eq!(r.code(), "invalid_query");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeat_missers_are_those_still_flagged_in_enough_of_their_last_rounds() {
+    let app = spawn_with(Opts {
+        redis: false,
+        manual_clock: Some(rollcall::engine::clock::Clock::now(
+            &rollcall::engine::clock::SystemClock,
+        )),
+        ..Opts::default()
+    })
+    .await;
+    let clock = app.clock.clone().unwrap();
+    let (csv, people) = small_city(2);
+    app.register(&csv).await;
+    let in_a: Vec<&String> = people
+        .iter()
+        .filter(|(_, a)| a.starts_with(A))
+        .map(|(id, _)| id)
+        .collect();
+    let (_, scanner) = app.token("scanner", Some("S01"), None).await;
+    // Four daily rounds over A. Person k of A is sampled in the first k
+    // rounds (k ≥ 4: in every round).
+    for round in 0..4usize {
+        let opens = app.now();
+        let r = app
+            .create_round(ADMIN, &[A], opens, opens.plus_millis(8 * HOUR))
+            .await;
+        let rid = r.json()["id"].as_str().unwrap().to_owned();
+        clock.advance_millis(HOUR);
+        let records: Vec<serde_json::Value> = in_a
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| *k > round)
+            .map(|(k, id)| json!({"person_id": id, "tube_id": format!("R{round}K{k}"), "collected_at": t(app.now())}))
+            .collect();
+        assert_eq!(app.records(&scanner, json!(records)).await.status, 200);
+        clock.advance_millis(7 * HOUR);
+        assert_eq!(app.close_round(ADMIN, &rid).await.status, 200);
+        clock.advance_millis(16 * HOUR);
+    }
+    let (_, off_a) = app.token("official", None, Some(A)).await;
+    let who = |j: &serde_json::Value| -> Vec<(String, u64, Vec<String>)> {
+        j["people"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["person_id"].as_str().unwrap().to_owned(),
+                    p["misses"].as_u64().unwrap(),
+                    p["round_ids"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|r| r.as_str().unwrap().to_owned())
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    let masked = |k: usize| format!("{}********{}", &in_a[k][..6], &in_a[k][14..]);
+    let ids = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    // Defaults: last 3, min 2.
+    let r = app.get("/v1/repeat-missing", &off_a).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    assert_eq!(
+        (j["area"].as_str(), j["last"].as_u64(), j["min"].as_u64()),
+        (Some(A), Some(3), Some(2))
+    );
+    assert_eq!(
+        who(&j),
+        [
+            (masked(0), 3, ids(&["2", "3", "4"])),
+            (masked(1), 3, ids(&["2", "3", "4"])),
+            (masked(2), 2, ids(&["3", "4"])),
+        ]
+    );
+    assert_eq!(j["total"], 3);
+    assert!(j["people"][0]["head"].is_null() || j["people"][0]["head"].is_object());
+    let j = app
+        .get("/v1/repeat-missing?last=4&min=4", &off_a)
+        .await
+        .json();
+    assert_eq!(who(&j), [(masked(0), 4, ids(&["1", "2", "3", "4"]))]);
+    let j = app
+        .get("/v1/repeat-missing?last=1&min=1", &off_a)
+        .await
+        .json();
+    assert_eq!(j["total"], 4);
+    // Unmasked for an admin only; B's official sees nobody of A's rounds.
+    let j = app
+        .get("/v1/repeat-missing?unmask=true", ADMIN)
+        .await
+        .json();
+    assert_eq!(j["people"][0]["person_id"], in_a[0].as_str());
+    assert_eq!(j["area"], serde_json::Value::Null);
+    let r = app.get("/v1/repeat-missing?unmask=true", &off_a).await;
+    assert_eq!((r.status, r.code().as_str()), (403, "forbidden"));
+    let (_, off_b) = app.token("official", None, Some(B)).await;
+    assert_eq!(
+        app.get("/v1/repeat-missing", &off_b).await.json()["total"],
+        0
+    );
+    let r = app
+        .get(&format!("/v1/repeat-missing?area={A}"), &off_b)
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (403, "out_of_scope"));
+    // More misses than rounds looked at: nobody, not an error.
+    assert_eq!(
+        app.get("/v1/repeat-missing?last=2&min=3", &off_a)
+            .await
+            .json()["total"],
+        0
+    );
+    for bad in [
+        "last=0",
+        "min=0",
+        "last=1001",
+        "last=x",
+        "min=-1",
+        "format=pdf",
+        "sort=name",
+    ] {
+        let r = app.get(&format!("/v1/repeat-missing?{bad}"), &off_a).await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (400, "invalid_query"),
+            "{bad}"
+        );
+    }
+    // CSV and XLSX hold the same people, with their misses.
+    let r = app.get("/v1/repeat-missing?format=csv", &off_a).await;
+    let text = r.text();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        rows[0],
+        "person_id,name,phone,area,household,head_title,head_name,head_phone,misses,round_ids"
+    );
+    assert_eq!(rows.len(), 4);
+    assert!(
+        rows[1].starts_with(&masked(0)) && rows[1].ends_with(",3,2 3 4"),
+        "{}",
+        rows[1]
+    );
+    let r = app.get("/v1/repeat-missing?format=xlsx", &off_a).await;
+    assert_eq!(r.headers["content-type"].to_str().unwrap(), XLSX);
+    let mut wb: calamine::Xlsx<_> =
+        calamine::open_workbook_from_rs(std::io::Cursor::new(r.body.clone())).unwrap();
+    let range = wb.worksheet_range_at(0).unwrap().unwrap();
+    let cells: Vec<Vec<String>> = range
+        .rows()
+        .map(|r| r.iter().map(ToString::to_string).collect())
+        .collect();
+    assert_eq!(cells.len(), 4);
+    assert_eq!(cells[3][0], masked(2));
+    assert_eq!(cells[3][8], "2");
+    // Every call is audited as a list of people.
+    assert_eq!(
+        audited(&app, "missing_list").await.len(),
+        8,
+        "one per list answered"
+    );
 }

@@ -5,6 +5,7 @@ pub mod exemptions;
 pub mod ops;
 pub mod records;
 pub mod register;
+pub mod repeat_missing;
 pub mod residents;
 pub mod results;
 pub mod rounds;
@@ -44,6 +45,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/rounds/{id}/missing"),
     ("GET", "/v1/rounds/{id}/coverage"),
     ("GET", "/v1/rounds/{id}/progress"),
+    ("GET", "/v1/repeat-missing"),
     ("POST", "/v1/exemptions"),
     ("GET", "/v1/exemptions"),
     ("POST", "/v1/exemptions/import"),
@@ -80,6 +82,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(rounds::missing::missing)
         .service(rounds::coverage)
         .service(rounds::progress)
+        .service(repeat_missing::list)
         .service(exemptions::create)
         .service(exemptions::list)
         .service(exemptions::import)

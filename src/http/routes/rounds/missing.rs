@@ -50,7 +50,8 @@ pub const COLUMNS: [&str; 8] = [
 ];
 
 impl PersonOut {
-    fn cells(&self) -> [&str; 8] {
+    /// The CSV and XLSX cells, in [`COLUMNS`] order.
+    pub fn cells(&self) -> [&str; 8] {
         let (t, n, p) = self
             .head
             .as_ref()
@@ -71,31 +72,34 @@ impl PersonOut {
 /// The missing people of a round under a node, in list order.
 pub fn people(e: &Engine, round: u32, node: Option<u32>, unmask: bool) -> Vec<PersonOut> {
     let r = e.round(round).expect("resolved round");
-    let reg = e.register();
     e.missing(r, node)
         .into_iter()
-        .map(|row| {
-            let p = reg.resident(row);
-            let head = reg.nearest_head(p.node);
-            PersonOut {
-                person_id: if unmask {
-                    p.person_id.to_string()
-                } else {
-                    p.person_id.masked()
-                },
-                name: p.name.to_owned(),
-                phone: p.phone.to_owned(),
-                area: p.area.to_string(),
-                household: p.household.to_owned(),
-                head_area: head.map(|(n, _)| reg.nodes()[n as usize].path.to_string()),
-                head: head.map(|(_, h)| HeadOut {
-                    title: h.title.clone(),
-                    name: h.name.clone(),
-                    phone: h.phone.clone(),
-                }),
-            }
-        })
+        .map(|row| person_out(e, row, unmask))
         .collect()
+}
+
+/// The person of a register row as lists show them (masked unless `unmask`).
+pub fn person_out(e: &Engine, row: u32, unmask: bool) -> PersonOut {
+    let reg = e.register();
+    let p = reg.resident(row);
+    let head = reg.nearest_head(p.node);
+    PersonOut {
+        person_id: if unmask {
+            p.person_id.to_string()
+        } else {
+            p.person_id.masked()
+        },
+        name: p.name.to_owned(),
+        phone: p.phone.to_owned(),
+        area: p.area.to_string(),
+        household: p.household.to_owned(),
+        head_area: head.map(|(n, _)| reg.nodes()[n as usize].path.to_string()),
+        head: head.map(|(_, h)| HeadOut {
+            title: h.title.clone(),
+            name: h.name.clone(),
+            phone: h.phone.clone(),
+        }),
+    }
 }
 
 /// Groups in the order of the head's area path; the head-less group last.
