@@ -78,9 +78,11 @@ impl Table for SheetTable {
             let i = self.next;
             self.next += 1;
             self.cells.clear();
-            if let Some(row) = self.range.rows().nth(i) {
-                self.cells.extend(row.iter().map(cell_text));
-            }
+            // By position: `rows().nth(i)` would walk every earlier row.
+            let width = self.range.width();
+            self.cells.extend(
+                (0..width).map(|j| self.range.get((i, j)).map_or_else(String::new, cell_text)),
+            );
             while self.cells.last().is_some_and(|c| c.trim().is_empty()) {
                 self.cells.pop();
             }
