@@ -3,7 +3,9 @@
 //! loads the fixture city (`fixtures/chongwen/`, built into the binary) over
 //! HTTP with the admin token, runs a simulated round day over HTTP in
 //! compressed time (`cli::sim`), lets the deadline pass so the server closes
-//! the round by itself, and prints what an official wants to see.
+//! the round by itself, and prints what an official wants to see; it ends
+//! with the next day's round, so the campaign view and the repeat missers
+//! have two rounds to show.
 //!
 //! [`run_demo`] returns a [`DemoSummary`] as well as printing it, so the
 //! integration test can check every printed number against the engine.
@@ -182,7 +184,27 @@ pub struct DemoSummary {
     /// In-scope people by the hour of their first sample (`progress`).
     pub progress: Vec<(String, u64)>,
     pub gates: Vec<GateCheck>,
+    /// The next day's round, so the campaign has more than one.
+    pub next: NextRound,
     pub seconds: f64,
+}
+
+/// The second round the demo ends with: the next day's, over the same
+/// subdistrict, compressed into seconds like the first.
+#[derive(Clone, Debug, Default)]
+pub struct NextRound {
+    pub round_id: String,
+    pub round_name: String,
+    /// Its counts once the official closed it.
+    pub counts: Counts,
+    /// Records accepted for it (everyone sampled the first day, save one in 25).
+    pub sent: u64,
+    /// `GET /v1/repeat-missing?last=2&min=2`: still flagged in both rounds.
+    pub repeat_missers: u64,
+    /// Door-knock messages (`group_by=head&format=text`) for the longest
+    /// grid's list, and the first of them.
+    pub messages: usize,
+    pub first_message: String,
 }
 
 impl DemoSummary {
@@ -709,6 +731,26 @@ pub async fn run_demo(args: &DemoArgs, narrate: bool) -> anyhow::Result<Demo> {
         }
     });
 
+    let next = next_day(
+        &api,
+        &official,
+        &scanners,
+        &city,
+        &plan,
+        &make_up_people,
+        &subdistrict,
+        &tag,
+        &grids,
+    )
+    .await?;
+    say!(
+        narrate,
+        "  the next day: round {} closed, {} missing; {} people missed both rounds",
+        next.round_id,
+        thousands(next.counts.missing),
+        thousands(next.repeat_missers)
+    );
+
     let summary = DemoSummary {
         url,
         admin_token: admin,
@@ -746,12 +788,123 @@ pub async fn run_demo(args: &DemoArgs, narrate: bool) -> anyhow::Result<Demo> {
         top_list_total,
         progress,
         gates,
+        next,
         seconds: started.elapsed().as_secs_f64(),
     };
     Ok(Demo {
         running,
         summary,
         data,
+    })
+}
+
+/// The next day's round: created now over the subdistrict, everyone who
+/// came the first day (on time, late or for a make-up) sampled again save one
+/// in 25, closed by the official once the uploads are in. Whoever missed the
+/// first day and still has not come misses this one too: the repeat missers.
+/// Only people sampled in the first round are sampled, so its counts stay
+/// as printed.
+#[allow(clippy::too_many_arguments)] // the demo's state, handed over as it is
+async fn next_day(
+    api: &Api,
+    official: &str,
+    scanners: &[String],
+    city: &City,
+    plan: &DayPlan,
+    make_up_people: &[u32],
+    subdistrict: &str,
+    tag: &str,
+    grids: &[AreaCounts],
+) -> anyhow::Result<NextRound> {
+    // The next whole second: every earlier sample (the make-ups) stays out
+    // of its window, every one taken from here on is in it.
+    let opens = Timestamp::from_datetime(chrono::Utc::now()).as_millis() / 1000 * 1000 + 1000;
+    while Timestamp::from_datetime(chrono::Utc::now()).as_millis() <= opens {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = opens + 10 * 60 * 1000;
+    let name = "第2轮全员核酸（次日）";
+    let id = api
+        .post_raw(
+            "/v1/rounds",
+            official,
+            "application/json",
+            serde_json::to_vec(&json!({
+                "name": name,
+                "scope": [subdistrict],
+                "opens_at": Timestamp::from_millis(opens).to_rfc3339(),
+                "deadline": Timestamp::from_millis(deadline).to_rfc3339(),
+            }))?,
+        )
+        .await?
+        .expect(201, "creating the next day's round")?["id"]
+        .as_str()
+        .context("the round has no id")?
+        .to_owned();
+    let came: Vec<u32> = plan
+        .on_time_people
+        .iter()
+        .chain(&plan.held_people)
+        .chain(make_up_people)
+        .copied()
+        .enumerate()
+        .filter(|(i, _)| i % 25 != 7)
+        .map(|(_, p)| p)
+        .collect();
+    let mut sent = Uploads::default();
+    // Under the batch limit per upload; each chunk in its own tubes.
+    for (k, chunk) in came.chunks(5_000).enumerate() {
+        let uploads = make_up_uploads(city, chunk, &format!("{tag}N{k}"));
+        post_uploads(api, scanners, &uploads, &mut sent, None).await?;
+    }
+    let closed = api
+        .post_raw(
+            &format!("/v1/rounds/{id}/close"),
+            official,
+            "application/json",
+            "{}",
+        )
+        .await?
+        .expect(200, "closing the next day's round")?;
+    let counts = Counts::from_json(&closed["round"]["counts"])?;
+    let repeat = api
+        .get(
+            "/v1/repeat-missing",
+            official,
+            &[("last", "2"), ("min", "2")],
+        )
+        .await?
+        .expect(200, "reading the repeat missers")?;
+    let messages = match grids.first() {
+        Some(g) => {
+            api.get_text(
+                &format!("/v1/rounds/{id}/missing"),
+                official,
+                &[
+                    ("area", g.area.as_str()),
+                    ("group_by", "head"),
+                    ("format", "text"),
+                ],
+            )
+            .await?
+        }
+        None => String::new(),
+    };
+    let blocks: Vec<&str> = messages
+        .split("\n\n")
+        .filter(|m| !m.trim().is_empty())
+        .collect();
+    Ok(NextRound {
+        round_id: id,
+        round_name: name.to_owned(),
+        counts,
+        sent: sent.accepted,
+        repeat_missers: repeat["total"].as_u64().unwrap_or_default(),
+        messages: blocks.len(),
+        first_message: blocks
+            .first()
+            .map(|m| m.trim_end().to_owned())
+            .unwrap_or_default(),
     })
 }
 
@@ -1094,6 +1247,35 @@ impl fmt::Display for DemoSummary {
                 g.reasons.join(","),
                 g.who
             )?;
+        }
+        writeln!(f)?;
+        let n = &self.next;
+        writeln!(
+            f,
+            "══ the next day: {} — round {} ══",
+            n.round_name, n.round_id
+        )?;
+        writeln!(
+            f,
+            "{} records accepted; closed by the official: sampled {} ({:.1}%), exempt {}, missing {}",
+            thousands(n.sent),
+            thousands(n.counts.sampled),
+            pct(n.counts.sampled, n.counts.in_scope),
+            thousands(n.counts.exempt),
+            thousands(n.counts.missing)
+        )?;
+        writeln!(
+            f,
+            "repeat missers (still flagged in both rounds, GET /v1/repeat-missing?last=2&min=2): {}",
+            thousands(n.repeat_missers)
+        )?;
+        writeln!(
+            f,
+            "door-knock messages for the longest grid's heads: {}; the first:",
+            n.messages
+        )?;
+        for line in n.first_message.lines() {
+            writeln!(f, "  │ {line}")?;
         }
         writeln!(f)?;
         match (self.matches_plan(), self.expected) {

@@ -631,6 +631,27 @@ impl Api {
         Self::send(rb, path).await
     }
 
+    /// A GET whose answer is text (door-knock messages); fails unless 200.
+    pub async fn get_text(
+        &self,
+        path: &str,
+        token: &str,
+        query: &[(&str, &str)],
+    ) -> anyhow::Result<String> {
+        let r = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .query(query)
+            .send()
+            .await
+            .with_context(|| format!("sending {path}"))?;
+        anyhow::ensure!(r.status().is_success(), "{path}: HTTP {}", r.status());
+        r.text()
+            .await
+            .with_context(|| format!("reading the answer to {path}"))
+    }
+
     pub async fn post_json(
         &self,
         path: &str,

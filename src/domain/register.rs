@@ -1,5 +1,7 @@
-//! The register and heads CSV parser: the one used by the offline import and
-//! by `POST /v1/register` / `POST /v1/heads`.
+//! The register and heads parser, for CSV files and spreadsheets alike: the
+//! one used by the offline import and by `POST /v1/register` /
+//! `POST /v1/heads`. Its frame ([`parse_table`]: header, columns, widths,
+//! the problem list) also reads the exemptions file.
 //!
 //! All or nothing: a file is returned whole or not at all, with every problem
 //! found (the first [`MAX_PROBLEMS`]) so an official can fix them in one go.
@@ -14,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::area_path::AreaPath;
 use super::person_id::PersonId;
+pub(crate) use super::sheet::first_sheet;
 
 /// Most problems reported for one file.
 pub const MAX_PROBLEMS: usize = 100;
@@ -52,8 +55,12 @@ pub struct HeadRow {
 /// One problem with a file: `{"line","code","message"}` on the wire.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineProblem {
-    /// 1 is the header; 0 is the file as a whole.
+    /// 1 is the header; 0 is the file as a whole. In a spreadsheet, the
+    /// row number as the spreadsheet shows it.
     pub line: u64,
+    /// The sheet's name, for a spreadsheet (absent for CSV).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sheet: Option<String>,
     pub code: LineCode,
     /// For people; may change between releases.
     pub message: String,
@@ -80,11 +87,20 @@ pub enum LineCode {
     MissingColumn,
     #[serde(rename = "invalid_utf8")]
     InvalidUtf8,
+    /// Exemptions: a time that is not RFC 3339 with an offset.
+    #[serde(rename = "invalid_time")]
+    InvalidTime,
+    /// Exemptions: `until` before `from`.
+    #[serde(rename = "invalid_window")]
+    InvalidWindow,
+    /// Exemptions: nobody registered by that ID (inside the official's area).
+    #[serde(rename = "unknown_resident")]
+    UnknownResident,
 }
 
 impl LineCode {
     /// Every code.
-    pub const ALL: [LineCode; 8] = [
+    pub const ALL: [LineCode; 11] = [
         LineCode::InvalidPersonId,
         LineCode::InvalidArea,
         LineCode::InvalidField,
@@ -93,6 +109,9 @@ impl LineCode {
         LineCode::DuplicateArea,
         LineCode::MissingColumn,
         LineCode::InvalidUtf8,
+        LineCode::InvalidTime,
+        LineCode::InvalidWindow,
+        LineCode::UnknownResident,
     ];
 
     /// The wire name.
@@ -106,8 +125,19 @@ impl LineCode {
             LineCode::DuplicateArea => "duplicate_area",
             LineCode::MissingColumn => "missing_column",
             LineCode::InvalidUtf8 => "invalid_utf8",
+            LineCode::InvalidTime => "invalid_time",
+            LineCode::InvalidWindow => "invalid_window",
+            LineCode::UnknownResident => "unknown_resident",
         }
     }
+}
+
+/// What a file is: the same rules hold for both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Csv,
+    /// An XLSX workbook: its first sheet, every cell as text.
+    Xlsx,
 }
 
 /// Parses a register file (`person_id,name,phone,area,household`, columns in
@@ -117,9 +147,28 @@ pub fn parse_register(
     bytes: &[u8],
     today: NaiveDate,
 ) -> Result<Vec<RegisterRow>, Vec<LineProblem>> {
+    parse_register_as(FileKind::Csv, bytes, today)
+}
+
+/// [`parse_register`] for a CSV file or a spreadsheet.
+pub fn parse_register_as(
+    kind: FileKind,
+    bytes: &[u8],
+    today: NaiveDate,
+) -> Result<Vec<RegisterRow>, Vec<LineProblem>> {
+    match kind {
+        FileKind::Csv => register_rows(&mut CsvTable::new(bytes), today),
+        FileKind::Xlsx => first_sheet(bytes, |t| register_rows(t, today)),
+    }
+}
+
+fn register_rows(
+    table: &mut impl Table,
+    today: NaiveDate,
+) -> Result<Vec<RegisterRow>, Vec<LineProblem>> {
     let mut first_line: FxHashMap<PersonId, u64> = FxHashMap::default();
     parse_table(
-        bytes,
+        table,
         REGISTER_COLUMNS,
         |line, [id, name, phone, area, household], problems| {
             let person_id = PersonId::parse_on(id, today)
@@ -158,9 +207,21 @@ pub fn parse_register(
 /// Parses a heads file (`area,title,name,phone`, columns in any order). One
 /// head per area node: an area listed twice is a problem on its second line.
 pub fn parse_heads(bytes: &[u8]) -> Result<Vec<HeadRow>, Vec<LineProblem>> {
+    parse_heads_as(FileKind::Csv, bytes)
+}
+
+/// [`parse_heads`] for a CSV file or a spreadsheet.
+pub fn parse_heads_as(kind: FileKind, bytes: &[u8]) -> Result<Vec<HeadRow>, Vec<LineProblem>> {
+    match kind {
+        FileKind::Csv => heads_rows(&mut CsvTable::new(bytes)),
+        FileKind::Xlsx => first_sheet(bytes, heads_rows),
+    }
+}
+
+fn heads_rows(table: &mut impl Table) -> Result<Vec<HeadRow>, Vec<LineProblem>> {
     let mut first_line: FxHashMap<AreaPath, u64> = FxHashMap::default();
     parse_table(
-        bytes,
+        table,
         HEADS_COLUMNS,
         |line, [area, title, name, phone], problems| {
             let area = area_field(line, area, problems);
@@ -190,43 +251,103 @@ pub fn parse_heads(bytes: &[u8]) -> Result<Vec<HeadRow>, Vec<LineProblem>> {
 }
 
 /// Problems found so far, capped at [`MAX_PROBLEMS`].
-struct Problems(Vec<LineProblem>);
+pub(crate) struct Problems(Vec<LineProblem>);
 
 impl Problems {
-    fn push(&mut self, line: u64, code: LineCode, message: impl Into<String>) {
+    pub(crate) fn push(&mut self, line: u64, code: LineCode, message: impl Into<String>) {
         if !self.is_full() {
             self.0.push(LineProblem {
                 line,
+                sheet: None,
                 code,
                 message: message.into(),
             });
         }
     }
 
-    fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.0.len() >= MAX_PROBLEMS
     }
 }
 
-/// The shared frame: BOM, header, column mapping, column counts, UTF-8.
+/// A table read row by row: a CSV file's records or a sheet's rows.
+/// [`parse_table`] judges either through the same rules.
+pub(crate) trait Table {
+    /// Moves to the next row that is not blank: `Ok(Some(line))` (1 is the
+    /// first line of the file), `Ok(None)` at the end.
+    fn advance(&mut self) -> Result<Option<u64>, LineProblem>;
+    /// How many fields the current row holds.
+    fn width(&self) -> usize;
+    /// Field `i` of the current row as text; `None` when it is not UTF-8.
+    fn field(&self, i: usize) -> Option<&str>;
+    /// The sheet's name, for a spreadsheet.
+    fn sheet(&self) -> Option<&str> {
+        None
+    }
+    /// Whether a row narrower than the header is wrong. A CSV line must hold
+    /// every column; a sheet's row simply ends at its last filled cell.
+    const SHORT_ROWS_ARE_WRONG: bool;
+}
+
+/// A CSV file in memory as a [`Table`].
+pub(crate) struct CsvTable<'a> {
+    reader: csv::Reader<&'a [u8]>,
+    record: csv::ByteRecord,
+}
+
+impl<'a> CsvTable<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> CsvTable<'a> {
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        CsvTable {
+            reader: csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .from_reader(bytes),
+            record: csv::ByteRecord::new(),
+        }
+    }
+}
+
+impl Table for CsvTable<'_> {
+    fn advance(&mut self) -> Result<Option<u64>, LineProblem> {
+        match self.reader.read_byte_record(&mut self.record) {
+            Ok(true) => Ok(Some(self.record.position().map_or(0, csv::Position::line))),
+            Ok(false) => Ok(None),
+            Err(e) => Err(LineProblem {
+                line: e.position().map_or(0, csv::Position::line),
+                sheet: None,
+                // Reading bytes from memory, the csv reader has no other failure;
+                // report anything it says as a malformed field rather than panic.
+                code: LineCode::InvalidField,
+                message: format!("unreadable CSV: {e}"),
+            }),
+        }
+    }
+
+    fn width(&self) -> usize {
+        self.record.len()
+    }
+
+    fn field(&self, i: usize) -> Option<&str> {
+        std::str::from_utf8(&self.record[i]).ok()
+    }
+
+    const SHORT_ROWS_ARE_WRONG: bool = true;
+}
+
+/// The shared frame: header, column mapping, column counts, UTF-8.
 /// `on_row` gets each data line's fields in the order of `columns` and
 /// returns the row when it is good (having pushed its problems otherwise).
-fn parse_table<const N: usize, T>(
-    bytes: &[u8],
+pub(crate) fn parse_table<const N: usize, T, R: Table>(
+    table: &mut R,
     columns: [&str; N],
     mut on_row: impl FnMut(u64, [&str; N], &mut Problems) -> Option<T>,
 ) -> Result<Vec<T>, Vec<LineProblem>> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(bytes);
     let mut problems = Problems(Vec::new());
-    let mut record = csv::ByteRecord::new();
 
-    let header_line = match next_record(&mut reader, &mut record) {
-        Ok(true) => line_of(&record),
-        Ok(false) => {
+    let header_line = match table.advance() {
+        Ok(Some(line)) => line,
+        Ok(None) => {
             let message = format!(
                 "the file is empty; the header must be {}",
                 columns.join(",")
@@ -236,31 +357,31 @@ fn parse_table<const N: usize, T>(
         }
         Err(problem) => return Err(vec![problem]),
     };
-    let index = map_header(&record, header_line, columns)?;
-    let width = record.len();
+    let index = map_header(table, header_line, columns)?;
+    let width = table.width();
 
     let mut rows = Vec::new();
     while !problems.is_full() {
-        match next_record(&mut reader, &mut record) {
-            Ok(true) => {}
-            Ok(false) => break,
+        let line = match table.advance() {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
             Err(problem) => {
                 problems.push(problem.line, problem.code, problem.message);
                 break;
             }
-        }
-        let line = line_of(&record);
-        if record.len() != width {
-            let message = format!("expected {width} fields, found {}", record.len());
+        };
+        let found = table.width();
+        if found > width || (found < width && R::SHORT_ROWS_ARE_WRONG) {
+            let message = format!("expected {width} fields, found {found}");
             problems.push(line, LineCode::WrongColumnCount, message);
             continue;
         }
         let mut fields = [""; N];
         let mut utf8_ok = true;
         for (field, &i) in fields.iter_mut().zip(&index) {
-            match std::str::from_utf8(&record[i]) {
-                Ok(s) => *field = s,
-                Err(_) => utf8_ok = false,
+            match table.field(i) {
+                Some(s) => *field = s,
+                None => utf8_ok = false,
             }
         }
         if !utf8_ok {
@@ -278,34 +399,16 @@ fn parse_table<const N: usize, T>(
     }
 }
 
-/// Reads the next record; `Ok(false)` at the end of the input.
-fn next_record(
-    reader: &mut csv::Reader<&[u8]>,
-    record: &mut csv::ByteRecord,
-) -> Result<bool, LineProblem> {
-    reader.read_byte_record(record).map_err(|e| LineProblem {
-        line: e.position().map_or(0, csv::Position::line),
-        // Reading bytes from memory, the csv reader has no other failure;
-        // report anything it says as a malformed field rather than panic.
-        code: LineCode::InvalidField,
-        message: format!("unreadable CSV: {e}"),
-    })
-}
-
-fn line_of(record: &csv::ByteRecord) -> u64 {
-    record.position().map_or(0, csv::Position::line)
-}
-
-/// For each expected column, its index in the header.
+/// For each expected column, its index in the header (the table's current row).
 fn map_header<const N: usize>(
-    header: &csv::ByteRecord,
+    header: &impl Table,
     line: u64,
     columns: [&str; N],
 ) -> Result<[usize; N], Vec<LineProblem>> {
     let mut problems = Problems(Vec::new());
     let mut index = [usize::MAX; N];
-    for (i, raw) in header.iter().enumerate() {
-        let Ok(name) = std::str::from_utf8(raw) else {
+    for i in 0..header.width() {
+        let Some(name) = header.field(i) else {
             problems.push(line, LineCode::InvalidUtf8, "the header is not valid UTF-8");
             continue;
         };
@@ -721,6 +824,7 @@ mod tests {
     fn problems_serialise_as_line_code_message() {
         let problem = LineProblem {
             line: 7,
+            sheet: None,
             code: LineCode::InvalidPersonId,
             message: "m".into(),
         };
@@ -742,7 +846,10 @@ mod tests {
                 "duplicate_person",
                 "duplicate_area",
                 "missing_column",
-                "invalid_utf8"
+                "invalid_utf8",
+                "invalid_time",
+                "invalid_window",
+                "unknown_resident"
             ]
         );
     }

@@ -220,6 +220,20 @@ pub enum Command {
         person_id: PersonId,
         note: String,
     },
+    /// Many exemptions at once (`POST /v1/exemptions/import`), all or
+    /// nothing: one event per exemption, logged in one transaction. Prepared
+    /// by `Engine::prepare_all`.
+    ExemptionImport(Vec<NewExemption>),
+}
+
+/// One exemption of an import, before it has an id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewExemption {
+    pub person_id: PersonId,
+    pub reason: ExemptionReason,
+    pub from: Timestamp,
+    pub until: Timestamp,
+    pub note: String,
 }
 
 /// Why a command was refused (nothing was logged).
@@ -237,6 +251,10 @@ pub enum CommandError {
     UnknownExemption,
     #[error("no such resident")]
     UnknownResident,
+    /// A command that logs several events, given to `Engine::prepare`
+    /// (which makes one) instead of `Engine::prepare_all`.
+    #[error("this command logs several events; prepare it with prepare_all")]
+    ManyEvents,
 }
 
 /// What `Engine::prepare` tells the caller besides the event.
@@ -251,6 +269,8 @@ pub enum Prepared {
     },
     RoundId(u32),
     ExemptionId(u32),
+    /// An import's exemptions, in file order.
+    ExemptionIds(Vec<u32>),
     Done,
 }
 

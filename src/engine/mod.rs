@@ -7,6 +7,7 @@
 //! the HTTP layer reads through a [`SharedEngine`].
 
 pub mod bitset;
+pub mod campaign;
 pub mod clock;
 pub mod event;
 pub mod register;
@@ -25,8 +26,8 @@ use parking_lot::RwLock;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 pub use event::{
-    Applied, Command, CommandError, Event, ExemptionSpec, PackedRecords, Prepared, RecordItem,
-    RecordRef, RejectCode, ResultItem, RoundSpec, Verdict,
+    Applied, Command, CommandError, Event, ExemptionSpec, NewExemption, PackedRecords, Prepared,
+    RecordItem, RecordRef, RejectCode, ResultItem, RoundSpec, Verdict,
 };
 pub use register::{Head, Register, ResidentRef, Slot};
 pub use rounds::{Counts, CoverageNode, MissingPerson, Round, RoundState};
@@ -463,6 +464,43 @@ impl Engine {
                 },
                 Prepared::Done,
             )),
+            Command::ExemptionImport(_) => Err(CommandError::ManyEvents),
+        }
+    }
+
+    /// [`Engine::prepare`] for any command, including those that log several
+    /// events (an exemptions import: one event per exemption, ids in file
+    /// order). The store writes them in one transaction.
+    pub fn prepare_all(
+        &self,
+        cmd: Command,
+        now: Timestamp,
+    ) -> Result<(Vec<Event>, Prepared), CommandError> {
+        match cmd {
+            Command::ExemptionImport(rows) => {
+                if rows.iter().any(|r| r.until < r.from) {
+                    return Err(CommandError::InvalidWindow);
+                }
+                let first = self.next_exemption;
+                let (events, ids) = rows
+                    .into_iter()
+                    .zip(first..)
+                    .map(|(r, id)| {
+                        let spec = ExemptionSpec {
+                            id,
+                            person_id: r.person_id,
+                            reason: r.reason,
+                            from: r.from,
+                            until: r.until,
+                            note: r.note,
+                            created_at: now,
+                        };
+                        (Event::ExemptionCreate(spec), id)
+                    })
+                    .unzip();
+                Ok((events, Prepared::ExemptionIds(ids)))
+            }
+            other => self.prepare(other, now).map(|(e, p)| (vec![e], p)),
         }
     }
 

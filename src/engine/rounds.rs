@@ -308,6 +308,11 @@ impl Round {
         self.frozen.as_ref().is_some_and(|f| f.get(slot))
     }
 
+    /// The frozen in-scope set (`None` while open).
+    pub(super) fn frozen(&self) -> Option<&Bitset> {
+        self.frozen.as_ref()
+    }
+
     pub(super) fn made_up_negative(&self, slot: Slot) -> bool {
         self.made_up_neg.get(slot)
     }
@@ -586,19 +591,24 @@ impl Engine {
                 })
                 .collect()
         });
-        let reg = &self.register;
         // Tree order already groups by area; plain string order differs only
         // for segments holding characters below '/', so a stable sort fixes
         // those and costs little on sorted input.
-        out.par_sort_by(|&a, &b| {
-            let (ra, rb) = (&rows[a as usize], &rows[b as usize]);
-            let pa = reg.nodes()[ra.node as usize].path.as_str();
-            let pb = reg.nodes()[rb.node as usize].path.as_str();
-            pa.cmp(pb)
-                .then_with(|| reg.household(ra.household).cmp(reg.household(rb.household)))
-                .then_with(|| reg.name_of(ra).cmp(reg.name_of(rb)))
-        });
+        out.par_sort_by(|&a, &b| self.list_order(a, b));
         out
+    }
+
+    /// The order of people in lists: by area, household, name (plain string
+    /// order). Equal people keep their row order under a stable sort.
+    pub fn list_order(&self, a: u32, b: u32) -> std::cmp::Ordering {
+        let reg = &self.register;
+        let rows = reg.rows();
+        let (ra, rb) = (&rows[a as usize], &rows[b as usize]);
+        let pa = reg.nodes()[ra.node as usize].path.as_str();
+        let pb = reg.nodes()[rb.node as usize].path.as_str();
+        pa.cmp(pb)
+            .then_with(|| reg.household(ra.household).cmp(reg.household(rb.household)))
+            .then_with(|| reg.name_of(ra).cmp(reg.name_of(rb)))
     }
 
     /// In-scope people by the hour of their first in-window sample, every

@@ -112,6 +112,30 @@ pub async fn csv(req: &HttpRequest, payload: web::Payload) -> Result<Bytes, ApiE
     Ok(bytes)
 }
 
+/// The media type of an XLSX workbook.
+pub const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
+/// A file upload: CSV (as [`csv`]) or an XLSX workbook, at most 8 MiB.
+pub async fn table(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<(crate::domain::FileKind, Bytes), ApiError> {
+    use crate::domain::FileKind;
+    let mt = media_type(req);
+    let bytes = read(payload).await?;
+    let kind = match mt.as_str() {
+        "text/csv" | "application/csv" | "text/plain" => FileKind::Csv,
+        XLSX => FileKind::Xlsx,
+        _ => {
+            return Err(ApiError::new(
+                Code::UnsupportedMediaType,
+                format!("send the file as Content-Type: text/csv or {XLSX}"),
+            ));
+        }
+    };
+    Ok((kind, bytes))
+}
+
 /// Typed access to the fields of one JSON object. Every field read is
 /// remembered; [`Fields::finish`] rejects the rest as unknown.
 pub struct Fields {

@@ -45,6 +45,7 @@ error_codes! {
     InvalidQuery => (StatusCode::BAD_REQUEST, "invalid_query"),
     EmptyBatch => (StatusCode::BAD_REQUEST, "empty_batch"),
     InvalidRegister => (StatusCode::BAD_REQUEST, "invalid_register"),
+    InvalidExemptions => (StatusCode::BAD_REQUEST, "invalid_exemptions"),
     BatchTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large"),
     PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
     UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
@@ -220,6 +221,8 @@ impl From<CommandError> for ApiError {
             CommandError::UnknownRound => Code::UnknownRound,
             CommandError::UnknownExemption => Code::UnknownExemption,
             CommandError::UnknownResident => Code::UnknownResident,
+            // Only a programming error gives an import to `prepare`.
+            CommandError::ManyEvents => return ApiError::internal(&e),
         };
         ApiError::new(code, e.to_string())
     }
@@ -249,6 +252,7 @@ mod tests {
             "400 invalid_query",
             "400 empty_batch",
             "400 invalid_register",
+            "400 invalid_exemptions",
             "413 batch_too_large",
             "413 payload_too_large",
             "415 unsupported_media_type",

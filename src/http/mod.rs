@@ -85,6 +85,21 @@ impl AppState {
         }
         Ok(WriteGuard(self))
     }
+
+    /// Runs CPU work that needs no engine state (parsing an uploaded file)
+    /// on the rayon pool, outside the engine lock, and brings the answer back.
+    pub async fn compute<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.pool.spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.await
+            .map_err(|_| ApiError::internal(&"a computation was dropped"))
+    }
 }
 
 /// Releases an admitted write on drop.

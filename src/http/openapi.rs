@@ -84,7 +84,10 @@ fn code_meaning(c: Code) -> &'static str {
         }
         Code::EmptyBatch => "the batch array is empty",
         Code::InvalidRegister => {
-            "the CSV file was rejected as a whole and nothing was changed; `lines` lists the first 100 problems"
+            "the CSV or XLSX file was rejected as a whole and nothing was changed; `lines` lists the first 100 problems"
+        }
+        Code::InvalidExemptions => {
+            "the exemptions file was rejected as a whole and nothing was changed; `lines` lists the first 100 problems"
         }
         Code::BatchTooLarge => "more than 10,000 items in one batch",
         Code::PayloadTooLarge => {
@@ -242,11 +245,12 @@ fn error_responses(codes: &[Code]) -> BTreeMap<String, Value> {
                 .map(|c| format!("`{}`: {}.", c.as_str(), code_meaning(*c)))
                 .collect::<Vec<_>>()
                 .join(" ");
-            let base = if cs.contains(&Code::InvalidRegister) {
-                "RegisterError"
-            } else {
-                "Error"
-            };
+            let base =
+                if cs.contains(&Code::InvalidRegister) || cs.contains(&Code::InvalidExemptions) {
+                    "RegisterError"
+                } else {
+                    "Error"
+                };
             let schema = json!({
                 "allOf": [
                     r(base),
@@ -449,6 +453,24 @@ fn csv_body(header: &str, example: &str) -> Value {
     })
 }
 
+/// A file upload that may also be a spreadsheet (register, heads, exemptions).
+fn table_body(header: &str, example: &str) -> Value {
+    let mut v = csv_body(header, example);
+    v["description"] = json!(format!(
+        "A CSV file with the header `{header}`, UTF-8, sent as `text/csv` (`application/csv` and \
+         `text/plain` are accepted too); or an XLSX workbook sent as `{xlsx}`: its first sheet, \
+         the first row the same header, every cell read as text (a number as its digits), \
+         problems reported with `sheet` and `line` (the spreadsheet's row number). A workbook \
+         that cannot be read is one problem on line 0. Any other type is \
+         `415 unsupported_media_type`.",
+        xlsx = crate::http::body::XLSX
+    ));
+    v["content"][crate::http::body::XLSX] = json!({
+        "schema": { "type": "string", "format": "binary", "description": format!("XLSX, first sheet with header `{header}`") }
+    });
+    v
+}
+
 const JSON_BODY_ERRORS: [Code; 3] = [
     Code::MalformedJson,
     Code::UnsupportedMediaType,
@@ -632,7 +654,7 @@ fn register_operations() -> Vec<Op> {
         Code::Overloaded,
     ];
     vec![
-        Op::new("post", "/v1/register", "importRegister", "register", "Import the register (CSV)")
+        Op::new("post", "/v1/register", "importRegister", "register", "Import the register (CSV or XLSX)")
             .roles(&[Role::Admin])
             .notes(format!(
                 "Upsert by `person_id`, all or nothing: one bad line rejects the whole file with \
@@ -642,13 +664,13 @@ fn register_operations() -> Vec<Op> {
                  (`register_import`, `rows` = lines imported).",
                 list(&register_codes)
             ))
-            .body(csv_body(
+            .body(table_body(
                 "person_id,name,phone,area,household",
                 "person_id,name,phone,area,household\n61080219850312001X,王芳,13900000000,崇文路街道/学院社区/第03网格/5号楼/3层,5号楼-3层-301\n",
             ))
             .ok(200, json_response("Imported.", r("RegisterAnswer")))
             .errors(&errors),
-        Op::new("post", "/v1/heads", "importHeads", "register", "Import the responsible heads (CSV)")
+        Op::new("post", "/v1/heads", "importHeads", "register", "Import the responsible heads (CSV or XLSX)")
             .roles(&[Role::Admin])
             .notes(format!(
                 "The responsible head of each area node; one head per node (a later file replaces \
@@ -656,7 +678,7 @@ fn register_operations() -> Vec<Op> {
                  shape as the register. Line codes: {}. Audited (`heads_import`).",
                 list(&heads_codes)
             ))
-            .body(csv_body(
+            .body(table_body(
                 "area,title,name,phone",
                 "area,title,name,phone\n崇文路街道/学院社区/第03网格/5号楼/3层,楼层长,王芳,13900000000\n",
             ))
@@ -862,9 +884,12 @@ fn view_operations() -> Vec<Op> {
                 "People of the round in `missing` under `area`, sorted by area, household, name (by \
                  code point). `person_id` is masked to its first 6 and last 4 characters in every \
                  format unless an admin asks `unmask=true` (anyone else: `403 forbidden`). \
-                 `group_by=head` (JSON only; with `format=csv|xlsx` it is `400 invalid_query`) returns \
+                 `group_by=head` (JSON or text; with `format=csv|xlsx` it is `400 invalid_query`) returns \
                  one group per head, in the order of the head's area path, people without a head last \
-                 with `\"head\": null`. CSV columns: \
+                 with `\"head\": null`. `format=text` (`group_by=head` implied) gives the same groups \
+                 as door-knock messages in plain Chinese (`text/plain; charset=utf-8`), one per head, \
+                 separated by one blank line: the round, the head's title and name, their area, then \
+                 each household with the names still missing — never an ID or phone number. CSV columns: \
                  `person_id,name,phone,area,household,head_title,head_name,head_phone` (three empty \
                  fields without a head), streamed. XLSX: a summary sheet with a row per grid \
                  (`grid,in_scope,sampled,made_up,exempt,missing`), then one sheet per grid with the \
@@ -877,8 +902,8 @@ fn view_operations() -> Vec<Op> {
             ))
             .param(query_param(
                 "format",
-                json!({ "type": "string", "enum": ["json", "csv", "xlsx"], "default": "json" }),
-                "The answer's format.",
+                json!({ "type": "string", "enum": ["json", "csv", "xlsx", "text"], "default": "json" }),
+                "The answer's format (`text`: messages per head).",
             ))
             .param(query_param(
                 "unmask",
@@ -889,12 +914,12 @@ fn view_operations() -> Vec<Op> {
             .param(query_param(
                 "group_by",
                 json!({ "type": "string", "enum": ["head"] }),
-                "`head`: group the JSON list by responsible head.",
+                "`head`: group the list by responsible head (JSON, or messages with `format=text`).",
             ))
             .ok(
                 200,
                 json!({
-                    "description": "The missing list (JSON flat, JSON grouped by head, CSV or XLSX).",
+                    "description": "The missing list (JSON flat, JSON grouped by head, CSV, XLSX, or text messages per head).",
                     "headers": {
                         "Content-Disposition": {
                             "description": "XLSX only: `attachment; filename=\"missing-round-{id}.xlsx\"`.",
@@ -904,11 +929,60 @@ fn view_operations() -> Vec<Op> {
                     "content": {
                         "application/json": { "schema": { "oneOf": [r("MissingList"), r("MissingGroups")] } },
                         "text/csv": { "schema": { "type": "string", "description": "CSV with header `person_id,name,phone,area,household,head_title,head_name,head_phone`." } },
-                        xlsx: { "schema": { "type": "string", "format": "binary" } }
+                        xlsx: { "schema": { "type": "string", "format": "binary" } },
+                        "text/plain": { "schema": { "type": "string", "description": "One message per head, separated by a blank line." } }
                     }
                 }),
             )
             .errors(&[&view_errors[..], &[Code::StorageUnavailable]].concat()),
+        Op::new("get", "/v1/repeat-missing", "repeatMissing", "rounds", "Who misses round after round")
+            .roles(&[Role::Admin, Role::Official])
+            .notes(
+                "Residents under `area` still flagged in at least `min` of the last `last` closed \
+                 rounds whose scope covered them (rounds ordered by deadline, then id; moved-out \
+                 residents too while a round still flags them): the people a campaign must chase \
+                 first. Sorted by `misses` (most first), then area, household, name. Each person as in \
+                 missing lists, plus `misses` and `round_ids` (in round order). `person_id` is masked \
+                 unless an admin asks `unmask=true` (anyone else: `403 forbidden`). CSV and XLSX: the \
+                 missing list's columns, then `misses` and `round_ids` (space-separated). Any other \
+                 query parameter, or one given twice, is `400 invalid_query`. Every call is audited \
+                 (`missing_list`; also `unmask` when unmasked).",
+            )
+            .param(area_query(
+                "an official's own area; for an admin the whole city, answered as `\"area\": null`.",
+            ))
+            .param(query_param(
+                "last",
+                json!({ "type": "integer", "minimum": 1, "maximum": crate::http::routes::repeat_missing::MAX_LAST, "default": crate::http::routes::repeat_missing::DEFAULT_LAST }),
+                "How many of each person's last closed rounds to look at; otherwise `400 invalid_query`.",
+            ))
+            .param(query_param(
+                "min",
+                json!({ "type": "integer", "minimum": 1, "maximum": crate::http::routes::repeat_missing::MAX_LAST, "default": crate::http::routes::repeat_missing::DEFAULT_MIN }),
+                "The fewest of those rounds that must still flag them (more than `last`: nobody).",
+            ))
+            .param(query_param(
+                "format",
+                json!({ "type": "string", "enum": ["json", "csv", "xlsx"], "default": "json" }),
+                "The answer's format.",
+            ))
+            .param(query_param(
+                "unmask",
+                json!({ "type": "boolean", "default": false }),
+                "`true` shows whole ID numbers (admin only).",
+            ))
+            .ok(
+                200,
+                json!({
+                    "description": "The repeat missers.",
+                    "content": {
+                        "application/json": { "schema": r("RepeatMissing") },
+                        "text/csv": { "schema": { "type": "string", "description": "CSV with header `person_id,name,phone,area,household,head_title,head_name,head_phone,misses,round_ids`." } },
+                        xlsx: { "schema": { "type": "string", "format": "binary" } }
+                    }
+                }),
+            )
+            .errors(&[Code::InvalidQuery, Code::UnknownArea, Code::OutOfScope, Code::Forbidden, Code::StorageUnavailable]),
         Op::new("get", "/v1/rounds/{id}/coverage", "coverage", "rounds", "Coverage by area")
             .roles(&[Role::Admin, Role::Official])
             .notes(
@@ -984,6 +1058,44 @@ fn other_operations() -> Vec<Op> {
                 ]
                 .concat(),
             ),
+        Op::new("post", "/v1/exemptions/import", "importExemptions", "exemptions", "Import a list of exemptions (CSV or XLSX)")
+            .roles(&[Role::Admin, Role::Official])
+            .notes(format!(
+                "A community's list of bedridden, away or hospitalised residents. All or nothing, \
+                 like the register: one bad line rejects the whole file with `400 invalid_exemptions` \
+                 and `lines` (the first {MAX_PROBLEMS} problems). Line codes: `invalid_person_id`, \
+                 `invalid_field` (an unknown `reason`, a note over 1000 characters), `invalid_time` \
+                 (not RFC 3339 with an offset), `invalid_window` (`until` before `from`), \
+                 `wrong_column_count`, `unknown_resident` (not a registered resident — for an \
+                 official, not one registered inside its area, exactly as if unregistered); for the \
+                 file: `missing_column`, `invalid_utf8`. Residents are judged once every line \
+                 parses. All exemptions are written in one transaction; answers once the status \
+                 changes are in the gates' cache. Audited as one `exemption_create` with `rows`."
+            ))
+            .body(table_body(
+                "person_id,reason,from,until,note",
+                "person_id,reason,from,until,note\n61080219850312001X,bedridden,2022-04-01T00:00:00+08:00,2022-05-01T00:00:00+08:00,卧床\n",
+            ))
+            .ok(201, json_response("Granted, ids in file order.", r("ExemptionImportAnswer")))
+            .errors(&[
+                Code::InvalidExemptions,
+                Code::UnsupportedMediaType,
+                Code::PayloadTooLarge,
+                Code::StorageUnavailable,
+                Code::Overloaded,
+            ]),
+        Op::new("get", "/v1/exemptions", "listExemptions", "exemptions", "List the exemptions in force")
+            .roles(&[Role::Admin, Role::Official])
+            .notes(
+                "Exemptions in force (not deleted, `until` not past) of residents registered under \
+                 `area`, in list order (area, household, name), then by id. Without `area`: an \
+                 official's own area; for an admin every exemption in force (a person not \
+                 registered has `name` and `area` null, listed last). `person_id` masked as in \
+                 missing lists. Audited as `missing_list`.",
+            )
+            .param(area_query("the token's area for an official; every exemption for an admin."))
+            .ok(200, json_response("The exemptions.", r("ExemptionList")))
+            .errors(&[Code::InvalidQuery, Code::UnknownArea, Code::OutOfScope, Code::StorageUnavailable]),
         Op::new("delete", "/v1/exemptions/{id}", "deleteExemption", "exemptions", "Delete an exemption")
             .roles(&[Role::Admin, Role::Official])
             .notes(format!(
@@ -1157,12 +1269,18 @@ fn error_schemas() -> Vec<(&'static str, Value)> {
         (
             "LineProblem",
             object(
-                "One problem of a rejected CSV file.",
+                "One problem of a rejected file (CSV or spreadsheet: register, heads, exemptions).",
                 &["line", "code", "message"],
                 vec![
                     (
                         "line",
-                        count("The line (the header is 1); 0 when not tied to a line."),
+                        count(
+                            "The line (the header is 1), or a spreadsheet's row number; 0 when not tied to a line.",
+                        ),
+                    ),
+                    (
+                        "sheet",
+                        string("A spreadsheet's sheet name; absent for CSV."),
                     ),
                     ("code", enum_of(LineCode::ALL.iter().map(|c| c.as_str()))),
                     ("message", string("For humans.")),
@@ -1540,6 +1658,60 @@ fn account_schemas() -> Vec<(&'static str, Value)> {
             ),
         ),
         (
+            "ExemptionImportAnswer",
+            object(
+                "",
+                &["created", "ids"],
+                vec![
+                    ("created", count("Exemptions granted.")),
+                    (
+                        "ids",
+                        json!({ "type": "array", "items": { "type": "string" }, "description": "Their ids, in file order." }),
+                    ),
+                ],
+            ),
+        ),
+        (
+            "ListedExemption",
+            object(
+                "",
+                &[
+                    "id",
+                    "person_id",
+                    "name",
+                    "area",
+                    "reason",
+                    "from",
+                    "until",
+                    "note",
+                ],
+                vec![
+                    ("id", string("For `DELETE /v1/exemptions/{id}`.")),
+                    (
+                        "person_id",
+                        string("Masked: the first 6 and last 4 characters."),
+                    ),
+                    ("name", json!({ "type": "string", "nullable": true })),
+                    ("area", json!({ "type": "string", "nullable": true })),
+                    ("reason", r("ExemptionReason")),
+                    ("from", time("", false)),
+                    ("until", time("", false)),
+                    ("note", string("Empty when none was given.")),
+                ],
+            ),
+        ),
+        (
+            "ExemptionList",
+            object(
+                "",
+                &["exemptions"],
+                vec![(
+                    "exemptions",
+                    json!({ "type": "array", "items": r("ListedExemption") }),
+                )],
+            ),
+        ),
+        (
             "AuditEntry",
             object(
                 "",
@@ -1747,6 +1919,32 @@ fn round_schemas() -> Vec<(&'static str, Value)> {
                         );
                         v
                     }),
+                ],
+            ),
+        ),
+        (
+            "RepeatMissing",
+            object(
+                "",
+                &["area", "last", "min", "total", "people"],
+                vec![
+                    (
+                        "area",
+                        json!({ "type": "string", "nullable": true, "description": "The area shown; null for an admin's whole city." }),
+                    ),
+                    ("last", count("")),
+                    ("min", count("")),
+                    ("total", count("")),
+                    (
+                        "people",
+                        json!({ "type": "array", "items": { "allOf": [
+                            r("MissingPerson"),
+                            object("", &["misses", "round_ids"], vec![
+                                ("misses", count("How many of the rounds looked at still flag them.")),
+                                ("round_ids", json!({ "type": "array", "items": r("RoundId") })),
+                            ]),
+                        ] } }),
+                    ),
                 ],
             ),
         ),

@@ -568,7 +568,18 @@ pub fn replay(conn: Connection, engine: &mut Engine) -> Result<ReplayStats, Stor
                     tx.send(step).is_ok()
                 })
             })?;
+        // A large store takes seconds: say how far it has got every few.
+        let (mut steps, mut logged) = (0u64, Instant::now());
         for step in rx {
+            steps += 1;
+            if logged.elapsed() >= Duration::from_secs(2) {
+                logged = Instant::now();
+                tracing::info!(
+                    steps,
+                    elapsed_s = started.elapsed().as_secs(),
+                    "replaying the store's log"
+                );
+            }
             let t = Instant::now();
             match step {
                 Step::Apply(event) => {

@@ -36,7 +36,9 @@ use super::{
 };
 use crate::domain::{PersonId, Timestamp};
 use crate::engine::clock::Clock;
-use crate::engine::{Command, Event, Overlay, RecordItem, ResultItem, SharedEngine, Verdict};
+use crate::engine::{
+    Applied, Command, Event, Overlay, RecordItem, ResultItem, SharedEngine, Verdict,
+};
 
 /// Most record/result batches judged into one group commit.
 pub const MAX_GROUP_BATCHES: usize = 64;
@@ -592,19 +594,23 @@ impl Writer {
     }
 
     /// A command, alone: prepare against the engine, log, commit, apply.
+    /// A command of several events (an exemptions import) logs them all in
+    /// the one transaction, with consecutive `seq`s: all or none.
     fn command(&mut self, cmd: Command, reply: Reply<CommandOutcome>) {
         let now = self.clock.now();
-        let prepared = self.engine.read().prepare(cmd, now);
-        let (event, prepared) = match prepared {
+        let prepared = self.engine.read().prepare_all(cmd, now);
+        let (events, prepared) = match prepared {
             Ok(p) => p,
             Err(e) => {
                 drop(reply.send(Err(StoreError::Command(e))));
                 return;
             }
         };
-        let seq = self.next_seq;
+        let first = self.next_seq;
         let written = begin(&mut self.conn).and_then(|tx| {
-            log::write_event(&tx, seq, &event)?;
+            for (seq, event) in (first..).zip(&events) {
+                log::write_event(&tx, seq, event)?;
+            }
             commit(tx, &self.visible)
         });
         if let Err(e) = written {
@@ -617,13 +623,19 @@ impl Writer {
             drop(reply.send(Err(StoreError::Unavailable)));
             return;
         }
-        self.next_seq += 1;
-        self.checkpointer.wrote(event_rows(&event));
+        self.next_seq += events.len() as u64;
+        let rows: u64 = events.iter().map(event_rows).sum();
+        self.checkpointer.wrote(rows);
         self.visible
             .counters
             .rows
-            .fetch_add(event_rows(&event), Ordering::Relaxed);
-        let applied = self.engine.write().apply(&event);
+            .fetch_add(rows, Ordering::Relaxed);
+        let mut applied = Applied::default();
+        for event in &events {
+            let one = self.engine.write().apply(event);
+            applied.flipped += one.flipped;
+            applied.changed.extend(one.changed);
+        }
         let ticket = if applied.changed.is_empty() {
             0
         } else {

@@ -4,7 +4,8 @@
 // (fetched here from Node with the same token).
 //
 // Env: ROLLCALL_URL, ROLLCALL_ADMIN_TOKEN, SEED_JSON, WORK (scratch dir),
-//      SCREENSHOT (desktop PNG, e.g. docs/dashboard.png), PHONE_SCREENSHOT (360 px PNG).
+//      SCREENSHOT (desktop PNG, e.g. docs/dashboard.png), PHONE_SCREENSHOT (360 px PNG),
+//      CAMPAIGN_SCREENSHOT (the campaign view, e.g. docs/campaign.png).
 // Exits non-zero on the first failure.
 
 import fs from 'node:fs';
@@ -18,6 +19,7 @@ const SEED = JSON.parse(fs.readFileSync(env('SEED_JSON'), 'utf8'));
 const WORK = env('WORK');
 const SCREENSHOT = env('SCREENSHOT');
 const PHONE_SCREENSHOT = env('PHONE_SCREENSHOT');
+const CAMPAIGN_SCREENSHOT = env('CAMPAIGN_SCREENSHOT');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const CSV_HEADER = 'person_id,name,phone,area,household,head_title,head_name,head_phone';
 const FIELDS = ['in_scope', 'sampled', 'made_up', 'exempt', 'missing', 'late'];
@@ -37,6 +39,11 @@ async function api(p, token = ADMIN) {
   const text = await res.text();
   if (!res.ok) throw new Error(`GET ${p} -> ${res.status} ${text.slice(0, 300)}`);
   return JSON.parse(text);
+}
+async function apiText(p, token = ADMIN) {
+  const res = await fetch(BASE + p, { headers: { Authorization: `Bearer ${token}` } });
+  if (!res.ok) throw new Error(`GET ${p} -> ${res.status}: ${(await res.text()).slice(0, 300)}`);
+  return res.text();
 }
 const q = encodeURIComponent;
 const coverage = (round, area, token) => api(`/v1/rounds/${round}/coverage?${area ? `area=${q(area)}&` : ''}depth=1`, token);
@@ -108,6 +115,7 @@ const context = await chromium.launchPersistentContext(userData, {
   executablePath: CHROMIUM,
   headless: true,
   acceptDownloads: true,
+  permissions: ['clipboard-read', 'clipboard-write'],
   viewport: { width: 1366, height: 940 },
   locale: 'zh-CN',
   timezoneId: 'UTC', // the page must show Shanghai times whatever the device's zone
@@ -147,6 +155,51 @@ try {
   for (const r of rounds) {
     same(cards.find((c) => c.id === r.id).state, r.state === 'open' ? '进行中' : '已截止', `round ${r.id} is shown ${r.state}`);
   }
+
+  console.log('the campaign at a glance');
+  await page.waitForSelector('#campaign:not([hidden]) svg.campaign circle.pt');
+  const withPeople = rounds.filter((r) => r.counts && r.counts.in_scope);
+  ok(withPeople.length >= 4, `a campaign of several rounds (${withPeople.length})`);
+  const pts = await page.$$eval('#campaign-chart circle.pt', (els) => els.map((e) => ({ id: e.dataset.roundId, pct: e.dataset.pct })));
+  same(pts.map((x) => x.id), withPeople.map((r) => r.id), 'one point per round, in time order');
+  const pctOf = (c) => (Math.floor((1000 * c.sampled) / c.in_scope) / 10).toFixed(1) + '%';
+  same(pts.map((x) => x.pct), withPeople.map((r) => pctOf(r.counts)), 'each point is its round\'s coverage');
+  const bars2 = await page.$$eval('#campaign-chart rect.mb', (els) => els.map((e) => Number(e.dataset.missing)));
+  same(bars2, withPeople.map((r) => r.counts.missing), 'each bar is its round\'s missing count');
+  const lastRound = withPeople[withPeople.length - 1];
+  const lastCov = await api(`/v1/rounds/${lastRound.id}/coverage?depth=1`);
+  const areaRows = () => page.$$eval('#campaign-areas tbody tr', (trs) => trs.map((tr) => ({
+    area: tr.dataset.area, missing: Number(tr.querySelector('[data-k="missing"]').textContent.replace(/,/g, '')) })));
+  const byArea = await areaRows();
+  same(byArea, lastCov.children.map((c) => ({ area: c.area, missing: c.missing })), 'the areas below, as in the last round, by name');
+  await page.click('[data-csort="missing"]');
+  await page.click('[data-csort="missing"]');
+  const byMissing = await areaRows();
+  ok(byMissing.every((r, i) => i === 0 || byMissing[i - 1].missing >= r.missing), 'sorted by missing, most first, on a second click',
+    byMissing.map((r) => r.missing));
+  const repeat = await api('/v1/repeat-missing');
+  ok(repeat.total > 0, `the seeded campaign has repeat missers (${repeat.total})`);
+  same(Number((await page.textContent('#repeat-count')).replace(/,/g, '')), repeat.total, 'the repeat missers\' count is the API\'s');
+  // The page from the top (the header bar stays over whatever scrolls under it) down
+  // to the end of the campaign card.
+  await page.evaluate(() => window.scrollTo(0, 0));
+  const box = await (await page.$('#campaign')).boundingBox();
+  await page.screenshot({ path: CAMPAIGN_SCREENSHOT, clip: { x: 0, y: 0, width: 1366, height: Math.ceil(box.y + box.height + 12) } });
+  ok(fs.statSync(CAMPAIGN_SCREENSHOT).size > 10000, `campaign screenshot saved to ${CAMPAIGN_SCREENSHOT}`);
+
+  console.log('repeat missers');
+  await page.click('#repeat-open');
+  await page.waitForSelector('#repeat-total');
+  same(Number((await page.textContent('#repeat-total')).replace(/,/g, '')), repeat.total, 'the view lists the API\'s total');
+  const rrows = await page.$$eval('#repeat-list tbody tr', (trs) => trs.map((tr) => ({
+    id: tr.querySelector('.id').textContent, misses: Number(tr.dataset.misses) })));
+  same(rrows, repeat.people.map((p) => ({ id: p.person_id, misses: p.misses })), 'the repeat missers, most misses first, masked');
+  await page.selectOption('#repeat-min', '3');
+  const strict = await api('/v1/repeat-missing?last=3&min=3');
+  await page.waitForFunction((n) => document.getElementById('repeat-total')?.textContent.replace(/,/g, '') === String(n), strict.total);
+  ok(strict.total <= repeat.total, `asking for more misses narrows the list (${strict.total})`);
+  await page.click('#repeat-back');
+  await page.waitForSelector('.round-card');
 
   console.log('open the round: the community');
   await page.click(`.round-card[data-round-id="${round}"]`);
@@ -202,6 +255,20 @@ try {
   same(groups.length, Math.min(25, grouped.groups.length), 'one block per responsible head');
   same(groups.slice(0, 10), grouped.groups.slice(0, 10).map((x) => ({
     head: x.head ? `${x.head.title} ${x.head.name}` : '无负责人 no head', n: x.people.length })), 'each head with their doors');
+
+  console.log('messages per head, with a copy button');
+  const messages = (await apiText(`/v1/rounds/${round}/missing?area=${q(grid)}&group_by=head&format=text`)).trim().split('\n\n');
+  await page.click('[data-tab="text"]');
+  await page.waitForSelector('#missing .msg-block');
+  const blocks = await page.$$eval('#missing .msg-block pre', (els) => els.map((e) => e.textContent));
+  same(blocks.length, grouped.groups.length, 'one message per head group');
+  same(blocks, messages, 'each message as the API gives it');
+  ok(blocks.every((b) => !/\d{17}[\dX]/.test(b)), 'no ID number in any message');
+  await page.click('#missing .msg-block[data-index="1"] button.copy');
+  await page.waitForSelector('#missing .msg-block[data-index="1"] button.copy[data-copied="true"]');
+  same(await page.evaluate(() => navigator.clipboard.readText()), messages[1], 'the copy button puts that head\'s message on the clipboard');
+  await page.click('[data-tab="list"]');
+  await page.waitForSelector('#missing table.people');
 
   console.log('exports');
   const csv = await download(page, '[data-export="csv"]', path.join(WORK, 'export.csv'));

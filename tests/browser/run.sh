@@ -8,7 +8,8 @@
 # `rollcall serve` on a free port with a random admin token, seeds two rounds,
 # records and exemptions through the API (seed.mjs), then drives headless
 # Debian chromium with playwright-core (dashboard.test.mjs). Writes the desktop
-# screenshot to docs/dashboard.png and a 360 px one to tests/browser/out/.
+# screenshot to docs/dashboard.png, the campaign view to docs/campaign.png and
+# a 360 px one to tests/browser/out/.
 #
 # Installs when absent: Debian's `chromium` and a CJK font
 # (`fonts-wqy-microhei`), with apt-get as root; playwright-core from
@@ -121,4 +122,5 @@ step "dashboard test (headless chromium)"
 mkdir -p "$out" "$repo/docs"
 ROLLCALL_URL="$base" ROLLCALL_ADMIN_TOKEN="$token" SEED_JSON="$work/seed.json" WORK="$work" \
   SCREENSHOT="$repo/docs/dashboard.png" PHONE_SCREENSHOT="$out/dashboard-phone.png" \
+  CAMPAIGN_SCREENSHOT="$repo/docs/campaign.png" \
   node "$here/dashboard.test.mjs"

@@ -7,6 +7,8 @@
 //   - round B over the same community, open now (window from 7 h ago to 5 h ahead),
 //     with records for part of the people, at a different rate per grid so the bars
 //     differ; anyone sampled in B but not in A is a make-up for A;
+//   - two earlier rounds, three and two days ago, closed, in which the same few
+//     percent of people are never sampled (repeat missers for the campaign view);
 //   - a few exemptions covering both rounds;
 //   - an official token bound to the community's second grid.
 // Writes what the test needs (ids, areas, tokens) as JSON to $SEED_OUT.
@@ -141,12 +143,28 @@ async function postRecords(recs, prefix) {
   return accepted;
 }
 
+// Two earlier rounds of the campaign, days ago, past their deadlines (the server
+// closes them by itself): a campaign view of several rounds, and people who miss
+// round after round (the same few percent are never sampled in them).
+const chronic = new Set(people.filter(() => rand() < 0.04).map((p) => p.id));
+const earlier = [];
+for (const [k, daysAgo] of [[1, 3], [2, 2]]) {
+  const opens = hour0 - (daysAgo * 24 + 7) * HOUR, deadline = opens + 10 * HOUR;
+  const r = await call('POST', '/v1/rounds', {
+    json: { name: `前期第${k}轮全员核酸`, scope: [community], opens_at: sh(opens), deadline: sh(deadline) },
+  });
+  const recs = people.filter((p) => !p.never && !chronic.has(p.id) && rand() < 0.9 + 0.03 * k)
+    .map((p) => ({ id: p.id, at: opens + Math.floor(rand() * (deadline - opens - 60e3)) }));
+  console.log(`seed: round ${r.id} (${daysAgo} days ago): ${await postRecords(recs, `BE${k}`)} records`);
+  earlier.push(r.id);
+}
+
 // Round A: already past its deadline.
 const aOpens = hour0 - 31 * HOUR, aDeadline = hour0 - 21 * HOUR;
 const roundA = await call('POST', '/v1/rounds', {
   json: { name: '第1轮全员核酸', scope: [community], opens_at: sh(aOpens), deadline: sh(aDeadline) },
 });
-const recsA = people.filter((p) => !p.never && rand() < 0.93)
+const recsA = people.filter((p) => !p.never && !chronic.has(p.id) && rand() < 0.93)
   .map((p) => ({ id: p.id, at: aOpens + Math.floor(rand() * (aDeadline - aOpens - 60e3)) }));
 console.log(`seed: round ${roundA.id} (past deadline): ${await postRecords(recsA, 'BTA')} records`);
 
@@ -188,10 +206,14 @@ for (let i = 0; i < 150 && !closed; i++) { // up to 30 s on a loaded CI machine
   if (!closed) await new Promise((r) => setTimeout(r, 200));
 }
 if (!closed) throw new Error(`round ${roundA.id} did not close by itself past its deadline`);
+for (const id of earlier) {
+  const r = await call('GET', `/v1/rounds/${id}`);
+  if (r.state !== 'closed') throw new Error(`round ${id} did not close by itself past its deadline`);
+}
 
 fs.writeFileSync(OUT, JSON.stringify({
   community, grids, officialGrid, official: official.token,
-  closedRound: roundA.id, openRound: roundB.id,
+  closedRound: roundA.id, openRound: roundB.id, earlierRounds: earlier,
   hostile: { name: HOSTILE_NAME, grid: people[people.length - 1].grid },
 }, null, 2));
 console.log(`seed: done -> ${OUT}`);

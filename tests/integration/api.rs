@@ -260,6 +260,16 @@ async fn each_role_is_held_to_its_endpoints() {
         assert_eq!(r.code(), "forbidden");
     }
     for tok in [&gate, &scanner, &lab] {
+        assert_eq!(app.get("/v1/exemptions", tok).await.code(), "forbidden");
+        assert_eq!(app.get("/v1/repeat-missing", tok).await.code(), "forbidden");
+        let r = app
+            .post_csv(
+                "/v1/exemptions/import",
+                tok,
+                "person_id,reason,from,until,note\n",
+            )
+            .await;
+        assert_eq!((r.status, r.code().as_str()), (403, "forbidden"));
         assert_eq!(app.get("/v1/rounds", tok).await.code(), "forbidden");
         assert_eq!(
             app.get(&format!("/v1/residents/{pid_a}"), tok).await.code(),
@@ -273,6 +283,8 @@ async fn each_role_is_held_to_its_endpoints() {
         format!("/v1/rounds/{rb}/missing?area={B}"),
         format!("/v1/rounds/{rb}/coverage?area={B}"),
         format!("/v1/rounds/{rb}/progress?area={B}"),
+        format!("/v1/exemptions?area={B}"),
+        format!("/v1/repeat-missing?area={B}"),
     ] {
         let r = app.get(&path, &off_a).await;
         assert_eq!(

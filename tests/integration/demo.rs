@@ -62,6 +62,30 @@ async fn the_demo_prints_the_engines_own_counts_and_what_it_sent() {
         assert_eq!(printed.late, expected.late);
     }
 
+    // The next day's round: the same subdistrict, closed by the official; the
+    // first day's counts above are read after it, unchanged by it. Whoever
+    // missed the first day and did not come since misses both.
+    let n = &s.next;
+    assert_eq!(n.counts.in_scope, 56_717);
+    assert_eq!(
+        n.counts.in_scope,
+        n.counts.sampled + n.counts.made_up + n.counts.exempt + n.counts.missing
+    );
+    assert!(n.counts.sampled > 50_000, "{:?}", n.counts);
+    assert!(
+        n.repeat_missers > 0 && n.repeat_missers <= printed.missing.min(n.counts.missing),
+        "{} repeat missers, {} then {} missing",
+        n.repeat_missers,
+        printed.missing,
+        n.counts.missing
+    );
+    assert!(n.messages > 0);
+    assert!(
+        n.first_message.starts_with("【第2轮全员核酸（次日）】"),
+        "{}",
+        n.first_message
+    );
+
     // The close flagged everyone then missing; nothing was made up before it.
     let c = s.at_close;
     assert_eq!(s.flipped, c.missing);

@@ -142,3 +142,58 @@ async fn import_and_serve_refuse_a_store_that_fails_its_integrity_check() {
     }
     refused(serve.wait_with_output().unwrap());
 }
+
+/// A workbook of one sheet from CSV text: every cell a string except the
+/// phone column, written as a number (as a spreadsheet user's would be).
+fn workbook(csv: &str, phone_col: usize) -> Vec<u8> {
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.set_name("名册").unwrap();
+    for (r, line) in csv.lines().enumerate() {
+        for (c, cell) in line.split(',').enumerate() {
+            let (row, col) = (r as u32, c as u16);
+            match cell.parse::<f64>() {
+                Ok(n) if r > 0 && c == phone_col => ws.write_number(row, col, n).unwrap(),
+                _ => ws.write_string(row, col, cell).unwrap(),
+            };
+        }
+    }
+    wb.save_to_buffer().unwrap()
+}
+
+#[test]
+fn import_takes_a_spreadsheet_and_names_the_sheet_and_row_of_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (from_csv, from_xlsx) = (dir.path().join("a"), dir.path().join("b"));
+    let csv = "person_id,name,phone,area,household\n\
+               610802193703098782,张嘉艳,13269988596,崇文路街道/新社区,新1号-101\n\
+               11010519491231002X,赵六,13800000001,崇文路街道/新社区,新1号-102\n";
+    let csv_file = dir.path().join("register.csv");
+    std::fs::write(&csv_file, csv).unwrap();
+    let xlsx_file = dir.path().join("register.XLSX");
+    std::fs::write(&xlsx_file, workbook(csv, 2)).unwrap();
+    let a = import("register", &csv_file, &from_csv);
+    let b = import("register", &xlsx_file, &from_xlsx);
+    assert!(b.status.success(), "{}", text(&b.stderr));
+    assert_eq!(text(&a.stdout), text(&b.stdout));
+    let view = |data: &Path| {
+        let (store, engine) = open_store(data);
+        drop(store);
+        let e = engine.read();
+        let id = "610802193703098782".parse().unwrap();
+        e.resident_view(id)
+            .map(|v| (v.name, v.phone, v.area, v.household))
+    };
+    assert_eq!(view(&from_csv), view(&from_xlsx));
+    assert_eq!(view(&from_xlsx).unwrap().1, "13269988596");
+
+    let bad = dir.path().join("bad.xlsx");
+    std::fs::write(&bad, workbook(&csv.replace("002X", "0021"), 2)).unwrap();
+    let out = import("register", &bad, &from_xlsx);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("sheet \"名册\" row 3: invalid_person_id"),
+        "{err}"
+    );
+}

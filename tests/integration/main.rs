@@ -10,6 +10,7 @@ mod demo;
 mod docs;
 mod helpers;
 mod import;
+mod officials;
 mod openapi;
 mod status_cache;
 mod store;

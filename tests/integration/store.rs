@@ -14,8 +14,8 @@ use rollcall::domain::{
 };
 use rollcall::engine::clock::{Clock, ManualClock};
 use rollcall::engine::{
-    Command, CommandError, Engine, Policy, Prepared, RecordItem, RejectCode, ResultItem,
-    SharedEngine, Verdict,
+    Command, CommandError, Engine, NewExemption, Policy, Prepared, RecordItem, RejectCode,
+    ResultItem, SharedEngine, Verdict,
 };
 use rollcall::store::{
     AuditEntry, DB_FILE, NewToken, OnChanged, SCHEMA_VERSION, Store, StoreError,
@@ -761,11 +761,94 @@ async fn write_failure_child() {
         b += 1;
     }
     assert!(failures > 0, "no write failed under the file-size limit");
+    // An exemptions import far past the limit: none of it is applied.
+    let before = engine.read().exemptions_in_force(None, now0()).len();
+    let e = store
+        .command(Command::ExemptionImport(exemptions(
+            0..1000,
+            &"卧床".repeat(400),
+        )))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable), "{e}");
+    assert_eq!(
+        engine.read().exemptions_in_force(None, now0()).len(),
+        before
+    );
     assert!(store.stats().failed_commits >= failures);
     println!(
         "\nCHILD-RESULT {} {} {}",
         engine.read().digest(now0()),
         engine.read().record_count(),
         failures
+    );
+}
+
+/// Exemptions for residents `ns`, in force around `now0()`.
+fn exemptions(ns: std::ops::Range<u64>, note: &str) -> Vec<NewExemption> {
+    ns.map(|n| NewExemption {
+        person_id: pid(n),
+        reason: ExemptionReason::Away,
+        from: now0().plus_millis(-HOUR),
+        until: now0().plus_millis(24 * HOUR),
+        note: note.to_owned(),
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exemptions_import_is_one_commit_with_ids_in_order_and_replays_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(now0());
+    let (store, engine) = open(dir.path(), &clock);
+    store
+        .command(Command::Register((0..50).map(resident).collect()))
+        .await
+        .unwrap();
+    let single = store
+        .command(Command::ExemptionImport(exemptions(0..1, "a")))
+        .await
+        .unwrap();
+    assert_eq!(single.prepared, Prepared::ExemptionIds(vec![1]));
+    let commits = store.stats().commits;
+    let out = store
+        .command(Command::ExemptionImport(exemptions(10..30, "b")))
+        .await
+        .unwrap();
+    assert_eq!(store.stats().commits, commits + 1, "one transaction");
+    assert_eq!(out.prepared, Prepared::ExemptionIds((2..22).collect()));
+    assert_eq!(out.applied.changed.len(), 20);
+    // A window the wrong way round refuses the whole command.
+    let mut bad = exemptions(30..33, "c");
+    bad[2].until = bad[2].from.plus_millis(-1);
+    let e = store
+        .command(Command::ExemptionImport(bad))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Command(CommandError::InvalidWindow)),
+        "{e}"
+    );
+    let listed = |engine: &SharedEngine| -> Vec<(u32, PersonId)> {
+        engine
+            .read()
+            .exemptions_in_force(None, now0())
+            .iter()
+            .map(|(x, _)| (x.id, x.person_id))
+            .collect()
+    };
+    let before = listed(&engine);
+    assert_eq!(before.len(), 21);
+    let digest = engine.read().digest(now0());
+    store.close().await;
+    let (_store, engine) = open(dir.path(), &clock);
+    assert_eq!(listed(&engine), before);
+    assert_eq!(engine.read().digest(now0()), digest);
+    // Past their `until`, they are no longer in force.
+    assert!(
+        engine
+            .read()
+            .exemptions_in_force(None, now0().plus_millis(25 * HOUR))
+            .is_empty()
     );
 }

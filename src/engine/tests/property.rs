@@ -8,8 +8,9 @@
 //! person whose status moved must be in the event's `changed` set (the cache
 //! write-through); at checkpoints and at the end every round's counts (whole
 //! and per area node), missing lists (with heads), coverage at every node and
-//! depth, progress, and everyone's status at several times and resident view
-//! must be identical.
+//! depth, progress, repeat missers (against a naive count over the rounds),
+//! and everyone's status at several times and resident view must be
+//! identical.
 
 use std::sync::Arc;
 
@@ -628,6 +629,22 @@ impl Twin {
                     m.progress(r, Some(path), now),
                     "progress of round {} under {path}",
                     r.id
+                );
+            }
+        }
+        // Repeat missers, over the whole city and under every node.
+        let areas = std::iter::once(None).chain(nodes.iter().map(|(n, p)| Some((*n, p.as_str()))));
+        for area in areas {
+            for (last, min) in [(1, 1), (2, 1), (3, 2), (5, 3), (2, 2)] {
+                let got: Vec<(PersonId, Vec<u32>)> = e
+                    .repeat_missing(area.map(|(n, _)| n), last, min)
+                    .into_iter()
+                    .map(|x| (e.register().resident(x.row).person_id, x.round_ids))
+                    .collect();
+                assert_eq!(
+                    got,
+                    m.repeat_missing(area.map(|(_, p)| p), last, min),
+                    "repeat missers under {area:?}, last {last}, min {min}"
                 );
             }
         }

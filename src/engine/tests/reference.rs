@@ -730,6 +730,48 @@ impl Reference {
         })
     }
 
+    /// Repeat missers, counted naively: for everyone ever registered under
+    /// `area`, the closed rounds that covered them ordered by (deadline,
+    /// id), the last `last` of those, and which of them still flag them;
+    /// kept when at least `min`. By misses (most first), then area,
+    /// household, name, ID.
+    pub fn repeat_missing(
+        &self,
+        area: Option<&str>,
+        last: usize,
+        min: usize,
+    ) -> Vec<(PersonId, Vec<u32>)> {
+        let mut closed: Vec<&RoundR> = self
+            .rounds
+            .iter()
+            .filter(|r| r.closed_at.is_some())
+            .collect();
+        closed.sort_by_key(|r| (r.deadline, r.id));
+        let mut out: Vec<(PersonId, Vec<u32>)> = self
+            .known
+            .iter()
+            .filter(|(_, p)| area.is_none_or(|a| under(&p.area, a)))
+            .filter_map(|(pid, _)| {
+                let covering: Vec<&&RoundR> =
+                    closed.iter().filter(|r| self.in_round(r, *pid)).collect();
+                let recent = &covering[covering.len().saturating_sub(last)..];
+                let flagged: Vec<u32> = recent
+                    .iter()
+                    .filter(|r| self.still_flagged(r, *pid))
+                    .map(|r| r.id)
+                    .collect();
+                (flagged.len() >= min.max(1)).then_some((*pid, flagged))
+            })
+            .collect();
+        out.sort_by(|(a, fa), (b, fb)| {
+            let (pa, pb) = (&self.known[a], &self.known[b]);
+            fb.len().cmp(&fa.len()).then_with(|| {
+                (&pa.area, &pa.household, &pa.name, a).cmp(&(&pb.area, &pb.household, &pb.name, b))
+            })
+        });
+        out
+    }
+
     /// The resident view's `flagged_rounds`, in round order; None when not registered.
     pub fn flagged_rounds(&self, pid: PersonId) -> Option<Vec<String>> {
         self.residents.get(&pid)?;

@@ -1,16 +1,23 @@
-//! `/v1/exemptions`: grant and delete exemptions (official in scope, admin).
+//! `/v1/exemptions`: grant and delete exemptions, import a community's list
+//! of them (CSV or XLSX, all or nothing) and list those in force (official
+//! in scope, admin).
 
-use crate::domain::AuditAction;
-use actix_web::{HttpRequest, HttpResponse, delete, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use serde_json::json;
 
-use crate::domain::{ExemptionReason, PersonId, Role};
-use crate::engine::{Command, Prepared};
+use crate::domain::exemption_file::parse_exemptions;
+use crate::domain::{
+    AreaPath, AuditAction, ExemptionReason, LineCode, LineProblem, PersonId, Role,
+};
+use crate::engine::{Command, NewExemption, Prepared};
 use crate::http::auth::Principal;
 use crate::http::body::{self, Fields};
 use crate::http::error::{ApiError, Code, Denial};
 use crate::http::routes::residents;
-use crate::http::{AppState, routes::audit::record_about};
+use crate::http::{
+    AppState,
+    routes::audit::{record, record_about},
+};
 
 /// An official may act only for residents registered inside their area;
 /// anyone else is answered `not_there()` exactly as if not registered (the
@@ -111,6 +118,14 @@ pub async fn delete(
     who: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    // `/v1/exemptions/import` is a route of its own (POST only), not an
+    // exemption's id: answered as any path without this method.
+    if id.as_str() == "import" {
+        return Err(ApiError::new(
+            Code::NotFound,
+            "no route for DELETE /v1/exemptions/import",
+        ));
+    }
     who.require(&[Role::Admin, Role::Official])?;
     let id: u32 = id.parse().map_err(|_| unknown_exemption())?;
     let person = state
@@ -132,4 +147,148 @@ pub async fn delete(
     )
     .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+fn rejected(lines: Vec<LineProblem>) -> ApiError {
+    super::register::rejected_file(Code::InvalidExemptions, lines, "exemptions")
+}
+
+/// `POST /v1/exemptions/import`: every line a registered resident (inside
+/// an official's area; one outside it is `unknown_resident`, exactly as if
+/// not registered), else nothing is granted. One transaction for all.
+#[post("/v1/exemptions/import")]
+pub async fn import(
+    state: web::Data<AppState>,
+    who: Principal,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    who.require(&[Role::Admin, Role::Official])?;
+    let (kind, bytes) = body::table(&req, payload).await?;
+    let today = state.now().shanghai_date();
+    let file = state
+        .compute(move || parse_exemptions(kind, &bytes, today))
+        .await?
+        .map_err(rejected)?;
+    let scope = who.area.clone().filter(|_| who.role == Role::Official);
+    let (file, unknown) = state
+        .read(move |e| {
+            let unknown: Vec<u64> = file
+                .rows
+                .iter()
+                .filter(|r| {
+                    let registered = e
+                        .register()
+                        .slot(r.person_id)
+                        .is_some_and(|s| e.register().is_active(s));
+                    let inside = match (&scope, e.area_of(r.person_id)) {
+                        (None, _) => true,
+                        (Some(mine), Some(area)) => mine.is_prefix_of(area),
+                        (Some(_), None) => false,
+                    };
+                    !(registered && inside)
+                })
+                .map(|r| r.line)
+                .collect();
+            (file, unknown)
+        })
+        .await?;
+    if !unknown.is_empty() {
+        let lines = unknown
+            .into_iter()
+            .take(crate::domain::register::MAX_PROBLEMS)
+            .map(|line| {
+                file.problem(
+                    line,
+                    LineCode::UnknownResident,
+                    "no registered resident by this person_id (inside this token's area)",
+                )
+            })
+            .collect();
+        return Err(rejected(lines));
+    }
+    let n = file.rows.len() as u64;
+    let rows: Vec<NewExemption> = file
+        .rows
+        .into_iter()
+        .map(|r| NewExemption {
+            person_id: r.person_id,
+            reason: r.reason,
+            from: r.from,
+            until: r.until,
+            note: r.note,
+        })
+        .collect();
+    let ids = if rows.is_empty() {
+        Vec::new()
+    } else {
+        let _w = state.admit_write()?;
+        let out = state.store.command(Command::ExemptionImport(rows)).await?;
+        let Prepared::ExemptionIds(ids) = out.prepared else {
+            return Err(ApiError::internal(&"exemption import returned no ids"));
+        };
+        state.cache.flushed(out.ticket).await;
+        ids
+    };
+    let area = who.area.as_ref().map(AreaPath::to_string);
+    record(
+        &state,
+        &who,
+        AuditAction::ExemptionCreate,
+        area,
+        None,
+        Some(n),
+    )
+    .await?;
+    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    Ok(HttpResponse::Created().json(json!({ "created": n, "ids": ids })))
+}
+
+/// `GET /v1/exemptions?area=PATH`: the exemptions in force under an area
+/// (an official's own by default, the whole city for an admin), IDs masked,
+/// audited as a list of people (`missing_list`).
+#[get("/v1/exemptions")]
+pub async fn list(
+    state: web::Data<AppState>,
+    who: Principal,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    who.require(&[Role::Admin, Role::Official])?;
+    let q = body::query(&req, &["area"])?;
+    let area = super::rounds::view_area(&who, &q)?;
+    let area_for_read = area.clone();
+    let now = state.now();
+    let listed = state
+        .read(move |e| -> Result<Vec<serde_json::Value>, ApiError> {
+            let node = super::rounds::area_node(e, area_for_read.as_ref())?;
+            let reg = e.register();
+            Ok(e.exemptions_in_force(node, now)
+                .into_iter()
+                .map(|(x, row)| {
+                    let person = row.map(|r| reg.resident(r));
+                    json!({
+                        "id": x.id.to_string(),
+                        "person_id": x.person_id.masked(),
+                        "name": person.map(|p| p.name),
+                        "area": person.map(|p| p.area.as_str()),
+                        "reason": x.reason,
+                        "from": x.from,
+                        "until": x.until,
+                        "note": x.note,
+                    })
+                })
+                .collect())
+        })
+        .await??;
+    let area_s = area.as_ref().map(AreaPath::to_string);
+    record(
+        &state,
+        &who,
+        AuditAction::MissingList,
+        area_s,
+        None,
+        Some(listed.len() as u64),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({ "exemptions": listed })))
 }

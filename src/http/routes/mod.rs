@@ -19,6 +19,7 @@ pub mod exemptions;
 pub mod ops;
 pub mod records;
 pub mod register;
+pub mod repeat_missing;
 pub mod residents;
 pub mod results;
 pub mod rounds;
@@ -59,7 +60,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/rounds/{id}/missing"),
     ("GET", "/v1/rounds/{id}/coverage"),
     ("GET", "/v1/rounds/{id}/progress"),
+    ("GET", "/v1/repeat-missing"),
     ("POST", "/v1/exemptions"),
+    ("GET", "/v1/exemptions"),
+    ("POST", "/v1/exemptions/import"),
     ("DELETE", "/v1/exemptions/{id}"),
     ("GET", "/v1/status/{person_id}"),
     ("GET", "/v1/audit"),
@@ -94,7 +98,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(rounds::missing::missing)
         .service(rounds::coverage)
         .service(rounds::progress)
+        .service(repeat_missing::list)
         .service(exemptions::create)
+        .service(exemptions::list)
+        .service(exemptions::import)
         .service(exemptions::delete)
         .service(audit::list)
         // Guarded like the handlers' `#[get]`, so another method falls through

@@ -1,20 +1,26 @@
-//! `POST /v1/register` and `POST /v1/heads` (admin): CSV imports, all or
-//! nothing, through the same parser as `rollcall import`.
+//! `POST /v1/register` and `POST /v1/heads` (admin): CSV or XLSX imports,
+//! all or nothing, through the same parser as `rollcall import`. Files are
+//! parsed on the rayon pool, outside the engine lock.
 
 use crate::domain::AuditAction;
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use serde_json::json;
 
 use crate::domain::Role;
-use crate::domain::register::{LineProblem, parse_heads, parse_register};
+use crate::domain::register::{LineProblem, parse_heads_as, parse_register_as};
 use crate::engine::{Command, Prepared};
 use crate::http::auth::Principal;
 use crate::http::error::{ApiError, Code};
 use crate::http::{AppState, body, routes::audit::record};
 
 fn rejected(lines: Vec<LineProblem>, what: &str) -> ApiError {
+    rejected_file(Code::InvalidRegister, lines, what)
+}
+
+/// A rejected file (register, heads, exemptions): `code` with its problems.
+pub(crate) fn rejected_file(code: Code, lines: Vec<LineProblem>, what: &str) -> ApiError {
     let mut e = ApiError::new(
-        Code::InvalidRegister,
+        code,
         format!(
             "the {what} file was rejected ({} problem(s)); nothing was changed",
             lines.len()
@@ -46,10 +52,10 @@ pub async fn register(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     who.require(&[Role::Admin])?;
-    let bytes = body::csv(&req, payload).await?;
+    let (kind, bytes) = body::table(&req, payload).await?;
     let today = state.now().shanghai_date();
     let rows = state
-        .read(move |_| parse_register(&bytes, today))
+        .compute(move || parse_register_as(kind, &bytes, today))
         .await?
         .map_err(|l| rejected(l, "register"))?;
     let n = rows.len() as u64;
@@ -75,8 +81,11 @@ pub async fn heads(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     who.require(&[Role::Admin])?;
-    let bytes = body::csv(&req, payload).await?;
-    let rows = parse_heads(&bytes).map_err(|l| rejected(l, "heads"))?;
+    let (kind, bytes) = body::table(&req, payload).await?;
+    let rows = state
+        .compute(move || parse_heads_as(kind, &bytes))
+        .await?
+        .map_err(|l| rejected(l, "heads"))?;
     let n = rows.len() as u64;
     let _w = state.admit_write()?;
     let out = state.store.command(Command::Heads(rows)).await?;

@@ -51,7 +51,8 @@ pub const COLUMNS: [&str; 8] = [
 ];
 
 impl PersonOut {
-    fn cells(&self) -> [&str; 8] {
+    /// The CSV and XLSX cells, in [`COLUMNS`] order.
+    pub fn cells(&self) -> [&str; 8] {
         let (t, n, p) = self
             .head
             .as_ref()
@@ -72,31 +73,34 @@ impl PersonOut {
 /// The missing people of a round under a node, in list order.
 pub fn people(e: &Engine, round: u32, node: Option<u32>, unmask: bool) -> Vec<PersonOut> {
     let r = e.round(round).expect("resolved round");
-    let reg = e.register();
     e.missing(r, node)
         .into_iter()
-        .map(|row| {
-            let p = reg.resident(row);
-            let head = reg.nearest_head(p.node);
-            PersonOut {
-                person_id: if unmask {
-                    p.person_id.to_string()
-                } else {
-                    p.person_id.masked()
-                },
-                name: p.name.to_owned(),
-                phone: p.phone.to_owned(),
-                area: p.area.to_string(),
-                household: p.household.to_owned(),
-                head_area: head.map(|(n, _)| reg.nodes()[n as usize].path.to_string()),
-                head: head.map(|(_, h)| HeadOut {
-                    title: h.title.clone(),
-                    name: h.name.clone(),
-                    phone: h.phone.clone(),
-                }),
-            }
-        })
+        .map(|row| person_out(e, row, unmask))
         .collect()
+}
+
+/// The person of a register row as lists show them (masked unless `unmask`).
+pub fn person_out(e: &Engine, row: u32, unmask: bool) -> PersonOut {
+    let reg = e.register();
+    let p = reg.resident(row);
+    let head = reg.nearest_head(p.node);
+    PersonOut {
+        person_id: if unmask {
+            p.person_id.to_string()
+        } else {
+            p.person_id.masked()
+        },
+        name: p.name.to_owned(),
+        phone: p.phone.to_owned(),
+        area: p.area.to_string(),
+        household: p.household.to_owned(),
+        head_area: head.map(|(n, _)| reg.nodes()[n as usize].path.to_string()),
+        head: head.map(|(_, h)| HeadOut {
+            title: h.title.clone(),
+            name: h.name.clone(),
+            phone: h.phone.clone(),
+        }),
+    }
 }
 
 /// Groups in the order of the head's area path; the head-less group last.
@@ -140,10 +144,10 @@ pub async fn missing(
     let id = parse_round_id(&id)?;
     let q = body::query(&req, &["area", "format", "unmask", "group_by"])?;
     let format = q.get("format").map_or("json", String::as_str).to_owned();
-    if !matches!(format.as_str(), "json" | "csv" | "xlsx") {
+    if !matches!(format.as_str(), "json" | "csv" | "xlsx" | "text") {
         return Err(ApiError::new(
             Code::InvalidQuery,
-            "`format` must be json, csv or xlsx",
+            "`format` must be json, csv, xlsx or (with group_by=head) text",
         ));
     }
     let unmask = match q.get("unmask").map(String::as_str) {
@@ -161,10 +165,12 @@ pub async fn missing(
         Some("head") => true,
         Some(_) => return Err(ApiError::new(Code::InvalidQuery, "`group_by` must be head")),
     };
-    if grouped && format != "json" {
+    // Messages are per head: `format=text` implies `group_by=head`.
+    let grouped = grouped || format == "text";
+    if grouped && !matches!(format.as_str(), "json" | "text") {
         return Err(ApiError::new(
             Code::InvalidQuery,
-            "`group_by=head` is for format=json",
+            "`group_by=head` is for format=json or text",
         ));
     }
     if unmask && !who.is_admin() {
@@ -224,6 +230,16 @@ pub async fn missing(
                     format!("attachment; filename=\"missing-round-{id}.xlsx\""),
                 ))
                 .body(bytes))
+        }
+        "text" => {
+            let name = state
+                .read(move |e| e.round(id).map(|r| r.name.clone()))
+                .await?
+                .unwrap_or_default();
+            Ok(super::messages::text_response(
+                &name,
+                &group_by_head(people),
+            ))
         }
         _ if grouped => {
             let groups: Vec<_> = group_by_head(people)

@@ -13,6 +13,7 @@ use crate::http::body::{self, Fields};
 use crate::http::error::{ApiError, Code, Denial};
 use crate::http::{AppState, routes::audit::record};
 
+pub mod messages;
 pub mod missing;
 
 fn parse_round_id(s: &str) -> Result<u32, ApiError> {
@@ -255,18 +256,23 @@ pub fn resolve(
 ) -> Result<(u32, Option<u32>), ApiError> {
     e.round(id)
         .ok_or_else(|| ApiError::new(Code::UnknownRound, "no such round"))?;
-    let node = match area {
-        Some(a) => Some(
+    Ok((id, area_node(e, area)?))
+}
+
+/// The register's node for a view's area (`None`: no area, the whole
+/// city); an area not in the register is `400 unknown_area`.
+pub fn area_node(e: &Engine, area: Option<&AreaPath>) -> Result<Option<u32>, ApiError> {
+    match area {
+        Some(a) => Ok(Some(
             e.register()
                 .node(a)
                 .filter(|_| e.register().area_exists(a))
                 .ok_or_else(|| {
                     ApiError::new(Code::UnknownArea, format!("{a} is not in the register"))
                 })?,
-        ),
-        None => None,
-    };
-    Ok((id, node))
+        )),
+        None => Ok(None),
+    }
 }
 
 fn coverage_json(n: &CoverageNode) -> Value {
