@@ -5,7 +5,7 @@
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde_json::{Value, json};
 
-use crate::domain::{AreaPath, Role};
+use crate::domain::{AreaPath, Role, Timestamp};
 use crate::engine::{Command, CoverageNode, Engine, Round};
 use crate::http::auth::Principal;
 use crate::http::body::{self, Fields};
@@ -22,7 +22,7 @@ fn parse_round_id(s: &str) -> Result<u32, ApiError> {
 }
 
 /// The round object of the contract.
-pub fn round_json(e: &Engine, r: &Round) -> Value {
+pub fn round_json(e: &Engine, r: &Round, now: Timestamp) -> Value {
     let c = e.counts(r, None);
     let id = r.id.to_string();
     metrics::gauge!("rollcall_round_in_scope", "round" => id.clone()).set(c.in_scope as f64);
@@ -34,7 +34,7 @@ pub fn round_json(e: &Engine, r: &Round) -> Value {
         "scope": r.scope.iter().map(AreaPath::as_str).collect::<Vec<_>>(),
         "opens_at": r.opens_at,
         "deadline": r.deadline,
-        "state": if r.is_closed() { "closed" } else { "open" },
+        "state": e.round_state(r, now),
         "closed_at": r.closed_at,
         "counts": c,
     })
@@ -95,8 +95,9 @@ pub async fn create(
     let crate::engine::Prepared::RoundId(id) = out.prepared else {
         return Err(ApiError::internal(&"round create returned no id"));
     };
+    let now = state.now();
     let body = state
-        .read(move |e| e.round(id).map(|r| round_json(e, r)))
+        .read(move |e| e.round(id).map(|r| round_json(e, r, now)))
         .await?
         .ok_or_else(|| ApiError::internal(&"created round missing"))?;
     let area = scope.first().map(ToString::to_string);
@@ -117,6 +118,7 @@ pub async fn list(state: web::Data<AppState>, who: Principal) -> Result<HttpResp
     who.require(&[Role::Admin, Role::Official])?;
     let area = who.area.clone();
     let admin = who.is_admin();
+    let now = state.now();
     let rounds = state
         .read(move |e| {
             let mut rs: Vec<&Round> = e
@@ -125,7 +127,9 @@ pub async fn list(state: web::Data<AppState>, who: Principal) -> Result<HttpResp
                 .filter(|r| admin || area.as_ref().is_some_and(|a| Engine::round_overlaps(r, a)))
                 .collect();
             rs.sort_by_key(|r| (r.opens_at, r.id));
-            rs.into_iter().map(|r| round_json(e, r)).collect::<Vec<_>>()
+            rs.into_iter()
+                .map(|r| round_json(e, r, now))
+                .collect::<Vec<_>>()
         })
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "rounds": rounds })))
@@ -139,8 +143,12 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     who.require(&[Role::Admin, Role::Official])?;
     let id = parse_round_id(&id)?;
+    let now = state.now();
     let (round, body) = state
-        .read(move |e| e.round(id).map(|r| (r.clone_header(), round_json(e, r))))
+        .read(move |e| {
+            e.round(id)
+                .map(|r| (r.clone_header(), round_json(e, r, now)))
+        })
         .await?
         .ok_or_else(|| ApiError::new(Code::UnknownRound, "no such round"))?;
     require_round_inside(&who, &round)?;
@@ -167,8 +175,9 @@ pub async fn close(
         .await?;
     // The close answers once its flips are written to the status cache.
     state.cache.flushed(out.ticket).await;
+    let now = state.now();
     let body = state
-        .read(move |e| e.round(id).map(|r| round_json(e, r)))
+        .read(move |e| e.round(id).map(|r| round_json(e, r, now)))
         .await?
         .ok_or_else(|| ApiError::internal(&"closed round missing"))?;
     let area = round.scope.first().map(ToString::to_string);
@@ -298,6 +307,12 @@ pub async fn progress(
         .read(move |e| -> Result<Value, ApiError> {
             let (id, node) = resolve(e, id, area.as_ref())?;
             let round = e.round(id).expect("resolved");
+            if e.is_archived(round, now) {
+                return Err(ApiError::new(
+                    Code::RoundArchived,
+                    "this round is archived: its progress is no longer kept",
+                ));
+            }
             let buckets: Vec<Value> = e
                 .progress(round, node, now)
                 .into_iter()
