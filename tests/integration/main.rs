@@ -9,5 +9,6 @@ mod demo;
 mod helpers;
 mod import;
 mod openapi;
+mod retention;
 mod status_cache;
 mod store;
