@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand.
 
+pub mod campaign;
 pub mod demo;
 pub mod r#gen;
 pub mod import;
@@ -34,6 +35,15 @@ enum Cmd {
     Demo(demo::DemoArgs),
     /// Load a running server: scanners' ingest or gates' lookups.
     Load(load::LoadArgs),
+    /// Simulations on the real engine and store.
+    #[command(subcommand)]
+    Sim(SimCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum SimCmd {
+    /// Daily rounds for days on a simulated clock: memory, disk and restart per day.
+    Campaign(campaign::CampaignArgs),
 }
 
 /// Entry point of the binary.
@@ -45,6 +55,7 @@ pub fn main() -> ExitCode {
         Cmd::Gen(args) => r#gen::run(&args),
         Cmd::Demo(args) => demo::run(&args),
         Cmd::Load(args) => load::run(&args),
+        Cmd::Sim(SimCmd::Campaign(args)) => campaign::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
