@@ -42,6 +42,12 @@ pub struct ServeArgs {
     /// The most people one tube may hold.
     #[arg(long, env = "ROLLCALL_POOL_MAX")]
     pub pool_max: Option<u32>,
+    /// Days after its close a round is archived (0: at the close).
+    #[arg(long, env = "ROLLCALL_RETENTION_DAYS")]
+    pub retention_days: Option<u32>,
+    /// Days an audit entry is kept.
+    #[arg(long, env = "ROLLCALL_AUDIT_RETENTION_DAYS")]
+    pub audit_retention_days: Option<u32>,
     /// HTTP worker threads (default: the number of cores).
     #[arg(long, env = "ROLLCALL_WORKERS")]
     pub workers: Option<usize>,
@@ -118,6 +124,8 @@ pub struct Settings {
     pub listen: String,
     pub cache: CacheTarget,
     pub policy: Policy,
+    /// Days an audit entry is kept (Retention).
+    pub audit_retention_days: u32,
     pub admin_token: Option<String>,
     pub cache_key: Option<String>,
     pub workers: usize,
@@ -131,6 +139,7 @@ impl Settings {
             listen: "127.0.0.1:8080".into(),
             cache: CacheTarget::InProcess,
             policy: Policy::default(),
+            audit_retention_days: 365,
             admin_token: None,
             cache_key: None,
             workers: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
@@ -188,7 +197,17 @@ impl Settings {
                 .red_after_consecutive_misses
                 .or(policy_file.red_after_consecutive_misses),
             pool_max: args.pool_max.or(policy_file.pool_max).unwrap_or(d.pool_max),
+            retention_days: args
+                .retention_days
+                .or(policy_file.retention_days)
+                .unwrap_or(d.retention_days),
         };
+        if let Some(days) = args
+            .audit_retention_days
+            .or(policy_file.audit_retention_days)
+        {
+            s.audit_retention_days = days;
+        }
         anyhow::ensure!(s.policy.pool_max >= 1, "pool_max must be at least 1");
         anyhow::ensure!(
             s.policy.max_sample_age_hours != Some(0),
@@ -239,6 +258,8 @@ struct PolicySection {
     max_sample_age_hours: Option<u32>,
     red_after_consecutive_misses: Option<u32>,
     pool_max: Option<u32>,
+    retention_days: Option<u32>,
+    audit_retention_days: Option<u32>,
 }
 
 impl FileConfig {
@@ -276,6 +297,27 @@ mod tests {
         assert_eq!(s.policy.red_after_consecutive_misses, None);
         assert_eq!(s.cache, CacheTarget::InProcess);
         assert_eq!(s.data, PathBuf::from("./rollcall-data"));
+    }
+
+    #[test]
+    fn retention_comes_from_the_policy_section_or_the_flags_with_defaults_30_and_365() {
+        let s = Settings::resolve(&ServeArgs::default()).unwrap();
+        assert_eq!((s.policy.retention_days, s.audit_retention_days), (30, 365));
+        let f = write("[policy]\nretention_days = 0\naudit_retention_days = 90\n");
+        let args = ServeArgs {
+            config: Some(f.path().to_owned()),
+            ..ServeArgs::default()
+        };
+        let s = Settings::resolve(&args).unwrap();
+        assert_eq!((s.policy.retention_days, s.audit_retention_days), (0, 90));
+        let args = ServeArgs {
+            config: Some(f.path().to_owned()),
+            retention_days: Some(7),
+            audit_retention_days: Some(400),
+            ..ServeArgs::default()
+        };
+        let s = Settings::resolve(&args).unwrap();
+        assert_eq!((s.policy.retention_days, s.audit_retention_days), (7, 400));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - `load.rs`: `rollcall load`, scanners' ingest or gates' lookups against a server.
 //! - `sim.rs`: the simulated round day the demo and the benchmarks drive.
 
+pub mod campaign;
 pub mod demo;
 pub mod generate;
 pub mod import;
@@ -41,6 +42,15 @@ enum Cmd {
     Demo(demo::DemoArgs),
     /// Load a running server: scanners' ingest or gates' lookups.
     Load(load::LoadArgs),
+    /// Simulations on the real engine and store.
+    #[command(subcommand)]
+    Sim(SimCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum SimCmd {
+    /// Daily rounds for days on a simulated clock: memory, disk and restart per day.
+    Campaign(campaign::CampaignArgs),
 }
 
 /// Entry point of the binary.
@@ -52,6 +62,7 @@ pub fn main() -> ExitCode {
         Cmd::Gen(args) => generate::run(&args),
         Cmd::Demo(args) => demo::run(&args),
         Cmd::Load(args) => load::run(&args),
+        Cmd::Sim(SimCmd::Campaign(args)) => campaign::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -186,6 +186,24 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// When the event happened on the server's clock (a close dated at a
+    /// deadline gives that deadline): what retention counts from.
+    pub fn at(&self) -> Timestamp {
+        match self {
+            Event::Register { at, .. }
+            | Event::Heads { at, .. }
+            | Event::ResidentDelete { at, .. }
+            | Event::RoundClose { at, .. }
+            | Event::ExemptionDelete { at, .. }
+            | Event::Clear { at, .. } => *at,
+            Event::Records { arrived_at, .. } | Event::Results { arrived_at, .. } => *arrived_at,
+            Event::RoundCreate(spec) => spec.created_at,
+            Event::ExemptionCreate(spec) => spec.created_at,
+        }
+    }
+}
+
 /// A request to change state other than a record or result batch. The engine
 /// checks it against the current state (`Engine::prepare`) and turns it into
 /// an [`Event`]; the store logs that event and only then applies it.

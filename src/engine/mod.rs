@@ -12,6 +12,7 @@ pub mod clock;
 pub mod event;
 pub mod register;
 pub mod rounds;
+pub mod snapshot;
 pub mod status;
 pub mod tubes;
 
@@ -73,6 +74,8 @@ pub struct Policy {
     pub max_sample_age_hours: Option<u32>,
     pub red_after_consecutive_misses: Option<u32>,
     pub pool_max: u32,
+    /// Days after its close a round is archived (Retention); 0: at the close.
+    pub retention_days: u32,
 }
 
 impl Default for Policy {
@@ -82,6 +85,7 @@ impl Default for Policy {
             max_sample_age_hours: None,
             red_after_consecutive_misses: None,
             pool_max: 20,
+            retention_days: 30,
         }
     }
 }
@@ -91,6 +95,10 @@ impl Default for Policy {
 pub const ACCEPT_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
 /// How far in the future a `collected_at` or `reported_at` may be (clock skew).
 pub const FUTURE_SLACK_MS: i64 = 5 * 60 * 1000;
+/// How often (on the events' clock) retention looks for tubes past the
+/// window and rounds to archive.
+pub const PRUNE_EVERY_MS: i64 = 3600 * 1000;
+const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// Compact per-person times: whole seconds since 2000-01-01 UTC, 0 = none.
 /// Sample times are kept to the second.
@@ -126,7 +134,10 @@ pub struct Exemption {
 /// A positive tube a person was in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct PositiveHit {
+    /// The tube's index while it is held (`NONE` once retention dropped it).
     tube: u32,
+    /// The tube held more than one person (a pool): cleared by a later negative.
+    pooled: bool,
     collected: u32,
     /// Cleared by an admin while it was a single-person positive.
     cleared: bool,
@@ -177,6 +188,11 @@ pub struct Engine {
     exemptions_of: FxHashMap<Slot, Vec<u32>>,
     next_exemption: u32,
     records: u64,
+    /// The latest event time applied (ms): retention's clock, so a replay
+    /// prunes exactly where the live engine did.
+    clock: i64,
+    /// When (on `clock`) retention runs next.
+    next_prune: i64,
 }
 
 impl Engine {
@@ -196,6 +212,8 @@ impl Engine {
             exemptions_of: FxHashMap::default(),
             next_exemption: 1,
             records: 0,
+            clock: i64::MIN,
+            next_prune: i64::MIN,
         }
     }
 
@@ -232,7 +250,8 @@ impl Engine {
         self.register.heads_count()
     }
 
-    /// How many accepted records are held (duplicates excluded).
+    /// How many accepted records are held (duplicates excluded; those
+    /// retention dropped no longer count).
     pub fn record_count(&self) -> u64 {
         self.records
     }
@@ -542,6 +561,11 @@ impl Engine {
 
     /// Applies one durable event. Returns who may have changed status.
     pub fn apply(&mut self, event: &Event) -> Applied {
+        // Register imports leave retention's clock alone: a replay hands
+        // them over in parts (`register_part`) that carry no time.
+        if !matches!(event, Event::Register { .. }) {
+            self.tick(event.at());
+        }
         let mut out = Applied::default();
         match event {
             Event::Register { rows, .. } => {
@@ -615,6 +639,7 @@ impl Engine {
     /// applying it as an [`Event::Records`], without the list of people
     /// changed (nobody is told during a replay).
     pub fn replay_records(&mut self, arrived_at: Timestamp, records: &PackedRecords) {
+        self.tick(arrived_at);
         let mut changed = Vec::new();
         self.apply_records(arrived_at, records.iter(), &mut changed);
     }
@@ -652,6 +677,7 @@ impl Engine {
                 tube.site = site;
             }
             tube.members.push(member);
+            tube.touched = tube.touched.max(collected);
             let result = tube.result;
             let pooled_now = tube.members.len() == 2;
             self.records += 1;
@@ -665,6 +691,11 @@ impl Engine {
                 if res == TestResult::Positive && pooled_now {
                     // A single positive just became a pooled positive.
                     let first = self.tubes.tubes[t as usize].members[0].slot;
+                    if let Some(hits) = self.positives.get_mut(&first) {
+                        hits.iter_mut()
+                            .filter(|h| h.tube == t)
+                            .for_each(|h| h.pooled = true);
+                    }
                     changed.push(self.register.person_id(first));
                 }
             }
@@ -675,10 +706,12 @@ impl Engine {
     fn apply_results(&mut self, items: &[ResultItem], changed: &mut Vec<PersonId>) {
         for it in items {
             let t = self.tubes.intern(it.tube_id.as_str());
-            if self.tubes.tubes[t as usize].result.is_some() {
+            let tube = &mut self.tubes.tubes[t as usize];
+            tube.touched = tube.touched.max(secs::of(it.reported_at));
+            if tube.result.is_some() {
                 continue;
             }
-            self.tubes.tubes[t as usize].result = Some(it.result);
+            tube.result = Some(it.result);
             let members = self.tubes.tubes[t as usize].members.clone();
             for m in members {
                 self.apply_result_to(t, m, it.result);
@@ -696,11 +729,15 @@ impl Engine {
                     r.mark_negative(m.slot, m.collected_ms());
                 }
             }
-            TestResult::Positive => self.positives.entry(m.slot).or_default().push(PositiveHit {
-                tube,
-                collected: m.collected,
-                cleared: false,
-            }),
+            TestResult::Positive => {
+                let pooled = self.tubes.tubes[tube as usize].members.len() > 1;
+                self.positives.entry(m.slot).or_default().push(PositiveHit {
+                    tube,
+                    pooled,
+                    collected: m.collected,
+                    cleared: false,
+                });
+            }
         }
     }
 
@@ -840,6 +877,74 @@ impl Engine {
         }
     }
 
+    // ----------------------------------------------------------- retention
+
+    /// Advances retention's clock to `at` (the latest event time) and, each
+    /// time it enters a new hour, drops what the window no longer needs, as
+    /// of that whole hour. Driven by the events alone, so a replay (from the
+    /// start or from a snapshot) holds exactly what the live engine held.
+    fn tick(&mut self, at: Timestamp) {
+        let at = at.as_millis();
+        if at <= self.clock {
+            return;
+        }
+        self.clock = at;
+        if at >= self.next_prune {
+            let hour = at.div_euclid(PRUNE_EVERY_MS) * PRUNE_EVERY_MS;
+            self.prune(hour);
+            self.next_prune = hour + PRUNE_EVERY_MS;
+        }
+    }
+
+    /// Retention at `now` (ms): tubes whose every sample and report is older
+    /// than the acceptance window leave memory (a record for them would be
+    /// `invalid_time`; the tube ID, should it come again, is a new tube), and
+    /// rounds closed `retention_days` ago are archived.
+    fn prune(&mut self, now: i64) {
+        let cutoff = secs::of(Timestamp::from_millis(now - ACCEPT_WINDOW_MS));
+        let dropped: u64 = self
+            .tubes
+            .tubes
+            .iter()
+            .filter(|t| t.touched < cutoff)
+            .map(|t| t.members.len() as u64)
+            .sum();
+        let remap = self.tubes.prune(cutoff);
+        if dropped > 0 || remap.contains(&NONE) {
+            self.records -= dropped;
+            for hits in self.positives.values_mut() {
+                for h in hits {
+                    h.tube = remap.get(h.tube as usize).copied().unwrap_or(NONE);
+                }
+            }
+        }
+        let keep = i64::from(self.policy.retention_days) * DAY_MS;
+        for r in &mut self.rounds {
+            if r.closed_at.is_some_and(|c| c.as_millis() + keep <= now) && !r.archived {
+                r.archive();
+            }
+        }
+    }
+
+    /// Whether a round is `archived` at `now` (Retention).
+    pub fn is_archived(&self, round: &Round, now: Timestamp) -> bool {
+        round.archived
+            || round.closed_at.is_some_and(|c| {
+                c.as_millis() + i64::from(self.policy.retention_days) * DAY_MS <= now.as_millis()
+            })
+    }
+
+    /// The contract's `state` of a round at `now`.
+    pub fn round_state(&self, round: &Round, now: Timestamp) -> &'static str {
+        if self.is_archived(round, now) {
+            "archived"
+        } else if round.is_closed() {
+            "closed"
+        } else {
+            "open"
+        }
+    }
+
     // ------------------------------------------------------------ statuses
 
     /// The status a gate sees for `id` at `now`.
@@ -895,7 +1000,7 @@ impl Engine {
         let last_neg = self.last_negative.get(slot as usize).copied().unwrap_or(0);
         if let Some(hits) = self.positives.get(&slot) {
             for h in hits {
-                let pooled = self.tubes.tubes[h.tube as usize].members.len() > 1;
+                let pooled = h.pooled;
                 if !pooled && !h.cleared {
                     reasons.push(Reason {
                         code: ReasonCode::Positive,
@@ -1027,8 +1132,14 @@ impl Engine {
                 (r.name, r.phone, r.area.as_str(), r.household, r.active).hash(&mut h);
             }
         }
+        self.records.hash(&mut h);
         for r in &self.rounds {
             (r.id, &r.name, r.deadline, r.closed_at, r.flipped).hash(&mut h);
+            let archived = self.is_archived(r, now);
+            archived.hash(&mut h);
+            if !archived {
+                self.progress(r, None, now).hash(&mut h);
+            }
             format!("{:?}", self.counts(r, None)).hash(&mut h);
             for row in self.missing(r, None) {
                 self.register.resident(row).person_id.hash(&mut h);

@@ -679,6 +679,112 @@ impl Register {
     }
 }
 
+impl Register {
+    /// The register as snapshot bytes: people by slot, nodes by index (with
+    /// their heads), households, the string arena and the rows in order.
+    pub(super) fn encode(&self, e: &mut super::snapshot::Enc) {
+        e.len(self.ids.len());
+        for id in &self.ids {
+            e.u64(id.as_u64());
+        }
+        e.len(self.nodes.len());
+        for n in &self.nodes {
+            e.str(n.path.as_str());
+            match &n.head {
+                Some(h) => {
+                    e.bool(true);
+                    e.str(&h.title);
+                    e.str(&h.name);
+                    e.str(&h.phone);
+                }
+                None => e.bool(false),
+            }
+        }
+        e.len(self.households.len());
+        for h in &self.households {
+            e.str(h);
+        }
+        e.str(&self.arena);
+        e.len(self.rows.len());
+        for r in &self.rows {
+            e.u32(r.slot);
+            e.u32(r.node);
+            e.u32(r.household);
+            e.u32(r.name_off);
+            e.u32(r.phone_off);
+            e.u16(r.name_len);
+            e.u8(r.phone_len);
+            e.bool(r.active);
+        }
+    }
+
+    /// The register [`Register::encode`] wrote: the same slots, node
+    /// indices and rows, tree order restored.
+    pub(super) fn decode(d: &mut super::snapshot::Dec<'_>) -> Result<Register, String> {
+        let mut reg = Register::default();
+        let n = d.len(8)?;
+        reg.reserve(n);
+        for _ in 0..n {
+            let id = d.person()?;
+            if reg.intern(id) as usize != reg.ids.len() - 1 {
+                return Err(format!("{id} is in the register twice"));
+            }
+        }
+        for i in 0..d.len(9)? {
+            let path = d.area()?;
+            if reg.intern_node(&path) as usize != i {
+                return Err(format!("area node {path} out of order"));
+            }
+            if d.bool()? {
+                let head = Head {
+                    title: d.str()?.to_owned(),
+                    name: d.str()?.to_owned(),
+                    phone: d.str()?.to_owned(),
+                };
+                reg.nodes[i].head = Some(Box::new(head));
+                reg.heads += 1;
+            }
+        }
+        for i in 0..d.len(8)? {
+            let h = d.str()?;
+            if reg.intern_household(h) as usize != i {
+                return Err(format!("household {h:?} twice"));
+            }
+        }
+        d.str()?.clone_into(&mut reg.arena);
+        let rows = d.len(24)?;
+        reg.rows.reserve(rows);
+        for _ in 0..rows {
+            let r = Row {
+                slot: d.u32()?,
+                node: d.u32()?,
+                household: d.u32()?,
+                name_off: d.u32()?,
+                phone_off: d.u32()?,
+                name_len: d.u16()?,
+                phone_len: d.u8()?,
+                active: d.bool()?,
+            };
+            let in_arena =
+                |off: u32, len: usize| reg.arena.get(off as usize..off as usize + len).is_some();
+            if r.slot as usize >= reg.ids.len()
+                || r.node as usize >= reg.nodes.len()
+                || r.household as usize >= reg.households.len()
+                || !in_arena(r.name_off, r.name_len.into())
+                || !in_arena(r.phone_off, r.phone_len.into())
+                || reg.row_of[r.slot as usize] != NONE
+            {
+                return Err(format!("register row {} is out of range", reg.rows.len()));
+            }
+            reg.row_of[r.slot as usize] = reg.rows.len() as u32;
+            reg.active += u64::from(r.active);
+            reg.rows.push(r);
+        }
+        reg.reorder();
+        Ok(reg)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::engine::Policy;

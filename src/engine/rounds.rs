@@ -156,14 +156,77 @@ pub struct Round {
     late: Bitset,
     made_up: Bitset,
     made_up_neg: Bitset,
-    /// First in-window sample time per slot (compact seconds), for progress.
-    first: Vec<u32>,
+    /// The hour of the first in-window sample per slot, for progress.
+    first: FirstHours,
     frozen: Option<Bitset>,
     /// While open: people whose first in-window sample (`true`) or first
     /// make-up (`false`) arrived after the deadline, with the arrival time.
     /// A close dated at the deadline (the scheduler's) must not count them:
     /// it sees only what had arrived by then.
     after_deadline: Vec<(Slot, Timestamp, bool)>,
+    /// Retention archived it: `first` is gone, progress answers 410.
+    pub archived: bool,
+}
+
+/// Per slot, the hour (counted from the window's first hour) of the first
+/// in-window sample, plus one (0: none): one byte a person for a window of
+/// up to 254 hours, two beyond.
+#[derive(Clone, Debug)]
+enum FirstHours {
+    Narrow(Vec<u8>),
+    Wide(Vec<u16>),
+}
+
+impl FirstHours {
+    const HOUR: i64 = 3_600_000;
+
+    fn for_window(opens_at: Timestamp, deadline: Timestamp) -> FirstHours {
+        let start = opens_at.as_millis().div_euclid(Self::HOUR);
+        let end = deadline.as_millis().div_euclid(Self::HOUR);
+        if end - start < i64::from(u8::MAX) - 1 {
+            FirstHours::Narrow(Vec::new())
+        } else {
+            FirstHours::Wide(Vec::new())
+        }
+    }
+
+    /// Keeps the earlier of the hour held and `hour` (0-based).
+    fn set_min(&mut self, slot: Slot, hour: i64) {
+        /// `h` (1-based, never 0) at `i`, unless an earlier hour is there.
+        fn keep_min<T: Copy + Ord + Default>(v: &mut Vec<T>, i: usize, h: T) {
+            if v.len() <= i {
+                v.resize(i + 1, T::default());
+            }
+            if v[i] == T::default() || h < v[i] {
+                v[i] = h;
+            }
+        }
+        let i = slot as usize;
+        match self {
+            FirstHours::Narrow(v) => {
+                keep_min(v, i, (hour + 1).clamp(1, i64::from(u8::MAX)) as u8);
+            }
+            FirstHours::Wide(v) => {
+                keep_min(v, i, (hour + 1).clamp(1, i64::from(u16::MAX)) as u16);
+            }
+        }
+    }
+
+    /// The 0-based hour held for `slot`.
+    fn get(&self, slot: Slot) -> Option<usize> {
+        let h = match self {
+            FirstHours::Narrow(v) => v.get(slot as usize).copied().map(u32::from),
+            FirstHours::Wide(v) => v.get(slot as usize).copied().map(u32::from),
+        };
+        h.filter(|&h| h != 0).map(|h| h as usize - 1)
+    }
+
+    fn clear(&mut self) {
+        match self {
+            FirstHours::Narrow(v) => *v = Vec::new(),
+            FirstHours::Wide(v) => *v = Vec::new(),
+        }
+    }
 }
 
 impl Round {
@@ -187,9 +250,10 @@ impl Round {
             late: Bitset::default(),
             made_up: Bitset::default(),
             made_up_neg: Bitset::default(),
-            first: Vec::new(),
+            first: FirstHours::for_window(spec.opens_at, spec.deadline),
             frozen: None,
             after_deadline: Vec::new(),
+            archived: false,
         }
     }
 
@@ -209,10 +273,18 @@ impl Round {
             late: Bitset::default(),
             made_up: Bitset::default(),
             made_up_neg: Bitset::default(),
-            first: Vec::new(),
+            first: FirstHours::Narrow(Vec::new()),
             frozen: None,
             after_deadline: Vec::new(),
+            archived: self.archived,
         }
+    }
+
+    /// Retention: the round keeps its bitsets (its counts, coverage, missing
+    /// list and flags answer as before) but drops what only progress reads.
+    pub(super) fn archive(&mut self) {
+        self.first.clear();
+        self.archived = true;
     }
 
     pub fn is_closed(&self) -> bool {
@@ -222,16 +294,15 @@ impl Round {
     /// Records one sample of `slot` collected at `ms` (milliseconds since the
     /// Unix epoch: the window is judged to the millisecond), arrived at `arrived`.
     pub(super) fn mark_sample(&mut self, slot: Slot, ms: i64, arrived: Timestamp) {
-        let collected = secs::of(Timestamp::from_millis(ms));
         if ms >= self.opens_at.as_millis() && ms <= self.deadline.as_millis() {
-            let i = slot as usize;
-            if self.first.len() <= i {
-                self.first.resize(i + 1, 0);
+            // Hours of compact seconds, as progress counts them.
+            let collected = secs::millis(secs::of(Timestamp::from_millis(ms)));
+            let hour = collected.div_euclid(FirstHours::HOUR)
+                - self.opens_at.as_millis().div_euclid(FirstHours::HOUR);
+            if !self.archived {
+                self.first.set_min(slot, hour);
             }
-            if self.sampled.set(slot) {
-                self.first[i] = self.first[i].min(collected);
-            } else {
-                self.first[i] = collected;
+            if !self.sampled.set(slot) {
                 if self.closed_at.is_some_and(|c| arrived > c) {
                     self.late.set(slot);
                 } else if self.closed_at.is_none() && arrived > self.deadline {
@@ -259,7 +330,7 @@ impl Round {
         self.late.clear_all();
         self.made_up.clear_all();
         self.made_up_neg.clear_all();
-        self.first.iter_mut().for_each(|f| *f = 0);
+        self.first.clear();
         self.after_deadline.clear();
     }
 
@@ -350,6 +421,116 @@ impl Round {
             flagged.push(f);
         }
         (missing, Bitset::from_words(flagged))
+    }
+}
+
+impl Round {
+    /// The round as snapshot bytes.
+    pub(super) fn encode(&self, e: &mut super::snapshot::Enc) {
+        e.u32(self.id);
+        e.str(&self.name);
+        e.len(self.scope.len());
+        for p in &self.scope {
+            e.str(p.as_str());
+        }
+        e.u32s(&self.scope_nodes);
+        e.time(self.opens_at);
+        e.time(self.deadline);
+        e.time(self.created_at);
+        e.opt_time(self.closed_at);
+        e.u64(self.flipped);
+        for b in [&self.sampled, &self.late, &self.made_up, &self.made_up_neg] {
+            e.bitset(b);
+        }
+        match &self.frozen {
+            Some(f) => {
+                e.bool(true);
+                e.bitset(f);
+            }
+            None => e.bool(false),
+        }
+        match &self.first {
+            FirstHours::Narrow(v) => {
+                e.u8(1);
+                e.len(v.len());
+                e.buf.extend_from_slice(v);
+            }
+            FirstHours::Wide(v) => {
+                e.u8(2);
+                e.len(v.len());
+                for &h in v {
+                    e.u16(h);
+                }
+            }
+        }
+        e.len(self.after_deadline.len());
+        for &(slot, arrived, in_window) in &self.after_deadline {
+            e.u32(slot);
+            e.time(arrived);
+            e.bool(in_window);
+        }
+        e.bool(self.archived);
+    }
+
+    /// Whether every scope node is below `nodes` (a decoded round's check).
+    pub(super) fn nodes_within(&self, nodes: usize) -> bool {
+        self.scope_nodes.iter().all(|&n| (n as usize) < nodes)
+    }
+
+    /// The round [`Round::encode`] wrote.
+    pub(super) fn decode(d: &mut super::snapshot::Dec<'_>) -> Result<Round, String> {
+        let id = d.u32()?;
+        let name = d.str()?.to_owned();
+        let mut scope = Vec::new();
+        for _ in 0..d.len(8)? {
+            scope.push(d.area()?);
+        }
+        let scope_nodes = d.u32s()?;
+        let opens_at = d.time()?;
+        let deadline = d.time()?;
+        let created_at = d.time()?;
+        let closed_at = d.opt_time()?;
+        let flipped = d.u64()?;
+        let sampled = d.bitset()?;
+        let late = d.bitset()?;
+        let made_up = d.bitset()?;
+        let made_up_neg = d.bitset()?;
+        let frozen = if d.bool()? { Some(d.bitset()?) } else { None };
+        let first = match d.u8()? {
+            1 => {
+                let n = d.len(1)?;
+                FirstHours::Narrow((0..n).map(|_| d.u8()).collect::<Result<_, _>>()?)
+            }
+            2 => {
+                let n = d.len(2)?;
+                FirstHours::Wide((0..n).map(|_| d.u16()).collect::<Result<_, _>>()?)
+            }
+            other => return Err(format!("round {id}: first-hour kind {other}")),
+        };
+        let mut after_deadline = Vec::new();
+        for _ in 0..d.len(13)? {
+            after_deadline.push((d.u32()?, d.time()?, d.bool()?));
+        }
+        let archived = d.bool()?;
+        Ok(Round {
+            id,
+            name,
+            scope,
+            scope_nodes,
+            opens_at,
+            deadline,
+            created_at,
+            closed_at,
+            flipped,
+            sampled,
+            late,
+            made_up,
+            made_up_neg,
+            first,
+            frozen,
+            after_deadline,
+            archived,
+        })
     }
 }
 
@@ -644,13 +825,12 @@ impl Engine {
                         if !self.in_round(round, row) {
                             continue;
                         }
-                        let slot = rows[row as usize].slot as usize;
-                        let f = round.first.get(slot).copied().unwrap_or(0);
-                        if f != 0 && round.sampled.get(slot as u32) {
-                            let h = ((secs::millis(f) - start) / HOUR) as usize;
-                            if h < hours {
-                                v[h] += 1;
-                            }
+                        let slot = rows[row as usize].slot;
+                        if let Some(h) = round.first.get(slot)
+                            && round.sampled.get(slot)
+                            && h < hours
+                        {
+                            v[h] += 1;
                         }
                     }
                     v

@@ -39,6 +39,9 @@ pub struct Tube {
     /// Index into the site table; `NONE` until a record arrives.
     pub site: u32,
     pub result: Option<TestResult>,
+    /// The latest sample or report time the tube has seen (compact seconds):
+    /// once older than the acceptance window, nothing can touch it again.
+    pub touched: u32,
 }
 
 impl Tube {
@@ -71,6 +74,7 @@ impl Tubes {
             members: Vec::new(),
             site: NONE,
             result: None,
+            touched: 0,
         });
         self.ix.insert(id, t);
         t
@@ -100,6 +104,109 @@ impl Tubes {
 
     pub fn is_empty(&self) -> bool {
         self.tubes.is_empty()
+    }
+
+    /// Drops every tube last touched before `cutoff` (compact seconds); the
+    /// site table (a few hundred names) stays. Returns each old index's new one (`NONE`
+    /// when dropped), for whoever holds tube indices.
+    pub fn prune(&mut self, cutoff: u32) -> Vec<u32> {
+        let mut remap = Vec::with_capacity(self.tubes.len());
+        let mut next = 0u32;
+        for t in &self.tubes {
+            if t.touched < cutoff {
+                remap.push(NONE);
+            } else {
+                remap.push(next);
+                next += 1;
+            }
+        }
+        if next as usize == self.tubes.len() {
+            return remap;
+        }
+        let mut i = 0;
+        self.tubes.retain(|_| {
+            i += 1;
+            remap[i - 1] != NONE
+        });
+        self.tubes.shrink_to_fit();
+        self.ix.retain(|_, t| {
+            *t = remap[*t as usize];
+            *t != NONE
+        });
+        self.ix.shrink_to_fit();
+        remap
+    }
+
+    /// The tubes as snapshot bytes, by index, with the site table.
+    pub(super) fn encode(&self, e: &mut super::snapshot::Enc) {
+        e.len(self.sites.len());
+        for s in &self.sites {
+            e.str(s);
+        }
+        let mut ids = vec![""; self.tubes.len()];
+        for (id, &t) in &self.ix {
+            ids[t as usize] = id.as_str();
+        }
+        e.len(self.tubes.len());
+        for (t, id) in self.tubes.iter().zip(ids) {
+            e.str(id);
+            e.u32(t.site);
+            e.u8(super::snapshot::result_code(t.result));
+            e.u32(t.touched);
+            e.len(t.members.len());
+            for m in &t.members {
+                e.u32(m.slot);
+                e.u32(m.collected);
+                e.u16(m.sub_ms);
+            }
+        }
+    }
+
+    /// The tubes [`Tubes::encode`] wrote, for a register of `slots` people.
+    pub(super) fn decode(d: &mut super::snapshot::Dec<'_>, slots: usize) -> Result<Tubes, String> {
+        let mut tubes = Tubes::default();
+        for i in 0..d.len(8)? {
+            let s = d.str()?;
+            if tubes.intern_site(s) as usize != i {
+                return Err(format!("site {s:?} twice"));
+            }
+        }
+        let n = d.len(25)?;
+        tubes.tubes.reserve(n);
+        tubes.ix.reserve(n);
+        for i in 0..n {
+            let id = d.str()?;
+            let id = TubeId::parse(id).map_err(|e| format!("tube {id:?}: {e}"))?;
+            let site = d.u32()?;
+            let result = super::snapshot::result_of(d.u8()?)?;
+            let touched = d.u32()?;
+            let m = d.len(10)?;
+            let mut members = Vec::with_capacity(m);
+            for _ in 0..m {
+                let member = Member {
+                    slot: d.u32()?,
+                    collected: d.u32()?,
+                    sub_ms: d.u16()?,
+                };
+                if member.slot as usize >= slots || member.sub_ms >= 1000 {
+                    return Err(format!("tube {id} has a member out of range"));
+                }
+                members.push(member);
+            }
+            if site != NONE && site as usize >= tubes.sites.len() {
+                return Err(format!("tube {id} names site {site}"));
+            }
+            if tubes.ix.insert(id.clone(), i as u32).is_some() {
+                return Err(format!("tube {id} twice"));
+            }
+            tubes.tubes.push(Tube {
+                members,
+                site,
+                result,
+                touched,
+            });
+        }
+        Ok(tubes)
     }
 
     /// Tube ids with their tubes, sorted by id (for digests).

@@ -222,8 +222,18 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
                 slot.get().map_or(0, |c| c.changed(people))
             })
         };
-        let store = Store::open(&settings.data, engine.clone(), clock.clone(), on_changed)
-            .with_context(|| format!("opening the store in {}", settings.data.display()))?;
+        let options = crate::store::StoreOptions {
+            audit_retention_days: settings.audit_retention_days,
+            ..crate::store::StoreOptions::default()
+        };
+        let store = Store::open_with(
+            &settings.data,
+            engine.clone(),
+            clock.clone(),
+            on_changed,
+            options,
+        )
+        .with_context(|| format!("opening the store in {}", settings.data.display()))?;
         let key = cache_key(settings, &store).await?;
         let backend = match &settings.cache {
             CacheTarget::InProcess => CacheBackend::InProcess,

@@ -100,6 +100,9 @@ fn code_meaning(c: Code) -> &'static str {
         Code::UnknownExemption => "no exemption has this id",
         Code::UnknownRound => "no round has this id (a non-numeric id included)",
         Code::UnknownResident => "no registered (not moved-out) resident has this ID",
+        Code::RoundArchived => {
+            "the round is archived (Retention): it no longer keeps what this view needs"
+        }
         Code::NotFound => "no route for this method and path",
         Code::MethodNotAllowed => {
             "reserved: the server answers a method a path does not serve with `404 not_found`"
@@ -1012,14 +1015,15 @@ fn view_operations() -> Vec<Op> {
                 "In-scope people under `area` by the hour (Asia/Shanghai) of their first sample inside \
                  the window, every hour from the window's first to its last (or the current one, while \
                  the window is running), in order, empty hours as 0. Any other query parameter, or one \
-                 given twice, is `400 invalid_query`. Not audited.",
+                 given twice, is `400 invalid_query`. An archived round (Retention) keeps no \
+                 per-person sample hours: `410 round_archived`. Not audited.",
             )
             .param(round_id_param())
             .param(area_query(
                 "an official's own area; for an admin the whole round, answered as `\"area\": null`.",
             ))
             .ok(200, json_response("Hourly buckets.", r("Progress")))
-            .errors(&view_errors),
+            .errors(&[&view_errors[..], &[Code::RoundArchived]].concat()),
     ]
 }
 
@@ -1861,7 +1865,7 @@ fn round_schemas() -> Vec<(&'static str, Value)> {
                         "deadline",
                         time("Moved to the close when closed early.", false),
                     ),
-                    ("state", enum_of(["open", "closed"])),
+                    ("state", enum_of(["open", "closed", "archived"])),
                     ("closed_at", time("Null while open.", true)),
                     ("counts", r("Counts")),
                 ],

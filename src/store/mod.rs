@@ -9,6 +9,9 @@
 //! - `log`: an event as rows; `replay`: rows back into events, merged by `seq`.
 //! - `writer`: the single writer thread with group commit.
 //! - `side`: tokens, audit entries, `meta`.
+//! - `snapshot`: the engine's state at a log position, in a file; start-up
+//!   loads the newest whole one and replays only the log after it, and
+//!   retention purges the log rows (and audit entries) it no longer needs.
 //!
 //! The promise: a request is answered only after everything it wrote is
 //! committed and fsynced, and what was answered is applied to the engine in
@@ -21,6 +24,7 @@ mod log;
 mod replay;
 mod schema;
 mod side;
+mod snapshot;
 mod writer;
 
 use std::fs::{File, OpenOptions, TryLockError};
@@ -38,7 +42,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use replay::ReplayStats;
 pub use schema::{DB_FILE, LOCK_FILE, SCHEMA_VERSION};
 pub use side::{AuditEntry, NewToken, TokenRow, describe_token};
-pub use writer::{MAX_GROUP_BATCHES, MAX_GROUP_RECORDS};
+pub use writer::{MAX_GROUP_BATCHES, MAX_GROUP_RECORDS, SnapshotInfo};
 
 use crate::domain::{PersonId, Timestamp};
 use crate::engine::clock::Clock;
@@ -56,6 +60,25 @@ pub type OnChanged = Arc<dyn Fn(Vec<PersonId>) -> u64 + Send + Sync>;
 /// Requests that may wait for the writer before `send` itself waits: a
 /// bound, so an overloaded store pushes back instead of queueing without end.
 const QUEUE: usize = 4096;
+
+/// How the store keeps snapshots and what retention deletes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Days an audit entry is kept.
+    pub audit_retention_days: u32,
+    /// How often the writer writes a snapshot while events come (zero: only
+    /// at a clean shutdown and when asked).
+    pub snapshot_every: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            audit_retention_days: 365,
+            snapshot_every: Duration::from_mins(15),
+        }
+    }
+}
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +213,17 @@ impl Store {
         clock: Arc<dyn Clock>,
         on_changed: OnChanged,
     ) -> Result<Store, StoreError> {
+        Self::open_with(dir, engine, clock, on_changed, StoreOptions::default())
+    }
+
+    /// [`Store::open`] with snapshot and retention options.
+    pub fn open_with(
+        dir: &Path,
+        engine: SharedEngine,
+        clock: Arc<dyn Clock>,
+        on_changed: OnChanged,
+        options: StoreOptions,
+    ) -> Result<Store, StoreError> {
         let started = Instant::now();
         std::fs::create_dir_all(dir)?;
         let lock = lock_dir(dir)?;
@@ -201,9 +235,13 @@ impl Store {
         // Whether `quick_check` is still to run (after the replay).
         let mut check_later = false;
         let mut quick_check = Duration::ZERO;
-        match schema::precheck(&db)? {
+        let on_disk = schema::precheck(&db)?;
+        match on_disk {
             schema::OnDisk::Absent => {
                 let mut c = open_rw(&db, true)?;
+                // Set before the first table: retention's deletes then give
+                // their pages back to the file system.
+                c.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
                 schema::migrate(&mut c, 0)?;
                 // SQLite fsyncs the log's directory entry but not the new
                 // database file's; without this a power cut could lose the file.
@@ -241,7 +279,27 @@ impl Store {
         // may serve reads while the check runs. The writer waits for it
         // before its first write, so nothing is written to a file that has
         // not passed it.
-        let replayed = open_scan(&db).and_then(|ro| replay::replay(ro, &mut engine.write()));
+        // The newest whole snapshot first (only for a log that exists: a
+        // snapshot without its log is no store), then the log after it.
+        snapshot::remove_leftovers(dir)?;
+        let loading = Instant::now();
+        let after = if on_disk == schema::OnDisk::Absent {
+            0
+        } else {
+            let (policy, pool) = {
+                let e = engine.read();
+                (*e.policy(), e.pool().clone())
+            };
+            match snapshot::load_newest(dir, policy, &pool)? {
+                Some((seq, loaded)) => {
+                    *engine.write() = loaded;
+                    seq
+                }
+                None => 0,
+            }
+        };
+        let snapshot_load = loading.elapsed();
+        let replayed = open_scan(&db).and_then(|ro| replay::replay(ro, &mut engine.write(), after));
         let mut stats = match replayed {
             Ok(s) => s,
             Err(e) => {
@@ -260,6 +318,7 @@ impl Store {
             None => Check::Passed(quick_check),
         });
         stats.quick_check = quick_check;
+        stats.snapshot_load = snapshot_load;
 
         let conn = match rw {
             Some(c) => c,
@@ -293,6 +352,12 @@ impl Store {
             next_token,
             lock,
             check: check.map(|h| (h, check_tx)),
+            snapshots: writer::Snapshots {
+                dir: dir.to_owned(),
+                options,
+                seq: stats.snapshot_seq,
+                at: Instant::now(),
+            },
         };
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
@@ -303,6 +368,8 @@ impl Store {
             register_rows = stats.register_rows,
             records = stats.records,
             results = stats.results,
+            snapshot_seq = stats.snapshot_seq,
+            snapshot_load_ms = stats.snapshot_load.as_millis() as u64,
             replay_ms = stats.replay.as_millis() as u64,
             quick_check_ms = stats.quick_check.as_millis() as u64,
             quick_check_pending = matches!(*check_rx.borrow(), Check::Pending),
@@ -358,6 +425,17 @@ impl Store {
             commit: Duration::from_nanos(c.commit_ns.load(Ordering::Relaxed)),
             apply: Duration::from_nanos(c.apply_ns.load(Ordering::Relaxed)),
         }
+    }
+
+    /// Writes a snapshot of everything applied so far now (then purges what
+    /// retention lets go), and says what it wrote.
+    pub async fn snapshot(&self) -> Result<SnapshotInfo, StoreError> {
+        self.call(|reply| Request::Snapshot { reply }).await
+    }
+
+    /// [`Store::snapshot`] for synchronous callers.
+    pub fn snapshot_blocking(&self) -> Result<SnapshotInfo, StoreError> {
+        self.call_blocking(|reply| Request::Snapshot { reply })
     }
 
     /// Requests waiting for the writer (for load shedding).

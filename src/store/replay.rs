@@ -52,6 +52,11 @@ pub struct ReplayStats {
     pub other_events: u64,
     /// The highest `seq` in the log (0 when empty).
     pub last_seq: u64,
+    /// The `seq` the snapshot loaded holds (0 without one): the replay read
+    /// only the log after it.
+    pub snapshot_seq: u64,
+    /// Loading that snapshot.
+    pub snapshot_load: Duration,
     /// Reading, decoding and applying the log.
     pub replay: Duration,
     /// The part of `replay` spent inside `Engine::apply`.
@@ -547,11 +552,19 @@ fn build_single(event: Event, items: Vec<()>) -> Result<Event, String> {
 /// short queue between them, so SQLite's scans and the allocations of
 /// decoding overlap with the engine's work (a big register import is read
 /// and upserted part by part).
-pub fn replay(conn: Connection, engine: &mut Engine) -> Result<ReplayStats, StoreError> {
+pub fn replay(
+    conn: Connection,
+    engine: &mut Engine,
+    after: u64,
+) -> Result<ReplayStats, StoreError> {
     let started = Instant::now();
     let mut apply_time = Duration::ZERO;
+    let starts = EVENT_TABLES
+        .iter()
+        .map(|t| first_id_after(&conn, t, after))
+        .collect::<Result<Vec<i64>, StoreError>>()?;
     // Room for the whole register at once (the table's id span bounds it).
-    engine.reserve_register(id_span(&conn, "register_rows")?);
+    engine.reserve_register(id_span(&conn, "register_rows", starts[0])?);
     let decoded = std::thread::scope(|scope| {
         // Bounded, so memory holds part of the log, not all of it; but deep
         // enough (up to ~2 M records, ~150 MB) for the decoder to keep
@@ -564,9 +577,13 @@ pub fn replay(conn: Connection, engine: &mut Engine) -> Result<ReplayStats, Stor
         let decoder = std::thread::Builder::new()
             .name("store-replay".into())
             .spawn_scoped(scope, move || {
-                decode(&conn, (rows_spares, records_spares), |step| {
-                    tx.send(step).is_ok()
-                })
+                decode(
+                    &conn,
+                    &starts,
+                    after,
+                    (rows_spares, records_spares),
+                    |step| tx.send(step).is_ok(),
+                )
             })?;
         // A large store takes seconds: say how far it has got every few.
         let (mut steps, mut logged) = (0u64, Instant::now());
@@ -617,14 +634,63 @@ fn recycle<T>(spares: &SyncSender<T>, used: T) {
 /// lookups at the ends of its b-tree (asked apart: SQLite's min/max
 /// shortcut only applies to a query with one of them, and both at once
 /// scan the table).
-fn id_span(conn: &Connection, table: &str) -> Result<usize, StoreError> {
+fn id_span(conn: &Connection, table: &str, from: i64) -> Result<usize, StoreError> {
     let end = |f: &str| -> Result<Option<i64>, StoreError> {
         Ok(conn.query_row(&format!("SELECT {f}(id) FROM {table}"), [], |r| r.get(0))?)
     };
     Ok(match (end("min")?, end("max")?) {
-        (Some(lo), Some(hi)) => usize::try_from(hi - lo + 1).unwrap_or(0),
+        (Some(lo), Some(hi)) => usize::try_from(hi - lo.max(from) + 1).unwrap_or(0),
         _ => 0,
     })
+}
+
+/// The first `id` of `table` whose row has a `seq` above `after` (`seq`
+/// grows with `id`), so a replay after a snapshot skips the rows it holds
+/// without a scan.
+pub(super) fn first_id_after(
+    conn: &Connection,
+    table: &str,
+    after: u64,
+) -> Result<i64, StoreError> {
+    if after == 0 {
+        return Ok(i64::MIN);
+    }
+    first_id_above(conn, table, "seq", after as i64)
+}
+
+/// The first `id` of `table` whose `column` is above `v`, for a column that
+/// grows with `id`: a binary search of a few dozen lookups on the rowid.
+/// (`i64::MIN` for an empty table; past the last `id` when no row is above.)
+pub(super) fn first_id_above(
+    conn: &Connection,
+    table: &str,
+    column: &str,
+    v: i64,
+) -> Result<i64, StoreError> {
+    let mut probe = conn.prepare(&format!(
+        "SELECT id, {column} FROM {table} WHERE id >= ?1 ORDER BY id LIMIT 1"
+    ))?;
+    let mut row_at = |id: i64| -> Result<Option<(i64, i64)>, StoreError> {
+        let mut rows = probe.query([id])?;
+        Ok(match rows.next()? {
+            Some(r) => Some((r.get(0)?, r.get(1)?)),
+            None => None,
+        })
+    };
+    let Some((mut lo, _)) = row_at(i64::MIN)? else {
+        return Ok(i64::MIN);
+    };
+    let mut hi: i64 = conn.query_row(&format!("SELECT max(id) FROM {table}"), [], |r| r.get(0))?;
+    hi += 1;
+    // Rows before `lo` hold values up to `v`; from `hi` on, above it.
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match row_at(mid)? {
+            Some((id, x)) if x <= v => lo = id + 1,
+            _ => hi = mid,
+        }
+    }
+    Ok(lo)
 }
 
 /// What the decoder hands the engine.
@@ -643,85 +709,102 @@ enum Step {
 /// to stop), consecutive register imports as one run of parts.
 fn decode(
     conn: &Connection,
+    starts: &[i64],
+    after: u64,
     (rows_spares, records_spares): (Receiver<PackedRows>, Receiver<PackedRecords>),
     mut emit: impl FnMut(Step) -> bool,
 ) -> Result<ReplayStats, StoreError> {
     let prep = |sql: &str| conn.prepare(sql).map_err(StoreError::from);
     let mut register = prep(
-        "SELECT seq, person_id, name, phone, area, household, at FROM register_rows ORDER BY id",
+        "SELECT seq, person_id, name, phone, area, household, at FROM register_rows WHERE id >= ?1 ORDER BY id",
     )?;
-    let mut heads = prep("SELECT seq, area, title, name, phone, at FROM heads ORDER BY id")?;
-    let mut deletes = prep("SELECT seq, person_id, at FROM resident_deletes ORDER BY id")?;
+    let mut heads =
+        prep("SELECT seq, area, title, name, phone, at FROM heads WHERE id >= ?1 ORDER BY id")?;
+    let mut deletes =
+        prep("SELECT seq, person_id, at FROM resident_deletes WHERE id >= ?1 ORDER BY id")?;
     let mut records = prep(
-        "SELECT seq, person_id, tube_id, site, collected_at, arrived_at FROM records ORDER BY id",
+        "SELECT seq, person_id, tube_id, site, collected_at, arrived_at FROM records WHERE id >= ?1 ORDER BY id",
     )?;
-    let mut results =
-        prep("SELECT seq, tube_id, result, reported_at, arrived_at FROM results ORDER BY id")?;
+    let mut results = prep(
+        "SELECT seq, tube_id, result, reported_at, arrived_at FROM results WHERE id >= ?1 ORDER BY id",
+    )?;
     let mut rounds = prep(
-        "SELECT seq, round_id, name, scope, opens_at, deadline, created_at FROM rounds ORDER BY id",
+        "SELECT seq, round_id, name, scope, opens_at, deadline, created_at FROM rounds WHERE id >= ?1 ORDER BY id",
     )?;
-    let mut closes = prep("SELECT seq, round_id, at FROM round_closes ORDER BY id")?;
+    let mut closes = prep("SELECT seq, round_id, at FROM round_closes WHERE id >= ?1 ORDER BY id")?;
     let mut exemptions = prep(
         "SELECT seq, exemption_id, person_id, reason, from_at, until_at, note, created_at
-         FROM exemptions ORDER BY id",
+         FROM exemptions WHERE id >= ?1 ORDER BY id",
     )?;
-    let mut ex_deletes = prep("SELECT seq, exemption_id, at FROM exemption_deletes ORDER BY id")?;
-    let mut clears = prep("SELECT seq, person_id, note, at FROM clears ORDER BY id")?;
+    let mut ex_deletes =
+        prep("SELECT seq, exemption_id, at FROM exemption_deletes WHERE id >= ?1 ORDER BY id")?;
+    let mut clears =
+        prep("SELECT seq, person_id, note, at FROM clears WHERE id >= ?1 ORDER BY id")?;
     let mut sources: Vec<Box<dyn Source + '_>> = vec![
-        Box::new(RegisterTable::new(register.query([])?, rows_spares)),
+        Box::new(RegisterTable::new(
+            register.query([starts[0]])?,
+            rows_spares,
+        )),
         Box::new(Table::new(
             "heads",
-            heads.query([])?,
+            heads.query([starts[1]])?,
             decode_heads,
             build_heads,
         )),
         Box::new(Table::new(
             "resident_deletes",
-            deletes.query([])?,
+            deletes.query([starts[2]])?,
             decode_resident_delete,
             build_single,
         )),
-        Box::new(RecordsTable::new(records.query([])?, records_spares)),
+        Box::new(RecordsTable::new(
+            records.query([starts[3]])?,
+            records_spares,
+        )),
         Box::new(Table::new(
             "results",
-            results.query([])?,
+            results.query([starts[4]])?,
             decode_result,
             build_results,
         )),
         Box::new(Table::new(
             "rounds",
-            rounds.query([])?,
+            rounds.query([starts[5]])?,
             decode_round,
             build_single,
         )),
         Box::new(Table::new(
             "round_closes",
-            closes.query([])?,
+            closes.query([starts[6]])?,
             decode_round_close,
             build_single,
         )),
         Box::new(Table::new(
             "exemptions",
-            exemptions.query([])?,
+            exemptions.query([starts[7]])?,
             decode_exemption,
             build_single,
         )),
         Box::new(Table::new(
             "exemption_deletes",
-            ex_deletes.query([])?,
+            ex_deletes.query([starts[8]])?,
             decode_exemption_delete,
             build_single,
         )),
         Box::new(Table::new(
             "clears",
-            clears.query([])?,
+            clears.query([starts[9]])?,
             decode_clear,
             build_single,
         )),
     ];
 
     let mut ctx = Ctx::default();
-    let mut stats = ReplayStats::default();
+    let mut stats = ReplayStats {
+        last_seq: after,
+        snapshot_seq: after,
+        ..ReplayStats::default()
+    };
     // Whether a run of register imports is open (not yet `RegisterDone`).
     let mut in_register = false;
     loop {
@@ -857,7 +940,7 @@ mod tests {
         .unwrap();
         drop(conn);
         let mut engine = Engine::new(Policy::default(), Engine::build_pool(1));
-        let e = replay(Connection::open(&path).unwrap(), &mut engine).unwrap_err();
+        let e = replay(Connection::open(&path).unwrap(), &mut engine, 0).unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, StoreError::Corrupt(_)), "{msg}");
         assert!(msg.contains("records row with seq 2: tube_id"), "{msg}");
@@ -900,7 +983,7 @@ mod tests {
         drop(conn);
 
         let mut replayed = Engine::new(Policy::default(), Engine::build_pool(1));
-        let stats = replay(Connection::open(&path).unwrap(), &mut replayed).unwrap();
+        let stats = replay(Connection::open(&path).unwrap(), &mut replayed, 0).unwrap();
         assert_eq!(stats.register_rows, 20 + 7 + 7 + 1);
         assert_eq!(stats.records, 14);
         assert_eq!(stats.last_seq, 7);

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::side::{self, AuditEntry, NewToken, TokenRow};
 use super::{
     BatchOutcome, Check, CheckFailure, CheckHandle, CommandOutcome, OnChanged, StoreError,
-    join_check, log,
+    StoreOptions, join_check, log, replay, snapshot,
 };
 use crate::domain::{PersonId, Timestamp};
 use crate::engine::clock::Clock;
@@ -80,6 +80,10 @@ pub(super) enum Request {
         key: String,
         value: String,
         reply: Reply<()>,
+    },
+    /// Write a snapshot of the engine now (and purge what it lets go).
+    Snapshot {
+        reply: Reply<SnapshotInfo>,
     },
     /// Commit what came before, close the file, release the directory's
     /// lock, then answer.
@@ -265,6 +269,29 @@ pub(super) struct Writer {
     /// The integrity check still running when the store opened, and where
     /// to tell its outcome: waited for before the first request.
     pub check: Option<(CheckHandle, tokio::sync::watch::Sender<Check>)>,
+    /// Snapshots and retention.
+    pub snapshots: Snapshots,
+}
+
+/// When and where the writer writes snapshots, and what retention purges.
+pub(super) struct Snapshots {
+    pub dir: std::path::PathBuf,
+    pub options: StoreOptions,
+    /// The `seq` the newest snapshot holds, and when it was written.
+    pub seq: u64,
+    pub at: Instant,
+}
+
+/// What one snapshot wrote and purged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// The last event it holds (0: the log was empty, nothing written).
+    pub seq: u64,
+    pub bytes: u64,
+    /// Log rows (records and results past the window) deleted after it.
+    pub purged_rows: u64,
+    /// Audit entries past `audit_retention_days` deleted.
+    pub purged_audit: u64,
 }
 
 impl Writer {
@@ -294,6 +321,11 @@ impl Writer {
             match first {
                 Request::Command { cmd, reply } => {
                     self.command(cmd, reply);
+                    self.snapshot_if_due();
+                    continue;
+                }
+                Request::Snapshot { reply } => {
+                    drop(reply.send(self.snapshot()));
                     continue;
                 }
                 Request::Close { reply } => {
@@ -307,7 +339,11 @@ impl Writer {
             self.admit(first, &mut group, &mut overlay);
             while !group.full() {
                 match rx.try_recv() {
-                    Ok(r @ (Request::Command { .. } | Request::Close { .. })) => {
+                    Ok(
+                        r @ (Request::Command { .. }
+                        | Request::Close { .. }
+                        | Request::Snapshot { .. }),
+                    ) => {
                         next = Some(r);
                         break;
                     }
@@ -321,6 +357,14 @@ impl Writer {
                 self.next_token = first_token;
                 tracing::error!(error = %e, "group commit failed; its requests are answered storage_unavailable");
             }
+            self.snapshot_if_due();
+        }
+        // A clean shutdown leaves a snapshot of everything, so the next start
+        // replays nothing.
+        if self.next_seq - 1 > self.snapshots.seq
+            && let Err(e) = self.snapshot()
+        {
+            tracing::error!(error = %e, "the snapshot at shutdown failed; the next start replays the log");
         }
         self.shut(rx);
         if let Some(reply) = closer {
@@ -456,11 +500,110 @@ impl Writer {
             Request::MetaPut { key, value, reply } => {
                 group.jobs.push(Job::MetaPut { key, value, reply });
             }
-            Request::Command { .. } | Request::Close { .. } => {
+            Request::Command { .. } | Request::Close { .. } | Request::Snapshot { .. } => {
                 unreachable!("commands and closes never join a group")
             }
         }
         Counters::time(&self.visible.counters.judge_ns, started);
+    }
+
+    /// A snapshot once `snapshot_every` has passed since the last one, if
+    /// anything was logged since.
+    fn snapshot_if_due(&mut self) {
+        let every = self.snapshots.options.snapshot_every;
+        if every.is_zero()
+            || self.snapshots.at.elapsed() < every
+            || self.next_seq - 1 <= self.snapshots.seq
+        {
+            return;
+        }
+        if let Err(e) = self.snapshot() {
+            // Retried at the next interval; the log still holds everything.
+            self.snapshots.at = Instant::now();
+            tracing::error!(error = %e, "writing a snapshot failed");
+        }
+    }
+
+    /// Writes the engine's state (everything committed and applied: the
+    /// writer is between requests) as a snapshot, then purges what the
+    /// oldest snapshot kept lets go.
+    fn snapshot(&mut self) -> Result<SnapshotInfo, StoreError> {
+        let seq = self.next_seq - 1;
+        if seq == 0 {
+            return Ok(SnapshotInfo::default());
+        }
+        let started = Instant::now();
+        let bytes = self.engine.read().encode_snapshot();
+        let encoded = started.elapsed();
+        let (_, size) = snapshot::write(&self.snapshots.dir, seq, &bytes)?;
+        drop(bytes);
+        self.snapshots.seq = seq;
+        self.snapshots.at = Instant::now();
+        let (purged_rows, purged_audit) = self.purge()?;
+        tracing::info!(
+            seq,
+            bytes = size,
+            encode_ms = encoded.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            purged_rows,
+            purged_audit,
+            "snapshot written"
+        );
+        Ok(SnapshotInfo {
+            seq,
+            bytes: size,
+            purged_rows,
+            purged_audit,
+        })
+    }
+
+    /// Retention on disk: records and results that arrived before the
+    /// acceptance window and that the oldest snapshot kept holds (never a
+    /// row no snapshot holds), and audit entries past their retention.
+    /// Audited as `retention_purge` with the log rows deleted.
+    fn purge(&mut self) -> Result<(u64, u64), StoreError> {
+        let Some(oldest) = snapshot::oldest_kept(&self.snapshots.dir)? else {
+            return Ok((0, 0));
+        };
+        let now = self.clock.now();
+        let window_start = now.as_millis() - crate::engine::ACCEPT_WINDOW_MS;
+        let audit_start =
+            now.as_millis() - i64::from(self.snapshots.options.audit_retention_days) * 86_400_000;
+        let tx = begin(&mut self.conn)?;
+        let mut rows = 0u64;
+        for table in ["records", "results"] {
+            let held = replay::first_id_after(&tx, table, oldest)?;
+            let old = replay::first_id_above(&tx, table, "arrived_at", window_start - 1)?;
+            let end = held.min(old);
+            if end > i64::MIN {
+                rows += tx.execute(&format!("DELETE FROM {table} WHERE id < ?1"), [end])? as u64;
+            }
+        }
+        let audit = tx.execute("DELETE FROM audit WHERE at < ?1", [audit_start])? as u64;
+        if rows > 0 {
+            side::audit_insert(
+                &tx,
+                &AuditEntry {
+                    at: now,
+                    token_name: "rollcall".into(),
+                    role: crate::domain::Role::Admin,
+                    action: crate::domain::AuditAction::RetentionPurge,
+                    area: None,
+                    round_id: None,
+                    rows: Some(rows),
+                    target: None,
+                },
+            )?;
+        }
+        if rows > 0 || audit > 0 {
+            commit(tx, &self.visible)?;
+            // Frees the pages of a store created with incremental
+            // auto-vacuum; older stores reuse them for new rows instead.
+            self.conn.execute_batch("PRAGMA incremental_vacuum")?;
+        } else {
+            tx.rollback()?;
+        }
+        Ok((rows, audit))
     }
 
     fn take_seq(&mut self) -> u64 {

@@ -12,5 +12,6 @@ mod helpers;
 mod import;
 mod officials;
 mod openapi;
+mod retention;
 mod status_cache;
 mod store;

@@ -18,6 +18,13 @@
 //! - A clear undoes the single-tube positives applied before it in the log
 //!   (the oracle compares clock times, which only differs for events stamped
 //!   in the same millisecond).
+//! - Retention (API.md, Retention): before each event other than a register
+//!   import, a tube whose every sample and report is older than the
+//!   acceptance window counted back from the whole hour of the latest event
+//!   time is forgotten: its ID, used again, is a new tube, and rounds created
+//!   (or closed early) afterwards do not see its records. A person's last
+//!   sample, last negative and positives stay. A round closed
+//!   `retention_days` ago is archived.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -49,6 +56,9 @@ struct Rec {
     arrived: i64,
     /// Position in the log.
     seq: u64,
+    /// The log position of the event before which retention forgot the
+    /// tube (`u64::MAX` while it is held).
+    forgotten: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -60,6 +70,9 @@ pub struct RoundR {
     /// Log position of the creation, and the deadline it was created with.
     created_seq: u64,
     created_deadline: i64,
+    /// Log position from which the round saw only held tubes' records: its
+    /// creation, or its early close (which counts the round again).
+    marked_from: u64,
     pub closed_at: Option<i64>,
     frozen: Option<BTreeSet<PersonId>>,
     pub flipped: u64,
@@ -125,8 +138,8 @@ pub struct Reference {
     /// Area → (title, name).
     pub heads: BTreeMap<String, (String, String)>,
     records: Vec<Rec>,
-    /// Tube → (result, log position, first site).
-    results: BTreeMap<String, (TestResult, u64)>,
+    /// Tube → (result, log position, latest report time).
+    results: BTreeMap<String, (TestResult, u64, i64)>,
     sites: BTreeMap<String, String>,
     pub rounds: Vec<RoundR>,
     exemptions: BTreeMap<u32, Ex>,
@@ -134,6 +147,9 @@ pub struct Reference {
     /// Person → log position of their latest clear.
     clears: BTreeMap<PersonId, u64>,
     seq: u64,
+    /// The latest event time (retention's clock), and how many tubes were forgotten.
+    clock: i64,
+    forgotten_tubes: u64,
 }
 
 impl Reference {
@@ -151,7 +167,56 @@ impl Reference {
             next_exemption: 1,
             clears: BTreeMap::new(),
             seq: 0,
+            clock: i64::MIN,
+            forgotten_tubes: 0,
         }
+    }
+
+    /// Retention before an event at `at` (any event but a register import):
+    /// forgets the tubes untouched since the window before the latest event's
+    /// whole hour, renaming them out of the way.
+    pub fn advance(&mut self, at: i64) {
+        self.clock = self.clock.max(at);
+        let cutoff = floor_hour(self.clock) - MAX_AGE;
+        let mut touched: BTreeMap<String, i64> = BTreeMap::new();
+        for r in &self.records {
+            let t = touched.entry(r.tube.clone()).or_insert(i64::MIN);
+            *t = (*t).max(r.at);
+        }
+        for (tube, &(_, _, reported)) in &self.results {
+            let t = touched.entry(tube.clone()).or_insert(i64::MIN);
+            *t = (*t).max(reported);
+        }
+        let event = self.seq + 1;
+        for (tube, t) in touched {
+            if t >= cutoff || tube.contains('~') {
+                continue;
+            }
+            self.forgotten_tubes += 1;
+            let gone = format!("{tube}~{}", self.forgotten_tubes);
+            for r in self.records.iter_mut().filter(|r| r.tube == tube) {
+                r.tube.clone_from(&gone);
+                r.forgotten = event;
+            }
+            if let Some(v) = self.results.remove(&tube) {
+                self.results.insert(gone.clone(), v);
+            }
+            if let Some(v) = self.sites.remove(&tube) {
+                self.sites.insert(gone, v);
+            }
+        }
+    }
+
+    /// Whether a round counts a record: not one whose tube was forgotten
+    /// before the round was (re)counted from the tubes held.
+    fn counted(r: &RoundR, x: &Rec) -> bool {
+        x.seq > r.marked_from || x.forgotten > r.marked_from
+    }
+
+    /// Whether a closed round is archived at `now`.
+    pub fn archived(&self, r: &RoundR, now: i64) -> bool {
+        r.closed_at
+            .is_some_and(|c| c + i64::from(self.policy.retention_days) * 24 * HOUR <= now)
     }
 
     fn tick(&mut self) -> u64 {
@@ -159,8 +224,12 @@ impl Reference {
         self.seq
     }
 
+    /// Records held: those of tubes not forgotten.
     pub fn record_count(&self) -> u64 {
-        self.records.len() as u64
+        self.records
+            .iter()
+            .filter(|r| r.forgotten == u64::MAX)
+            .count() as u64
     }
 
     // ------------------------------------------------------------ register
@@ -275,6 +344,7 @@ impl Reference {
                 at: *collected,
                 arrived: now,
                 seq,
+                forgotten: u64::MAX,
             });
         }
     }
@@ -313,9 +383,13 @@ impl Reference {
     }
 
     pub fn apply_results(&mut self, items: &[(String, TestResult, i64)]) {
-        for (tube, result, _) in items {
+        for (tube, result, reported) in items {
             let seq = self.tick();
-            self.results.entry(tube.clone()).or_insert((*result, seq));
+            let r = self
+                .results
+                .entry(tube.clone())
+                .or_insert((*result, seq, *reported));
+            r.2 = r.2.max(*reported);
         }
     }
 
@@ -354,6 +428,7 @@ impl Reference {
             deadline,
             created_seq,
             created_deadline: deadline,
+            marked_from: created_seq,
             closed_at: None,
             frozen: None,
             flipped: 0,
@@ -370,13 +445,14 @@ impl Reference {
     /// flagged: those missing as of `at`, counting only records that had
     /// arrived by then.
     pub fn close(&mut self, id: u32, at: i64) -> u64 {
-        self.tick();
+        let seq = self.tick();
         let ix = id as usize - 1;
         if self.rounds[ix].closed_at.is_some() {
             return 0;
         }
         if at < self.rounds[ix].deadline {
             self.rounds[ix].deadline = at;
+            self.rounds[ix].marked_from = seq;
         }
         let scope: BTreeSet<PersonId> = self.in_scope(&self.rounds[ix], None).into_iter().collect();
         let flipped = scope
@@ -447,7 +523,7 @@ impl Reference {
         let mine: Vec<&Rec> = self
             .records
             .iter()
-            .filter(|x| x.pid == pid && arrived(x) <= as_of)
+            .filter(|x| x.pid == pid && arrived(x) <= as_of && Self::counted(r, x))
             .collect();
         let inside: Vec<&&Rec> = mine
             .iter()
@@ -542,7 +618,9 @@ impl Reference {
             let first = self
                 .records
                 .iter()
-                .filter(|x| x.pid == pid && r.opens <= x.at && x.at <= r.deadline)
+                .filter(|x| {
+                    x.pid == pid && r.opens <= x.at && x.at <= r.deadline && Self::counted(r, x)
+                })
                 .map(|x| x.at)
                 .min();
             if let Some(f) = first {
@@ -576,13 +654,14 @@ impl Reference {
     // ------------------------------------------------------------- status
 
     fn result_of(&self, tube: &str) -> Option<(TestResult, u64)> {
-        self.results.get(tube).copied()
+        self.results.get(tube).map(|&(r, seq, _)| (r, seq))
     }
 
     fn makeup_negative(&self, r: &RoundR, pid: PersonId) -> bool {
         self.records.iter().any(|x| {
             x.pid == pid
                 && x.at > r.deadline
+                && Self::counted(r, x)
                 && self
                     .result_of(&x.tube)
                     .is_some_and(|(res, _)| res == TestResult::Negative)

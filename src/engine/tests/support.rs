@@ -87,16 +87,25 @@ pub fn res(tube_id: &str, result: TestResult, reported: Timestamp) -> ResultItem
 pub const ACCEPTED: Verdict = Verdict::Accepted { flag: false };
 pub const FLAGGED: Verdict = Verdict::Accepted { flag: true };
 
-/// An engine and the store-like steps around it.
+/// An engine and the store-like steps around it, with the log of every
+/// event applied (for replays from a snapshot).
 pub struct Fx {
     pub engine: Engine,
+    pub log: Vec<Event>,
 }
 
 impl Fx {
     pub fn new(policy: Policy) -> Fx {
         Fx {
             engine: Engine::new(policy, pool()),
+            log: Vec::new(),
         }
+    }
+
+    fn apply(&mut self, event: Event) -> Applied {
+        let applied = self.engine.apply(&event);
+        self.log.push(event);
+        applied
     }
 
     /// Prepares a command and applies its event, as the store would.
@@ -106,7 +115,7 @@ impl Fx {
         now: Timestamp,
     ) -> Result<(Prepared, Applied), CommandError> {
         let (event, prepared) = self.engine.prepare(cmd, now)?;
-        let applied = self.engine.apply(&event);
+        let applied = self.apply(event);
         Ok((prepared, applied))
     }
 
@@ -136,7 +145,7 @@ impl Fx {
             .filter(|(_, v)| matches!(v, Verdict::Accepted { .. }))
             .map(|(it, _)| it)
             .collect();
-        let applied = self.engine.apply(&Event::Records {
+        let applied = self.apply(Event::Records {
             arrived_at: now,
             items: accepted,
         });
@@ -152,7 +161,7 @@ impl Fx {
             .filter(|(_, v)| matches!(v, Verdict::Accepted { .. }))
             .map(|(it, _)| it)
             .collect();
-        let applied = self.engine.apply(&Event::Results {
+        let applied = self.apply(Event::Results {
             arrived_at: now,
             items: accepted,
         });
@@ -261,6 +270,45 @@ impl Fx {
             .into_iter()
             .map(|row| self.engine.register().resident(row).person_id)
             .collect()
+    }
+
+    /// Checks that a snapshot taken after any prefix of the log, decoded and
+    /// given the rest of the log, is the engine a replay of the whole log
+    /// builds, byte for byte and by digest at `now`.
+    pub fn check_snapshots(&self, now: Timestamp) {
+        let policy = *self.engine.policy();
+        let replay = |events: &[Event], mut e: Engine| {
+            for ev in events {
+                e.apply(ev);
+            }
+            e
+        };
+        let whole = replay(&self.log, Engine::new(policy, pool()));
+        let bytes = self.engine.encode_snapshot();
+        assert_eq!(whole.encode_snapshot(), bytes, "a replay of the whole log");
+        let digest = self.engine.digest(now);
+        assert_eq!(whole.digest(now), digest);
+        let n = self.log.len();
+        let mut cuts = vec![0, n / 3, n / 2, n.saturating_sub(1), n];
+        cuts.dedup();
+        for k in cuts {
+            let head = replay(&self.log[..k], Engine::new(policy, pool()));
+            let snap = head.encode_snapshot();
+            let back =
+                Engine::decode_snapshot(&snap, policy, pool()).expect("the snapshot decodes");
+            assert_eq!(back.encode_snapshot(), snap, "decoded at {k} of {n}");
+            let rest = replay(&self.log[k..], back);
+            assert_eq!(
+                rest.encode_snapshot(),
+                bytes,
+                "snapshot at {k} of {n}, then the rest"
+            );
+            assert_eq!(
+                rest.digest(now),
+                digest,
+                "digest after a snapshot at {k} of {n}"
+            );
+        }
     }
 
     pub fn flipped(&self, round: u32) -> u64 {

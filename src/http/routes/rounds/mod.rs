@@ -6,7 +6,7 @@ use crate::domain::AuditAction;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde_json::{Value, json};
 
-use crate::domain::{AreaPath, Role};
+use crate::domain::{AreaPath, Role, Timestamp};
 use crate::engine::{Command, Counts, CoverageNode, Engine, Round};
 use crate::http::auth::Principal;
 use crate::http::body::{self, Fields};
@@ -24,32 +24,32 @@ fn parse_round_id(s: &str) -> Result<u32, ApiError> {
 }
 
 /// The round object of the contract, with the whole round's counts.
-pub fn round_json(e: &Engine, r: &Round) -> Value {
+pub fn round_json(e: &Engine, r: &Round, now: Timestamp) -> Value {
     let c = e.counts(r, None);
     let id = r.id.to_string();
     metrics::gauge!("rollcall_round_in_scope", "round" => id.clone()).set(c.in_scope as f64);
     metrics::gauge!("rollcall_round_sampled", "round" => id.clone()).set(c.sampled as f64);
     metrics::gauge!("rollcall_round_missing", "round" => id).set(c.missing as f64);
-    round_body(r, c)
+    round_body(e, r, c, now)
 }
 
 /// The round object as `who` may see it: an official's counts are over the
 /// part of the round inside their area, never beyond it.
-fn round_json_for(e: &Engine, r: &Round, who_area: Option<&AreaPath>) -> Value {
+fn round_json_for(e: &Engine, r: &Round, who_area: Option<&AreaPath>, now: Timestamp) -> Value {
     match who_area {
-        Some(a) if !Engine::round_inside(r, a) => round_body(r, e.counts_within(r, a)),
-        _ => round_json(e, r),
+        Some(a) if !Engine::round_inside(r, a) => round_body(e, r, e.counts_within(r, a), now),
+        _ => round_json(e, r, now),
     }
 }
 
-fn round_body(r: &Round, c: Counts) -> Value {
+fn round_body(e: &Engine, r: &Round, c: Counts, now: Timestamp) -> Value {
     json!({
         "id": r.id.to_string(),
         "name": r.name,
         "scope": r.scope.iter().map(AreaPath::as_str).collect::<Vec<_>>(),
         "opens_at": r.opens_at,
         "deadline": r.deadline,
-        "state": if r.is_closed() { "closed" } else { "open" },
+        "state": e.round_state(r, now),
         "closed_at": r.closed_at,
         "counts": c,
     })
@@ -126,8 +126,9 @@ pub async fn create(
     let crate::engine::Prepared::RoundId(id) = out.prepared else {
         return Err(ApiError::internal(&"round create returned no id"));
     };
+    let now = state.now();
     let body = state
-        .read(move |e| e.round(id).map(|r| round_json(e, r)))
+        .read(move |e| e.round(id).map(|r| round_json(e, r, now)))
         .await?
         .ok_or_else(|| ApiError::internal(&"created round missing"))?;
     let area = scope.first().map(ToString::to_string);
@@ -148,6 +149,7 @@ pub async fn list(state: web::Data<AppState>, who: Principal) -> Result<HttpResp
     who.require(&[Role::Admin, Role::Official])?;
     // An official's view is cut to their area; an admin's is whole.
     let area = (!who.is_admin()).then(|| who.area.clone());
+    let now = state.now();
     let rounds = state
         .read(move |e| {
             let mut rs: Vec<&Round> = e
@@ -161,7 +163,7 @@ pub async fn list(state: web::Data<AppState>, who: Principal) -> Result<HttpResp
             rs.sort_by_key(|r| (r.opens_at, r.id));
             let mine = area.flatten();
             rs.into_iter()
-                .map(|r| round_json_for(e, r, mine.as_ref()))
+                .map(|r| round_json_for(e, r, mine.as_ref(), now))
                 .collect::<Vec<_>>()
         })
         .await?;
@@ -177,10 +179,11 @@ pub async fn get(
     who.require(&[Role::Admin, Role::Official])?;
     let id = parse_round_id(&id)?;
     let area = (!who.is_admin()).then(|| who.area.clone()).flatten();
+    let now = state.now();
     let (round, body) = state
         .read(move |e| {
             e.round(id)
-                .map(|r| (r.clone_header(), round_json_for(e, r, area.as_ref())))
+                .map(|r| (r.clone_header(), round_json_for(e, r, area.as_ref(), now)))
         })
         .await?
         .ok_or_else(|| ApiError::new(Code::UnknownRound, "no such round"))?;
@@ -208,8 +211,9 @@ pub async fn close(
         .await?;
     // The close answers once its flips are written to the status cache.
     state.cache.flushed(out.ticket).await;
+    let now = state.now();
     let body = state
-        .read(move |e| e.round(id).map(|r| round_json(e, r)))
+        .read(move |e| e.round(id).map(|r| round_json(e, r, now)))
         .await?
         .ok_or_else(|| ApiError::internal(&"closed round missing"))?;
     let area = round.scope.first().map(ToString::to_string);
@@ -344,6 +348,12 @@ pub async fn progress(
         .read(move |e| -> Result<Value, ApiError> {
             let (id, node) = resolve(e, id, area.as_ref())?;
             let round = e.round(id).expect("resolved");
+            if e.is_archived(round, now) {
+                return Err(ApiError::new(
+                    Code::RoundArchived,
+                    "this round is archived: its progress is no longer kept",
+                ));
+            }
             let buckets: Vec<Value> = e
                 .progress(round, node, now)
                 .into_iter()

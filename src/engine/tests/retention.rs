@@ -1,0 +1,207 @@
+//! Retention (API.md, Retention): tubes past the acceptance window leave
+//! memory without changing any answer, a tube's result still reaches a
+//! member whose record comes later inside the window, and an archived round
+//! answers its counts, missing list, coverage and its people's statuses as
+//! before (make-ups, exemptions and their deletion included).
+
+use super::support::*;
+use crate::domain::{ReasonCode, TestResult, Timestamp};
+use crate::engine::{Policy, Reason, Verdict};
+
+const SCOPE: &str = "甲";
+
+fn day0() -> Timestamp {
+    t("2022-04-19T08:00:00+08:00")
+}
+
+fn at(ms: i64) -> Timestamp {
+    day0().plus_millis(ms)
+}
+
+fn city(policy: Policy) -> Fx {
+    let mut fx = Fx::new(policy);
+    fx.register(
+        vec![
+            row(1, "甲/a", "1", "王芳"),
+            row(2, "甲/a", "1", "李四"),
+            row(3, "甲/b", "2", "张三"),
+            row(4, "甲/b", "3", "赵六"),
+        ],
+        at(-DAY),
+    );
+    fx
+}
+
+fn missed(round: u32) -> Reason {
+    Reason {
+        code: ReasonCode::MissedRound,
+        round_id: Some(round.to_string()),
+    }
+}
+
+#[test]
+fn tubes_past_the_window_leave_memory_and_every_answer_stays() {
+    let mut fx = city(Policy::default());
+    let (v, _) = fx.records(
+        vec![
+            rec(1, "P1", at(0)),
+            rec(2, "P1", at(MIN)),
+            rec(3, "S1", at(2 * MIN)),
+        ],
+        at(3 * MIN),
+    );
+    assert_eq!(v, vec![ACCEPTED; 3]);
+    fx.results(
+        vec![
+            res("P1", TestResult::Positive, at(HOUR)),
+            res("S1", TestResult::Positive, at(HOUR)),
+        ],
+        at(HOUR),
+    );
+    let before: Vec<_> = (1..=4).map(|n| fx.status(n, at(31 * DAY))).collect();
+    assert_eq!(fx.engine.record_count(), 3);
+    // An event 31 days on: retention runs, the three records leave memory.
+    fx.records(vec![rec(4, "Q1", at(31 * DAY))], at(31 * DAY));
+    assert_eq!(fx.engine.record_count(), 1, "only the new record is held");
+    let after: Vec<_> = (1..=4).map(|n| fx.status(n, at(31 * DAY))).collect();
+    assert_eq!(
+        before[..3],
+        after[..3],
+        "statuses do not depend on the tubes"
+    );
+    assert!(
+        after[0]
+            .reasons
+            .iter()
+            .any(|r| r.code == ReasonCode::PoolPositive)
+    );
+    assert!(
+        after[2]
+            .reasons
+            .iter()
+            .any(|r| r.code == ReasonCode::Positive)
+    );
+    // A pooled positive is still lifted by a later negative sample.
+    fx.records(vec![rec(1, "N1", at(31 * DAY + MIN))], at(31 * DAY + MIN));
+    fx.results(
+        vec![res("N1", TestResult::Negative, at(31 * DAY + HOUR))],
+        at(31 * DAY + HOUR),
+    );
+    assert!(
+        !fx.status(1, at(31 * DAY + HOUR))
+            .reasons
+            .iter()
+            .any(|r| r.code == ReasonCode::PoolPositive)
+    );
+    // The old tube's ID is free: a record into it is a new tube, not a duplicate.
+    let (v, _) = fx.records(vec![rec(2, "P1", at(31 * DAY))], at(31 * DAY + HOUR));
+    assert_eq!(v, vec![ACCEPTED]);
+    // A resend of the old record itself is too old to be judged.
+    let (v, _) = fx.records(vec![rec(1, "P1", at(0))], at(31 * DAY + HOUR));
+    assert_eq!(
+        v,
+        vec![Verdict::Rejected(crate::engine::RejectCode::InvalidTime)]
+    );
+    fx.check_snapshots(at(32 * DAY));
+}
+
+#[test]
+fn a_result_reaches_a_member_whose_record_comes_later_inside_the_window() {
+    let mut fx = city(Policy::default());
+    fx.records(vec![rec(1, "T1", at(0))], at(MIN));
+    fx.results(vec![res("T1", TestResult::Negative, at(HOUR))], at(HOUR));
+    // 29 days on (retention has run every hour since), a late record into
+    // the same tube: the tube is held, and its result applies at once.
+    let late = at(29 * DAY);
+    fx.records(vec![rec(3, "T1", at(2 * MIN))], late);
+    assert_eq!(
+        fx.status(3, late).last_negative_at,
+        Some(Timestamp::from_millis(at(2 * MIN).as_millis()))
+    );
+    // A result reported long after the samples keeps the tube too.
+    fx.records(vec![rec(2, "T2", at(20 * DAY))], at(20 * DAY));
+    fx.results(
+        vec![res("T2", TestResult::Negative, at(49 * DAY))],
+        at(49 * DAY),
+    );
+    fx.records(vec![rec(4, "T2", at(20 * DAY + MIN))], at(49 * DAY + MIN));
+    assert!(fx.status(4, at(49 * DAY + MIN)).last_negative_at.is_some());
+    fx.check_snapshots(at(50 * DAY));
+}
+
+#[test]
+fn an_archived_round_answers_as_before_and_its_flags_still_move() {
+    for retention_days in [0, 30] {
+        let mut fx = city(Policy {
+            retention_days,
+            ..Policy::default()
+        });
+        let r = fx.round(&[SCOPE], at(0), at(12 * HOUR), at(-HOUR));
+        fx.records(vec![rec(1, "A1", at(HOUR))], at(HOUR));
+        fx.close_at_deadline(r, at(12 * HOUR + MIN));
+        let archived = |fx: &Fx, now| fx.engine.is_archived(fx.engine.round(r).unwrap(), now);
+        assert_eq!(archived(&fx, at(13 * HOUR)), retention_days == 0);
+        let root = fx.engine.register().node(&area(SCOPE)).unwrap();
+        let answers = |fx: &Fx| {
+            let e = &fx.engine;
+            let round = e.round(r).unwrap();
+            // Person 1's own record below moves their last sample; the
+            // flagged people's statuses must not move.
+            let statuses: Vec<_> = (2..=4).map(|n| fx.status(n, at(40 * DAY))).collect();
+            (
+                e.counts(round, None),
+                fx.missing(r, None),
+                e.coverage(round, root, 3),
+                statuses,
+            )
+        };
+        let before = answers(&fx);
+        assert_eq!(before.1, [2, 3, 4].map(pid).to_vec());
+        // Forty days on (an event of person 1, sampled already): archived
+        // under either setting, its tubes gone, every answer as before.
+        fx.records(vec![rec(1, "Z9", at(40 * DAY))], at(40 * DAY));
+        assert!(archived(&fx, at(40 * DAY)));
+        assert!(fx.engine.round(r).unwrap().archived);
+        assert_eq!(fx.engine.record_count(), 1);
+        assert_eq!(
+            fx.engine
+                .round_state(fx.engine.round(r).unwrap(), at(40 * DAY)),
+            "archived"
+        );
+        assert_eq!(answers(&fx), before);
+        assert!(fx.status(4, at(40 * DAY)).reasons.contains(&missed(r)));
+        // A make-up still lifts a flag.
+        fx.records(vec![rec(4, "Z8", at(40 * DAY))], at(40 * DAY));
+        assert!(!fx.status(4, at(40 * DAY)).reasons.contains(&missed(r)));
+        assert_eq!(fx.missing(r, None), [2, 3].map(pid).to_vec());
+        // An exemption covering the deadline lifts one; deleting it restores it.
+        let x = fx.exempt(2, at(0), at(DAY), at(40 * DAY));
+        assert!(!fx.status(2, at(40 * DAY)).reasons.contains(&missed(r)));
+        assert_eq!(fx.missing(r, None), [3].map(pid).to_vec());
+        fx.unexempt(x, at(40 * DAY));
+        assert!(fx.status(2, at(40 * DAY)).reasons.contains(&missed(r)));
+        fx.check_snapshots(at(41 * DAY));
+    }
+}
+
+#[test]
+fn progress_counts_first_samples_by_hour_over_windows_longer_than_a_byte() {
+    let mut fx = city(Policy::default());
+    // 300 hours: the hours no longer fit in a byte.
+    let r = fx.round(&[SCOPE], at(0), at(300 * HOUR), at(-HOUR));
+    fx.records(
+        vec![
+            rec(1, "W1", at(290 * HOUR + MIN)),
+            rec(2, "W2", at(3 * HOUR)),
+        ],
+        at(295 * HOUR),
+    );
+    fx.records(vec![rec(1, "W3", at(10 * HOUR))], at(296 * HOUR));
+    let e = &fx.engine;
+    let p = e.progress(e.round(r).unwrap(), None, at(400 * HOUR));
+    assert_eq!(p.len(), 301);
+    assert_eq!(p[3].1, 1);
+    assert_eq!(p[10].1, 1, "the earlier sample of person 1 counts");
+    assert_eq!(p[290].1, 0);
+    fx.check_snapshots(at(400 * HOUR));
+}
