@@ -6,6 +6,7 @@
 mod api;
 mod crash;
 mod demo;
+mod exports;
 mod helpers;
 mod import;
 mod openapi;

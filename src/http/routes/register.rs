@@ -1,5 +1,6 @@
 //! `POST /v1/register` and `POST /v1/heads` (admin): CSV imports, all or
-//! nothing, through the same parser as `rollcall import`.
+//! nothing, through the same parser as `rollcall import`. The file is parsed
+//! on the build pool, holding no lock, before the engine is touched.
 
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use serde_json::json;
@@ -48,7 +49,7 @@ pub async fn register(
     let bytes = body::csv(&req, payload).await?;
     let today = state.now().shanghai_date();
     let rows = state
-        .read(move |_| parse_register(&bytes, today))
+        .build(move || parse_register(&bytes, today))
         .await?
         .map_err(|l| rejected(l, "register"))?;
     let n = rows.len() as u64;
@@ -67,7 +68,10 @@ pub async fn heads(
 ) -> Result<HttpResponse, ApiError> {
     who.require(&[Role::Admin])?;
     let bytes = body::csv(&req, payload).await?;
-    let rows = parse_heads(&bytes).map_err(|l| rejected(l, "heads"))?;
+    let rows = state
+        .build(move || parse_heads(&bytes))
+        .await?
+        .map_err(|l| rejected(l, "heads"))?;
     let n = rows.len() as u64;
     let _w = state.admit_write()?;
     let out = state.store.command(Command::Heads(rows)).await?;

@@ -12,6 +12,7 @@ use crate::http::body::{self, Fields};
 use crate::http::error::{ApiError, Code};
 use crate::http::{AppState, routes::audit::record};
 
+pub mod export;
 pub mod missing;
 
 fn parse_round_id(s: &str) -> Result<u32, ApiError> {
@@ -263,6 +264,7 @@ pub async fn coverage(
         None => 1,
     };
     let area = view_area(&who, &q)?;
+    let _admitted = state.admit_heavy_read()?;
     let body = state
         .read(move |e| -> Result<Value, ApiError> {
             let (id, node) = resolve(e, id, area.as_ref())?;
