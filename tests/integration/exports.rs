@@ -313,7 +313,7 @@ async fn an_upload_is_parsed_without_the_engines_lock() {
         .register("person_id,name,phone,area,household\nnot-an-id,甲,13900000000,a/b,h\n")
         .await;
     let answered_while_held = !holder.is_finished();
-    release_tx.send(()).unwrap();
+    let _ = release_tx.send(());
     holder.join().unwrap();
     assert!(answered_while_held, "the parse waited for the engine");
     assert_eq!(r.status, 400);
