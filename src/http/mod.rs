@@ -45,10 +45,34 @@ pub struct AppState {
     /// Write requests in flight; past `MAX_INFLIGHT_WRITES` new ones are shed
     /// with `503 overloaded` (a counter, not a queue: shedding must be instant).
     pub inflight_writes: AtomicUsize,
+    /// Heavy reads (missing lists, coverage trees, exports) in flight: a
+    /// budget of their own, apart from writes; past [`MAX_HEAVY_READS`] they
+    /// are shed with `503 overloaded`.
+    pub heavy_reads: Arc<AtomicUsize>,
+    /// Where files are built (workbooks) and uploads parsed: a few threads,
+    /// at most half the cores, so exports can never take the CPU that record
+    /// uploads and gate lookups need; never under the engine's lock.
+    pub build_pool: Arc<rayon::ThreadPool>,
 }
 
 /// Write requests allowed in flight before shedding.
 pub const MAX_INFLIGHT_WRITES: usize = 512;
+
+/// Heavy reads allowed in flight before shedding. Each holds its copy of a
+/// list (about 70 bytes a person) and one chunk or one workbook, so this
+/// bounds what a crowd of exports can take.
+pub const MAX_HEAVY_READS: usize = 8;
+
+/// The build pool: half the cores, at least one thread.
+fn build_pool(cores: usize) -> Arc<rayon::ThreadPool> {
+    Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads((cores / 2).max(1))
+            .thread_name(|i| format!("rollcall-build-{i}"))
+            .build()
+            .expect("the build pool starts"),
+    )
+}
 
 impl AppState {
     /// Runs a read of the engine on its rayon pool (never on an actix worker)
@@ -68,8 +92,38 @@ impl AppState {
             .map_err(|_| ApiError::internal(&"an engine read was dropped"))
     }
 
+    /// Runs `f` on the build pool, holding no lock, and brings its answer back.
+    pub async fn build<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.build_pool.spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.await
+            .map_err(|_| ApiError::internal(&"a build was dropped"))
+    }
+
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// Admits one heavy read (a missing list, a coverage tree, an export),
+    /// or sheds it at once with `503 overloaded` and `Retry-After`. The
+    /// admission is held until the answer is sent (move it into the body).
+    pub fn admit_heavy_read(&self) -> Result<HeavyRead, ApiError> {
+        let n = self.heavy_reads.fetch_add(1, Ordering::AcqRel);
+        if n >= MAX_HEAVY_READS {
+            self.heavy_reads.fetch_sub(1, Ordering::AcqRel);
+            metrics::counter!("rollcall_read_shed_total").increment(1);
+            return Err(ApiError::new(
+                Code::Overloaded,
+                "too many exports and large reads in flight; retry shortly",
+            ));
+        }
+        Ok(HeavyRead(self.heavy_reads.clone()))
     }
 
     /// Admits one write request, or sheds it.
@@ -85,21 +139,6 @@ impl AppState {
         }
         Ok(WriteGuard(self))
     }
-
-    /// Runs CPU work that needs no engine state (parsing an uploaded file)
-    /// on the rayon pool, outside the engine lock, and brings the answer back.
-    pub async fn compute<T, F>(&self, f: F) -> Result<T, ApiError>
-    where
-        T: Send + 'static,
-        F: FnOnce() -> T + Send + 'static,
-    {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.pool.spawn(move || {
-            let _ = tx.send(f());
-        });
-        rx.await
-            .map_err(|_| ApiError::internal(&"a computation was dropped"))
-    }
 }
 
 /// Releases an admitted write on drop.
@@ -108,6 +147,17 @@ pub struct WriteGuard<'a>(&'a AppState);
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
         self.0.inflight_writes.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Releases an admitted heavy read on drop; owns its counter, so it can go
+/// with a streamed body.
+#[derive(Debug)]
+pub struct HeavyRead(Arc<AtomicUsize>);
+
+impl Drop for HeavyRead {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -204,8 +254,8 @@ async fn secret(store: &Store, name: &str) -> anyhow::Result<[u8; 32]> {
 /// Opens the store (replaying it), the cache, the tokens, and starts serving.
 pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     let metrics = metrics_handle();
-    let pool =
-        Engine::build_pool(std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let pool = Engine::build_pool(cores);
     let engine: SharedEngine = Arc::new(parking_lot::RwLock::new(Engine::new(
         settings.policy,
         pool.clone(),
@@ -287,6 +337,8 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         metrics,
         ready: AtomicBool::new(true),
         inflight_writes: AtomicUsize::new(0),
+        heavy_reads: Arc::new(AtomicUsize::new(0)),
+        build_pool: build_pool(cores),
     });
     let scheduler = scheduler::spawn(state.clone().into_inner());
 

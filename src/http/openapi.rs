@@ -896,8 +896,13 @@ fn view_operations() -> Vec<Op> {
                  `person_id,name,phone,area,household,head_title,head_name,head_phone` (three empty \
                  fields without a head), streamed. XLSX: a summary sheet with a row per grid \
                  (`grid,in_scope,sampled,made_up,exempt,missing`), then one sheet per grid with the \
-                 CSV's columns. Any other query parameter, or one given twice, is `400 invalid_query`. \
-                 Every call is audited (`missing_list`; also `unmask` when unmasked).",
+                 CSV's columns; sheet names are valid in Excel for any area name (at most 31 \
+                 characters, unique, none of `[]:*?/\\`, no leading or trailing apostrophe, never \
+                 `History`). In CSV a cell beginning with `=`, `+`, `-`, `@`, a tab or a carriage \
+                 return gets a leading `'`. JSON and CSV are streamed. A heavy read: past the read \
+                 budget it is `503 overloaded` with `Retry-After`. Any other query parameter, or one \
+                 given twice, is `400 invalid_query`. Every answered call is audited \
+                 (`missing_list`; also `unmask` when unmasked).",
             )
             .param(round_id_param())
             .param(area_query(
@@ -937,7 +942,7 @@ fn view_operations() -> Vec<Op> {
                     }
                 }),
             )
-            .errors(&[&view_errors[..], &[Code::StorageUnavailable]].concat()),
+            .errors(&[&view_errors[..], &[Code::StorageUnavailable, Code::Overloaded]].concat()),
         Op::new("get", "/v1/repeat-missing", "repeatMissing", "rounds", "Who misses round after round")
             .roles(&[Role::Admin, Role::Official])
             .notes(
@@ -985,13 +990,14 @@ fn view_operations() -> Vec<Op> {
                     }
                 }),
             )
-            .errors(&[Code::InvalidQuery, Code::UnknownArea, Code::OutOfScope, Code::Forbidden, Code::StorageUnavailable]),
+            .errors(&[Code::InvalidQuery, Code::UnknownArea, Code::OutOfScope, Code::Forbidden, Code::StorageUnavailable, Code::Overloaded]),
         Op::new("get", "/v1/rounds/{id}/coverage", "coverage", "rounds", "Coverage by area")
             .roles(&[Role::Admin, Role::Official])
             .notes(
                 "The counts of `area` and of its child nodes `depth` levels down; children are the \
                  child nodes with at least one resident in scope, sorted by area; every node carries \
-                 `children` (`[]` at the bottom and for `depth=0`). Any other query parameter, or one \
+                 `children` (`[]` at the bottom and for `depth=0`). A heavy read: past the read \
+                 budget it is `503 overloaded` with `Retry-After`. Any other query parameter, or one \
                  given twice, is `400 invalid_query`. Not audited.",
             )
             .param(round_id_param())
@@ -1008,7 +1014,7 @@ fn view_operations() -> Vec<Op> {
                 ),
             ))
             .ok(200, json_response("The coverage tree.", r("Coverage")))
-            .errors(&view_errors),
+            .errors(&[&view_errors[..], &[Code::Overloaded]].concat()),
         Op::new("get", "/v1/rounds/{id}/progress", "progress", "rounds", "Samples by hour")
             .roles(&[Role::Admin, Role::Official])
             .notes(

@@ -8,6 +8,7 @@ mod api;
 mod crash;
 mod demo;
 mod docs;
+mod exports;
 mod helpers;
 mod import;
 mod officials;

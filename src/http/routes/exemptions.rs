@@ -167,7 +167,7 @@ pub async fn import(
     let (kind, bytes) = body::table(&req, payload).await?;
     let today = state.now().shanghai_date();
     let file = state
-        .compute(move || parse_exemptions(kind, &bytes, today))
+        .build(move || parse_exemptions(kind, &bytes, today))
         .await?
         .map_err(rejected)?;
     let scope = who.area.clone().filter(|_| who.role == Role::Official);

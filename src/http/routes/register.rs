@@ -1,6 +1,6 @@
 //! `POST /v1/register` and `POST /v1/heads` (admin): CSV or XLSX imports,
-//! all or nothing, through the same parser as `rollcall import`. Files are
-//! parsed on the rayon pool, outside the engine lock.
+//! all or nothing, through the same parser as `rollcall import`. The file is
+//! parsed on the build pool, holding no lock, before the engine is touched.
 
 use crate::domain::AuditAction;
 use actix_web::{HttpRequest, HttpResponse, post, web};
@@ -55,7 +55,7 @@ pub async fn register(
     let (kind, bytes) = body::table(&req, payload).await?;
     let today = state.now().shanghai_date();
     let rows = state
-        .compute(move || parse_register_as(kind, &bytes, today))
+        .build(move || parse_register_as(kind, &bytes, today))
         .await?
         .map_err(|l| rejected(l, "register"))?;
     let n = rows.len() as u64;
@@ -83,7 +83,7 @@ pub async fn heads(
     who.require(&[Role::Admin])?;
     let (kind, bytes) = body::table(&req, payload).await?;
     let rows = state
-        .compute(move || parse_heads_as(kind, &bytes))
+        .build(move || parse_heads_as(kind, &bytes))
         .await?
         .map_err(|l| rejected(l, "heads"))?;
     let n = rows.len() as u64;

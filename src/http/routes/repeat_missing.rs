@@ -8,7 +8,7 @@ use crate::domain::AuditAction;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde_json::{Value, json};
 
-use super::rounds::missing::{COLUMNS, PersonOut, person_out};
+use super::rounds::export::{COLUMNS, MissingList, csv_cell};
 use super::rounds::{area_node, view_area};
 use crate::domain::{AreaPath, Role};
 use crate::http::auth::Principal;
@@ -22,10 +22,11 @@ pub const DEFAULT_MIN: usize = 2;
 /// The most rounds `last` may look back over.
 pub const MAX_LAST: usize = 1000;
 
-/// One repeat misser as the answer shows them.
-struct Misser {
-    person: PersonOut,
-    round_ids: Vec<String>,
+/// The repeat missers as the answer shows them: the people copied out as
+/// a missing list is, each with the rounds that still flag them.
+struct Missers {
+    people: MissingList,
+    round_ids: Vec<Vec<String>>,
 }
 
 fn count_param(
@@ -82,20 +83,24 @@ pub async fn list(
         ));
     }
     let area = view_area(&who, &q)?;
+    // A heavy read like missing lists: within their budget, or shed at once.
+    let _admitted = state.admit_heavy_read()?;
     let area_for_read = area.clone();
     let missers = state
-        .read(move |e| -> Result<Vec<Misser>, ApiError> {
+        .read(move |e| -> Result<Missers, ApiError> {
             let node = area_node(e, area_for_read.as_ref())?;
-            Ok(e.repeat_missing(node, last, min)
-                .into_iter()
-                .map(|m| Misser {
-                    person: person_out(e, m.row, unmask),
-                    round_ids: m.round_ids.iter().map(ToString::to_string).collect(),
-                })
-                .collect())
+            let found = e.repeat_missing(node, last, min);
+            let rows: Vec<u32> = found.iter().map(|m| m.row).collect();
+            Ok(Missers {
+                people: MissingList::copy(e, &rows, unmask),
+                round_ids: found
+                    .iter()
+                    .map(|m| m.round_ids.iter().map(ToString::to_string).collect())
+                    .collect(),
+            })
         })
         .await??;
-    let total = missers.len() as u64;
+    let total = missers.round_ids.len() as u64;
     let area_s = area.as_ref().map(AreaPath::to_string);
     record(
         &state,
@@ -119,14 +124,14 @@ pub async fn list(
     }
     match format.as_str() {
         "csv" => {
-            let bytes = state.compute(move || csv_bytes(&missers)).await??;
+            let bytes = state.build(move || csv_bytes(&missers)).await??;
             Ok(HttpResponse::Ok()
                 .content_type("text/csv; charset=utf-8")
                 .body(bytes))
         }
         "xlsx" => {
             let bytes = state
-                .compute(move || xlsx_bytes(&missers))
+                .build(move || xlsx_bytes(&missers))
                 .await?
                 .map_err(|e| ApiError::internal(&e))?;
             Ok(HttpResponse::Ok()
@@ -138,7 +143,9 @@ pub async fn list(
                 .body(bytes))
         }
         _ => {
-            let people: Vec<Value> = missers.iter().map(misser_json).collect();
+            let people: Vec<Value> = (0..missers.round_ids.len())
+                .map(|i| misser_json(&missers, i))
+                .collect();
             Ok(HttpResponse::Ok().json(json!({
                 "area": area_s, "last": last, "min": min, "total": total, "people": people
             })))
@@ -146,10 +153,10 @@ pub async fn list(
     }
 }
 
-fn misser_json(m: &Misser) -> Value {
-    let mut v = serde_json::to_value(&m.person).unwrap_or_default();
-    v["misses"] = json!(m.round_ids.len());
-    v["round_ids"] = json!(m.round_ids);
+fn misser_json(m: &Missers, i: usize) -> Value {
+    let mut v = serde_json::to_value(m.people.person(i)).unwrap_or_default();
+    v["misses"] = json!(m.round_ids[i].len());
+    v["round_ids"] = json!(m.round_ids[i]);
     v
 }
 
@@ -163,48 +170,39 @@ fn columns() -> Vec<&'static str> {
         .collect()
 }
 
-/// A row's cells; for CSV (`guard`) with formulas defused, since a
-/// spreadsheet opening a CSV runs them (an XLSX cell written as a string
-/// never is a formula).
-fn row_cells(m: &Misser, guard: bool) -> Vec<String> {
-    let mut cells: Vec<String> = m
-        .person
+/// The `i`th row's cells; for CSV (`guard`) with formulas defused as in
+/// missing lists, since a spreadsheet opening a CSV runs them (an XLSX cell
+/// written as a string never is a formula).
+fn row_cells(m: &Missers, i: usize, guard: bool) -> Vec<String> {
+    let person = m.people.person(i);
+    let mut cells: Vec<String> = person
         .cells()
         .iter()
         .map(|c| {
             if guard {
-                guard_formula(c)
+                csv_cell(c).into_owned()
             } else {
                 (*c).to_owned()
             }
         })
         .collect();
-    cells.push(m.round_ids.len().to_string());
-    cells.push(m.round_ids.join(" "));
+    cells.push(m.round_ids[i].len().to_string());
+    cells.push(m.round_ids[i].join(" "));
     cells
 }
 
-/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, a tab
-/// or a carriage return first) gets a leading `'`, as in missing lists.
-fn guard_formula(cell: &str) -> String {
-    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{cell}")
-    } else {
-        cell.to_owned()
-    }
-}
-
-fn csv_bytes(missers: &[Misser]) -> Result<Vec<u8>, ApiError> {
+fn csv_bytes(missers: &Missers) -> Result<Vec<u8>, ApiError> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let fail = |e: &dyn std::fmt::Display| ApiError::internal(e);
     w.write_record(columns()).map_err(|e| fail(&e))?;
-    for m in missers {
-        w.write_record(row_cells(m, true)).map_err(|e| fail(&e))?;
+    for i in 0..missers.round_ids.len() {
+        w.write_record(row_cells(missers, i, true))
+            .map_err(|e| fail(&e))?;
     }
     w.into_inner().map_err(|e| fail(&e))
 }
 
-fn xlsx_bytes(missers: &[Misser]) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
+fn xlsx_bytes(missers: &Missers) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> {
     use rust_xlsxwriter::{Format, Workbook};
     let mut wb = Workbook::new();
     let bold = Format::new().set_bold();
@@ -213,8 +211,8 @@ fn xlsx_bytes(missers: &[Misser]) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError>
     for (c, h) in columns().iter().enumerate() {
         ws.write_string_with_format(0, c as u16, *h, &bold)?;
     }
-    for (r, m) in missers.iter().enumerate() {
-        for (c, cell) in row_cells(m, false).iter().enumerate() {
+    for r in 0..missers.round_ids.len() {
+        for (c, cell) in row_cells(missers, r, false).iter().enumerate() {
             ws.write_string(r as u32 + 1, c as u16, cell)?;
         }
     }

@@ -11,28 +11,39 @@
 
 use std::fmt::Write as _;
 
-use actix_web::HttpResponse;
+use super::export::{HeadOut, MissingList, PersonView};
 
-use super::missing::{HeadOut, PersonOut};
+/// A group's head and the area node they are the head of.
+type GroupHead<'a> = Option<(&'a HeadOut, &'a str)>;
 
-/// The messages for `groups` (as `group_by_head` gives them) of the round
-/// named `round`.
-pub fn messages(round: &str, groups: &[(Option<HeadOut>, Vec<PersonOut>)]) -> String {
+/// The messages for a missing list of the round named `round`: its groups by
+/// head ([`MissingList::groups`]), one message each.
+pub fn messages(round: &str, list: &MissingList) -> String {
+    let groups: Vec<(GroupHead<'_>, Vec<PersonView<'_>>)> = list
+        .groups()
+        .into_iter()
+        .map(|(h, people)| {
+            (
+                h.map(|h| (list.head(h), list.head_area(h))),
+                people
+                    .into_iter()
+                    .map(|i| list.person(i as usize))
+                    .collect(),
+            )
+        })
+        .collect();
+    write_messages(round, &groups)
+}
+
+fn write_messages(round: &str, groups: &[(GroupHead<'_>, Vec<PersonView<'_>>)]) -> String {
     let mut out = String::new();
     for (i, (head, people)) in groups.iter().enumerate() {
         if i > 0 {
             out.push('\n');
         }
-        write_message(&mut out, round, head.as_ref(), people);
+        write_message(&mut out, round, *head, people);
     }
     out
-}
-
-/// The messages as a `text/plain` answer.
-pub fn text_response(round: &str, groups: &[(Option<HeadOut>, Vec<PersonOut>)]) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .body(messages(round, groups))
 }
 
 /// One line of text: a name or label with any line break made a space, so
@@ -44,16 +55,11 @@ fn one_line(s: &str) -> String {
         .join(" ")
 }
 
-fn write_message(out: &mut String, round: &str, head: Option<&HeadOut>, people: &[PersonOut]) {
+fn write_message(out: &mut String, round: &str, head: GroupHead<'_>, people: &[PersonView<'_>]) {
     let round = one_line(round);
-    // The head's own area node: the group's key (every person of the group
-    // shares it).
-    let area = people
-        .first()
-        .and_then(|p| p.head_area.as_deref())
-        .map(one_line);
-    match (head, area) {
-        (Some(h), Some(area)) => {
+    match head {
+        Some((h, area)) => {
+            let area = one_line(area);
             let _ = writeln!(
                 out,
                 "【{round}】{}{}您好：您负责的{area}还有{}人未采样，请尽快上门提醒：",
@@ -62,16 +68,7 @@ fn write_message(out: &mut String, round: &str, head: Option<&HeadOut>, people: 
                 people.len()
             );
         }
-        (Some(h), None) => {
-            let _ = writeln!(
-                out,
-                "【{round}】{}{}您好：您负责的区域还有{}人未采样，请尽快上门提醒：",
-                one_line(&h.title),
-                one_line(&h.name),
-                people.len()
-            );
-        }
-        (None, _) => {
+        None => {
             let _ = writeln!(
                 out,
                 "【{round}】以下{}人所在区域未登记负责人，请安排人员上门提醒：",
@@ -83,10 +80,10 @@ fn write_message(out: &mut String, round: &str, head: Option<&HeadOut>, people: 
     // people are contiguous.
     let mut i = 0;
     while i < people.len() {
-        let (area, household) = (&people[i].area, &people[i].household);
+        let (area, household) = (people[i].area, people[i].household);
         let mut names = Vec::new();
-        while i < people.len() && people[i].area == *area && people[i].household == *household {
-            names.push(one_line(&people[i].name));
+        while i < people.len() && people[i].area == area && people[i].household == household {
+            names.push(one_line(people[i].name));
             i += 1;
         }
         let _ = writeln!(out, "{}：{}", one_line(household), names.join("、"));
@@ -97,15 +94,14 @@ fn write_message(out: &mut String, round: &str, head: Option<&HeadOut>, people: 
 mod tests {
     use super::*;
 
-    fn person(name: &str, household: &str, head_area: Option<&str>) -> PersonOut {
-        PersonOut {
+    fn person<'a>(name: &'a str, household: &'a str) -> PersonView<'a> {
+        PersonView {
             person_id: "61080219850312001X".into(),
-            name: name.into(),
-            phone: "13900000000".into(),
-            area: "崇文路街道/学院社区/第01网格/5号楼/3层".into(),
-            household: household.into(),
+            name,
+            phone: "13900000000",
+            area: "崇文路街道/学院社区/第01网格/5号楼/3层",
+            household,
             head: None,
-            head_area: head_area.map(str::to_owned),
         }
     }
 
@@ -116,19 +112,19 @@ mod tests {
             name: "王芳".into(),
             phone: "13900000001".into(),
         };
-        let floor = Some("崇文路街道/学院社区/第01网格/5号楼/3层");
+        let floor = "崇文路街道/学院社区/第01网格/5号楼/3层";
         let groups = vec![
             (
-                Some(head),
+                Some((&head, floor)),
                 vec![
-                    person("张三", "5号楼-301", floor),
-                    person("李四", "5号楼-301", floor),
-                    person("赵\n六", "5号楼-302", floor),
+                    person("张三", "5号楼-301"),
+                    person("李四", "5号楼-301"),
+                    person("赵\n六", "5号楼-302"),
                 ],
             ),
-            (None, vec![person("钱七", "平房-1", None)]),
+            (None, vec![person("钱七", "平房-1")]),
         ];
-        let text = messages("第3轮全员核酸", &groups);
+        let text = write_messages("第3轮全员核酸", &groups);
         assert_eq!(
             text,
             "【第3轮全员核酸】楼层长王芳您好：您负责的崇文路街道/学院社区/第01网格/5号楼/3层还有3人未采样，请尽快上门提醒：\n\
@@ -140,6 +136,6 @@ mod tests {
         );
         assert!(!text.contains("1390000000"), "no phone numbers");
         assert!(!text.contains("001X"), "no ID numbers");
-        assert_eq!(messages("r", &[]), "");
+        assert_eq!(write_messages("r", &[]), "");
     }
 }

@@ -13,6 +13,7 @@ use crate::http::body::{self, Fields};
 use crate::http::error::{ApiError, Code, Denial};
 use crate::http::{AppState, routes::audit::record};
 
+pub mod export;
 pub mod messages;
 pub mod missing;
 
@@ -313,6 +314,7 @@ pub async fn coverage(
         None => 1,
     };
     let area = view_area(&who, &q)?;
+    let _admitted = state.admit_heavy_read()?;
     let body = state
         .read(move |e| -> Result<Value, ApiError> {
             let (id, node) = resolve(e, id, area.as_ref())?;
