@@ -8,7 +8,7 @@ use crate::domain::AuditAction;
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde_json::{Value, json};
 
-use super::rounds::export::{COLUMNS, MissingList, csv_cell};
+use super::rounds::export::{self, COLUMNS, MissingList, csv_cell};
 use super::rounds::{area_node, view_area};
 use crate::domain::{AreaPath, Role};
 use crate::http::auth::Principal;
@@ -66,22 +66,7 @@ pub async fn list(
             "`format` must be json, csv or xlsx",
         ));
     }
-    let unmask = match q.get("unmask").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => {
-            return Err(ApiError::new(
-                Code::InvalidQuery,
-                "`unmask` must be true or false",
-            ));
-        }
-    };
-    if unmask && !who.is_admin() {
-        return Err(ApiError::new(
-            Code::Forbidden,
-            "only an admin may unmask IDs",
-        ));
-    }
+    let unmask = export::unmask_param(&q, &who)?;
     let area = view_area(&who, &q)?;
     // A heavy read like missing lists: within their budget, or shed at once.
     let _admitted = state.admit_heavy_read()?;

@@ -244,6 +244,32 @@ impl MissingList {
     }
 }
 
+/// `unmask=true|false` of a list's query (default false): whole ID numbers,
+/// for an admin only (`403 forbidden` for anyone else).
+pub fn unmask_param(
+    q: &std::collections::HashMap<String, String>,
+    who: &crate::http::auth::Principal,
+) -> Result<bool, crate::http::error::ApiError> {
+    use crate::http::error::{ApiError, Code};
+    let unmask = match q.get("unmask").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ApiError::new(
+                Code::InvalidQuery,
+                "`unmask` must be true or false",
+            ));
+        }
+    };
+    if unmask && !who.is_admin() {
+        return Err(ApiError::new(
+            Code::Forbidden,
+            "only an admin may unmask IDs",
+        ));
+    }
+    Ok(unmask)
+}
+
 /// A CSV cell as written: one a spreadsheet would run as a formula (it
 /// begins with `=`, `+`, `-`, `@`, a tab or a carriage return) gets a
 /// leading `'`.

@@ -41,16 +41,7 @@ pub async fn missing(
             "`format` must be json, csv, xlsx or (with group_by=head) text",
         ));
     }
-    let unmask = match q.get("unmask").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => {
-            return Err(ApiError::new(
-                Code::InvalidQuery,
-                "`unmask` must be true or false",
-            ));
-        }
-    };
+    let unmask = export::unmask_param(&q, &who)?;
     let grouped = match q.get("group_by").map(String::as_str) {
         None => false,
         Some("head") => true,
@@ -62,12 +53,6 @@ pub async fn missing(
         return Err(ApiError::new(
             Code::InvalidQuery,
             "`group_by=head` is for format=json or text",
-        ));
-    }
-    if unmask && !who.is_admin() {
-        return Err(ApiError::new(
-            Code::Forbidden,
-            "only an admin may unmask IDs",
         ));
     }
     let area = view_area(&who, &q)?;
