@@ -127,9 +127,10 @@ fn code_meaning(c: Code) -> &'static str {
         Code::UnknownExemption => "no exemption has this id",
         Code::UnknownRound => "no round has this id (a non-numeric id included)",
         Code::UnknownResident => "no registered (not moved-out) resident has this ID",
-        Code::NotFound => "no route for this method and path",
+        Code::NotFound => "no route has this path (an unknown file under `/docs/` included)",
         Code::MethodNotAllowed => {
-            "reserved: the server answers a method a path does not serve with `404 not_found`"
+            "the path is served, but not with this method; the `Allow` header lists the methods \
+             that are (`HEAD` wherever `GET` is)"
         }
         Code::StorageUnavailable => {
             "the write could not be made durable (disk full, I/O error); nothing of the request was kept"
@@ -546,7 +547,9 @@ fn ops_operations() -> Vec<Op> {
         Op::new("get", "/docs/{file}", "docsFile", "operations", "Swagger UI")
             .notes(
                 "Swagger UI for this document, served from files built into the binary (no CDN). \
-                 `/docs/` (an empty `file`) is the UI's `index.html`; an unknown file is a bare `404`.",
+                 `/docs/` (an empty `file`) is the UI's `index.html`; an unknown file is \
+                 `404 not_found`. The HTML page carries a `Content-Security-Policy` that allows \
+                 nothing from other origins.",
             )
             .param(path_param(
                 "file",
@@ -559,7 +562,8 @@ fn ops_operations() -> Vec<Op> {
                     "description": "A file of the UI (HTML, JavaScript, CSS or an image).",
                     "content": { "text/html": { "schema": { "type": "string" } } }
                 }),
-            ),
+            )
+            .errors(&[Code::NotFound]),
     ]
 }
 
@@ -1816,8 +1820,17 @@ fn description() -> String {
          role without the permission, `403 out_of_scope` for an area outside an official's). Bodies over \
          {} MiB: `413 payload_too_large`. Every response carries `Cache-Control: no-store`. A write that \
          cannot be made durable is `503 storage_unavailable` and nothing of it is acknowledged; under \
-         overload writes are shed with `503 overloaded` and `Retry-After`. 5xx bodies carry \
-         `error.request_id` and nothing of the cause. Any other method or path is `404 not_found`.\n\n\
+         overload writes are shed with `503 overloaded` and `Retry-After`. `500 internal` bodies carry \
+         `error.request_id` and nothing of the cause. `null` is not a value: an optional field is \
+         either absent or of its type (`\"note\": null` is `400 invalid_field`).\n\n\
+         **Methods and paths.** `HEAD` is served wherever `GET` is (each `GET` below has its `HEAD`: \
+         the same status and headers, no body). A path below with a method it does not serve is \
+         `405 method_not_allowed` with an `Allow` header listing the methods it does serve; a path \
+         not below is `404 not_found`; both in the error shape.\n\n\
+         **Headers.** Every response carries `Cache-Control: no-store`, `X-Content-Type-Options: \
+         nosniff`, `Referrer-Policy: no-referrer` and `X-Frame-Options: DENY`; HTML pages (`/`, \
+         `/docs/`) also carry a `Content-Security-Policy` with `frame-ancestors 'none'` that loads \
+         nothing from other origins.\n\n\
          **Roles.** `admin`: everything. `official` (bound to an area): rounds, exemptions, missing \
          lists, coverage, progress and resident look-ups inside it. `scanner` (bound to a site): \
          `POST /v1/records`. `lab`: `POST /v1/results`. `gate`: `GET /v1/status/{{person_id}}`. Each \
@@ -1828,13 +1841,41 @@ fn description() -> String {
     )
 }
 
+/// The `HEAD` twin of a `GET` operation: the same parameters, statuses and
+/// headers, no body.
+fn head_of(get: &Value) -> Value {
+    let mut op = get.clone();
+    op["operationId"] = json!(format!(
+        "{}Head",
+        get["operationId"].as_str().unwrap_or("op")
+    ));
+    op["summary"] = json!(format!(
+        "{} (headers only)",
+        get["summary"].as_str().unwrap_or_default()
+    ));
+    op["description"] = json!(format!(
+        "`HEAD`: answered exactly as `GET` (status and headers), without a body.\n\n{}",
+        get["description"].as_str().unwrap_or_default()
+    ));
+    if let Some(responses) = op["responses"].as_object_mut() {
+        for resp in responses.values_mut() {
+            if let Some(r) = resp.as_object_mut() {
+                r.remove("content");
+            }
+        }
+    }
+    op
+}
+
 fn build() -> Value {
     let mut paths: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
     for op in operations() {
-        let prev = paths
-            .entry(op.path)
-            .or_default()
-            .insert(op.method.to_owned(), op.to_json());
+        let item = paths.entry(op.path).or_default();
+        let json = op.to_json();
+        if op.method == "get" {
+            item.insert("head".to_owned(), head_of(&json));
+        }
+        let prev = item.insert(op.method.to_owned(), json);
         debug_assert!(prev.is_none(), "{} {} documented twice", op.method, op.path);
     }
     let mut schemas = Map::new();
@@ -1881,6 +1922,22 @@ fn build() -> Value {
                 }
             },
             "schemas": schemas,
+            "responses": {
+                "NotFound": {
+                    "description": "`404 not_found`: no route has this path.",
+                    "content": json_content(r("Error")),
+                },
+                "MethodNotAllowed": {
+                    "description": "`405 method_not_allowed`: the path is served, not with this method.",
+                    "headers": {
+                        "Allow": {
+                            "description": "The methods the path serves, e.g. `GET, HEAD, POST`.",
+                            "schema": { "type": "string" }
+                        }
+                    },
+                    "content": json_content(r("Error")),
+                },
+            },
         }
     })
 }

@@ -6,6 +6,7 @@
 mod api;
 mod crash;
 mod demo;
+mod hardening;
 mod helpers;
 mod import;
 mod openapi;
