@@ -1053,6 +1053,49 @@ fn operations() -> Vec<Op> {
 // Schemas.
 // ---------------------------------------------------------------------------
 
+/// A string holding something other than whitespace (names: the server
+/// refuses a blank one).
+const NOT_BLANK: &str = "\\S";
+
+/// The rules of [`crate::domain::AreaPath::parse`] a pattern can state: at
+/// most 16 non-empty segments without control characters (Unicode `Cc`),
+/// none starting or ending with whitespace (Unicode `White_Space`). The byte
+/// limit is `maxLength`'s approximation; the server counts UTF-8 bytes.
+fn area_path_pattern() -> String {
+    const CONTROL: &str = "\\u0000-\\u001f\\u007f-\\u009f";
+    const SPACE: &str = "\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+    let edge = format!("[^/{CONTROL}{SPACE}]");
+    let inner = format!("[^/{CONTROL}]");
+    let segment = format!("{edge}(?:{inner}*{edge})?");
+    format!(
+        "^{segment}(?:/{segment}){{0,{}}}$",
+        area_path::MAX_SEGMENTS - 1
+    )
+}
+
+/// `POST /v1/tokens`'s body for these roles, with these fields required.
+fn token_request(roles: &[Role], required: &[&str]) -> Value {
+    closed_object(
+        "",
+        required,
+        vec![
+            ("role", enum_of(roles.iter().map(|r| r.as_str()))),
+            (
+                "name",
+                json!({ "type": "string", "minLength": 1, "pattern": NOT_BLANK, "description": "Who holds it (shown in the audit log)." }),
+            ),
+            (
+                "site",
+                json!({ "type": "string", "minLength": 1, "maxLength": 64, "pattern": NOT_BLANK, "description": "Required for `scanner`; checked but not kept otherwise." }),
+            ),
+            (
+                "area",
+                json!({ "allOf": [r("AreaPath")], "description": "Required for `official`; checked but not kept otherwise." }),
+            ),
+        ],
+    )
+}
+
 fn value_schemas() -> Vec<(&'static str, Value)> {
     vec![
         (
@@ -1087,6 +1130,7 @@ fn value_schemas() -> Vec<(&'static str, Value)> {
                 "type": "string",
                 "minLength": 1,
                 "maxLength": area_path::MAX_BYTES,
+                "pattern": area_path_pattern(),
                 "description": format!(
                     "`/`-separated segments from the top of the hierarchy down; at most {} segments and \
                      {} bytes (UTF-8); no empty segment (leading, trailing or doubled `/`), no segment \
@@ -1324,25 +1368,18 @@ fn account_schemas() -> Vec<(&'static str, Value)> {
     vec![
         (
             "TokenRequest",
-            closed_object(
-                "",
-                &["role", "name"],
-                vec![
-                    ("role", r("Role")),
-                    (
-                        "name",
-                        json!({ "type": "string", "minLength": 1, "description": "Who holds it (shown in the audit log)." }),
+            json!({
+                "description": "One of three shapes by `role`: a `scanner` needs `site`, an `official` \
+                                needs `area`; a binding the role does not use is checked but not kept.",
+                "oneOf": [
+                    token_request(&[Role::Scanner], &["role", "name", "site"]),
+                    token_request(&[Role::Official], &["role", "name", "area"]),
+                    token_request(
+                        &[Role::Admin, Role::Lab, Role::Gate],
+                        &["role", "name"],
                     ),
-                    (
-                        "site",
-                        json!({ "type": "string", "minLength": 1, "maxLength": 64, "description": "Required for `scanner`; ignored otherwise." }),
-                    ),
-                    (
-                        "area",
-                        json!({ "allOf": [r("AreaPath")], "description": "Required for `official`; ignored otherwise." }),
-                    ),
-                ],
-            ),
+                ]
+            }),
         ),
         (
             "TokenCreated",
@@ -1602,7 +1639,7 @@ fn round_schemas() -> Vec<(&'static str, Value)> {
                 vec![
                     (
                         "name",
-                        json!({ "type": "string", "minLength": 1, "maxLength": 200 }),
+                        json!({ "type": "string", "minLength": 1, "maxLength": 200, "pattern": NOT_BLANK }),
                     ),
                     (
                         "scope",
@@ -1945,6 +1982,71 @@ fn build() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn area_regex() -> regex::Regex {
+        regex::Regex::new(&area_path_pattern()).unwrap()
+    }
+
+    #[test]
+    fn the_token_request_shapes_cover_every_role_once() {
+        let doc = document();
+        let mut roles: Vec<&str> = doc["components"]["schemas"]["TokenRequest"]["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|v| v["properties"]["role"]["enum"].as_array().unwrap())
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        roles.sort_unstable();
+        let mut all: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        all.sort_unstable();
+        assert_eq!(roles, all);
+    }
+
+    #[test]
+    fn the_area_path_pattern_agrees_with_the_parser_on_the_edges() {
+        let re = area_regex();
+        let deep = vec!["a"; 16].join("/");
+        let too_deep = vec!["a"; 17].join("/");
+        for s in [
+            "崇文路街道/学院社区/第03网格/5号楼/3层",
+            "a",
+            "a b/c",
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            " a",
+            "a ",
+            "a/\u{3000}b",
+            "a\u{0}b",
+            "a\u{85}",
+            "a\u{9f}b",
+            "a\u{feff}",
+            "a\tb",
+            deep.as_str(),
+            too_deep.as_str(),
+        ] {
+            assert_eq!(
+                re.is_match(s),
+                crate::domain::AreaPath::parse(s).is_ok(),
+                "{s:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_area_path_pattern_agrees_with_the_parser(
+            s in "([a-z/ \\t\\u{0}-\\u{1f}\\u{7f}-\\u{a0}\\u{2000}-\\u{200b}\\u{3000}\\u{feff}崇文]){0,40}"
+        ) {
+            proptest::prop_assert_eq!(
+                area_regex().is_match(&s),
+                crate::domain::AreaPath::parse(&s).is_ok(),
+                "{:?}", s
+            );
+        }
+    }
 
     #[test]
     fn every_error_code_is_described_in_the_document() {

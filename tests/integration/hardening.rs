@@ -417,3 +417,27 @@ async fn a_forged_redis_value_is_answered_from_the_engine_and_counted() {
     // The genuine green person is untouched throughout.
     assert_eq!(app.status(&gate, green).await.json()["color"], "green");
 }
+
+/// A binding the role does not keep is still checked, never silently
+/// dropped when it is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokens_site_and_area_are_checked_whatever_the_role() {
+    let app = no_redis().await;
+    let long = "S".repeat(65);
+    for body in [
+        json!({"role": "lab", "name": "l", "site": long}),
+        json!({"role": "gate", "name": "g", "site": ""}),
+        json!({"role": "lab", "name": "l", "area": "a//b"}),
+    ] {
+        let r = app.post("/v1/tokens", ADMIN, &body).await;
+        assert_error_shape(&r, 400, "invalid_field", &body.to_string());
+    }
+    let r = app
+        .post(
+            "/v1/tokens",
+            ADMIN,
+            &json!({"role": "lab", "name": "l", "site": "S01"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+}
