@@ -26,7 +26,7 @@ bin="${1:?usage: tests/schemathesis/run.sh path/to/rollcall}"
 st="${SCHEMATHESIS:-schemathesis}"
 command -v "$st" >/dev/null 2>&1 || { echo "run.sh: schemathesis not found (pip install schemathesis)" >&2; exit 2; }
 fixture="${ROLLCALL_FIXTURE:-$repo/fixtures/chongwen}"
-out="${OUT:-$here/out}"
+out="$(mkdir -p "${OUT:-$here/out}" && cd "${OUT:-$here/out}" && pwd)"
 max_examples="${MAX_EXAMPLES:-30}"
 max_time="${MAX_TIME:-300}"
 seed="${SEED:-14}"
@@ -86,11 +86,12 @@ for role in $roles; do
   dir="$out/$role"
   mkdir -p "$dir"
   echo "== schemathesis as $role (checks all, max-examples $max_examples, max-time ${max_time}s, seed $seed)"
-  "$st" run "$base/openapi.json" --checks all "${auth[@]}" \
+  # From the scratch directory: schemathesis keeps a cache in ./.schemathesis.
+  (cd "$work" && "$st" run "$base/openapi.json" --checks all "${auth[@]}" \
     --max-examples "$max_examples" --max-time "$max_time" --seed "$seed" \
     --request-timeout 30 --workers 2 --no-color \
     --report junit,ndjson --report-dir "$dir" \
-    >"$dir/output.txt" 2>&1
+    >"$dir/output.txt" 2>&1)
   rc=$?
   [ "$rc" -eq 0 ] || status=1
   # The summary: everything from the failures section on.
