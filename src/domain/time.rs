@@ -65,9 +65,8 @@ impl Timestamp {
             Ok(t) if (ANSWERABLE_FROM_MS..=ANSWERABLE_UNTIL_MS).contains(&t.timestamp_millis()) => {
                 Ok(Timestamp::from_millis(t.timestamp_millis()))
             }
-            Ok(_) => Err(TimeError::Malformed),
             Err(_) if looks_like_local_time(s) => Err(TimeError::MissingOffset),
-            Err(_) => Err(TimeError::Malformed),
+            _ => Err(TimeError::Malformed),
         }
     }
 
