@@ -19,6 +19,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(PersonId::from_u64(id.as_u64()).unwrap(), id);
         assert!(id.birth_date() <= today);
         let masked = id.masked();
-        assert!(!masked.contains(&printed[6..14]), "the mask hides the birth date");
+        assert!(
+            !masked.contains(&printed[6..14]),
+            "the mask hides the birth date"
+        );
     }
 });
