@@ -8,9 +8,9 @@
 //! Measured 2026-12-05 08:29 UTC on the shared 2-core machine (load average
 //! about 4), `-- --warm-up-time 1 --measurement-time 4`, a 248-byte value:
 //! digest of an ID 204 ns, MAC check of a hit 418 ns, encoding with the MAC
-//! 585 ns. Against a gate lookup's whole cost over HTTP (about 20 µs of the
-//! two cores per lookup at 45,000/s, docs/benchmarks.md) the check is about
-//! 2%; a round close's 500,000 flips pay about 0.2 s more CPU to encode.
+//! 585 ns. Against a gate lookup's whole cost over HTTP (about 44 µs of
+//! core time per lookup: two cores at 45,000/s, docs/benchmarks.md) the check is
+//! about 1%; a round close's 500,000 flips pay about 0.2 s more CPU to encode.
 
 use std::hint::black_box;
 
