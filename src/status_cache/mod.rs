@@ -505,12 +505,17 @@ impl Shared {
                     return Answer::Cached(Bytes::from(raw).slice(format::HEADER_LEN..));
                 }
             } else {
-                metrics::counter!(METRIC_FORGED).increment(1);
-                tracing::warn!(
-                    key = %String::from_utf8_lossy(&format::key_of(&digest)),
-                    "status cache: a value failed its MAC (written without the cache key, or \
-                     copied from another key); answered from the engine and replaced"
-                );
+                // Counted and logged when it is shaped like a value (a
+                // forgery); anything else (a value of an older format) is a
+                // plain miss. Either is replaced.
+                if decode_value(&raw).is_some() {
+                    metrics::counter!(METRIC_FORGED).increment(1);
+                    tracing::warn!(
+                        key = %String::from_utf8_lossy(&format::key_of(&digest)),
+                        "status cache: a value failed its MAC (written without the cache key, \
+                         or copied from another key); answered from the engine and replaced"
+                    );
+                }
                 forged = Some(raw);
             }
         }

@@ -414,6 +414,14 @@ async fn a_forged_redis_value_is_answered_from_the_engine_and_counted() {
     assert_eq!(colour_of(&healed), "red");
     assert_eq!(forged_total(&app).await, before + 3);
 
+    // 4. Bytes not shaped like a value at all: a plain miss, not counted,
+    //    replaced all the same.
+    set_raw(&mut conn, &red_key, b"ffffffffffffffff garbage").await;
+    assert_eq!(app.status(&gate, red).await.json()["color"], "red");
+    let healed = redis_value(&mut conn, &red_key, |v| v.starts_with(b"0")).await;
+    assert_eq!(colour_of(&healed), "red");
+    assert_eq!(forged_total(&app).await, before + 3);
+
     // The genuine green person is untouched throughout.
     assert_eq!(app.status(&gate, green).await.json()["color"], "green");
 }
