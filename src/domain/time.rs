@@ -37,6 +37,12 @@ pub enum TimeError {
     Malformed,
 }
 
+/// The first instant written with a four-digit year in `+08:00`
+/// (0000-01-01T00:00:00+08:00).
+const ANSWERABLE_FROM_MS: i64 = -62_167_248_000_000;
+/// The last one (9999-12-31T23:59:59.999+08:00).
+const ANSWERABLE_UNTIL_MS: i64 = 253_402_271_999_999;
+
 impl Timestamp {
     /// One minute in milliseconds (also [`MINUTE_MS`]).
     pub const MINUTE_MS: i64 = MINUTE_MS;
@@ -50,11 +56,17 @@ impl Timestamp {
     /// [`TimeError::MissingOffset`] for a date-time without one and
     /// [`TimeError::Malformed`] for anything else. Digits below the
     /// millisecond are dropped (rounded towards the past).
+    ///
+    /// A time whose year in `+08:00` has other than four digits (possible
+    /// with a far offset at either end of years 0000–9999) is
+    /// [`TimeError::Malformed`] too: it could not be answered in RFC 3339.
     pub fn parse(s: &str) -> Result<Timestamp, TimeError> {
         match DateTime::parse_from_rfc3339(s) {
-            Ok(t) => Ok(Timestamp::from_millis(t.timestamp_millis())),
+            Ok(t) if (ANSWERABLE_FROM_MS..=ANSWERABLE_UNTIL_MS).contains(&t.timestamp_millis()) => {
+                Ok(Timestamp::from_millis(t.timestamp_millis()))
+            }
             Err(_) if looks_like_local_time(s) => Err(TimeError::MissingOffset),
-            Err(_) => Err(TimeError::Malformed),
+            _ => Err(TimeError::Malformed),
         }
     }
 
@@ -174,6 +186,31 @@ mod tests {
 
     fn t(s: &str) -> Timestamp {
         Timestamp::parse(s).unwrap()
+    }
+
+    /// Found by the `time` fuzz target: an offset can carry a time written
+    /// with a four-digit year out of them in `+08:00`, where it would be
+    /// answered as `+10000-…` or `-0001-…`, which is not RFC 3339.
+    #[test]
+    fn every_accepted_time_is_answered_as_rfc3339_that_parses_back() {
+        for s in [
+            "9999-12-31T23:59:59-12:00",
+            "9999-12-31T16:00:00Z",
+            "0000-01-01T00:00:00+23:59",
+            "0000-01-01T00:00:00+08:01",
+        ] {
+            assert_eq!(Timestamp::parse(s), Err(TimeError::Malformed), "{s}");
+        }
+        for s in [
+            "9999-12-31T15:59:59.999Z",
+            "9999-12-31T23:59:59+08:00",
+            "0000-01-01T00:00:00+08:00",
+            "0000-01-01T07:59:59+08:00",
+            "0000-01-01T00:00:00+00:00",
+        ] {
+            let t = t(s);
+            assert_eq!(Timestamp::parse(&t.to_rfc3339()), Ok(t), "{s}");
+        }
     }
 
     #[test]

@@ -158,9 +158,22 @@ impl Fields {
         }
     }
 
+    /// The field as sent, `null` included: `null` is not a value (API.md),
+    /// so each accessor refuses it like any other wrong type.
     fn get(&mut self, k: &'static str) -> Option<&Value> {
         self.seen.push(k);
-        self.map.get(k).filter(|v| !v.is_null())
+        self.map.get(k)
+    }
+
+    /// A required field, with `null` taken as missing.
+    fn required(&mut self, k: &'static str) -> Result<&Value, ApiError> {
+        match self.get(k) {
+            None | Some(Value::Null) => Err(ApiError::new(
+                Code::InvalidField,
+                format!("`{k}` is required (null is not a value)"),
+            )),
+            Some(v) => Ok(v),
+        }
     }
 
     /// A required non-empty string.
@@ -169,7 +182,7 @@ impl Fields {
             .ok_or_else(|| ApiError::new(Code::InvalidField, format!("`{k}` is required")))
     }
 
-    /// An optional string (absent or null → None); empty strings refused.
+    /// An optional string (absent → None); empty strings and `null` refused.
     pub fn opt_str(&mut self, k: &'static str) -> Result<Option<String>, ApiError> {
         match self.get(k) {
             None => Ok(None),
@@ -181,7 +194,7 @@ impl Fields {
         }
     }
 
-    /// An optional string that may be empty (notes).
+    /// An optional string that may be empty (notes); `null` refused.
     pub fn opt_text(&mut self, k: &'static str) -> Result<Option<String>, ApiError> {
         match self.get(k) {
             None => Ok(None),
@@ -195,18 +208,14 @@ impl Fields {
 
     /// A required time: RFC 3339 with an explicit offset.
     pub fn time(&mut self, k: &'static str) -> Result<Timestamp, ApiError> {
-        match self.get(k) {
-            None => Err(ApiError::new(
-                Code::InvalidField,
-                format!("`{k}` is required"),
-            )),
-            Some(Value::String(s)) => Timestamp::parse(s).map_err(|e| {
+        match self.required(k)? {
+            Value::String(s) => Timestamp::parse(s).map_err(|e| {
                 ApiError::new(
                     Code::InvalidTime,
                     format!("`{k}`: {e} (RFC 3339 with an offset)"),
                 )
             }),
-            Some(_) => Err(ApiError::new(
+            _ => Err(ApiError::new(
                 Code::InvalidTime,
                 format!("`{k}` must be an RFC 3339 time with an offset"),
             )),
@@ -215,15 +224,11 @@ impl Fields {
 
     /// A required person ID.
     pub fn person_id(&mut self, k: &'static str) -> Result<PersonId, ApiError> {
-        match self.get(k) {
-            None => Err(ApiError::new(
-                Code::InvalidField,
-                format!("`{k}` is required"),
-            )),
-            Some(Value::String(s)) => s
+        match self.required(k)? {
+            Value::String(s) => s
                 .parse::<PersonId>()
                 .map_err(|e| ApiError::new(Code::InvalidPersonId, format!("`{k}`: {e}"))),
-            Some(_) => Err(ApiError::new(
+            _ => Err(ApiError::new(
                 Code::InvalidPersonId,
                 format!("`{k}` must be a string"),
             )),
@@ -303,4 +308,53 @@ pub fn query(
         }
     }
     Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields(v: Value) -> Fields {
+        Fields::object(v).unwrap()
+    }
+
+    #[test]
+    fn null_in_an_optional_field_is_invalid_field_not_absent() {
+        let mut f = fields(json!({"note": null, "area": null}));
+        assert_eq!(f.opt_text("note").unwrap_err().code, Code::InvalidField);
+        assert_eq!(f.opt_str("area").unwrap_err().code, Code::InvalidField);
+        // Absent is still fine.
+        let mut f = fields(json!({}));
+        assert_eq!(f.opt_text("note").unwrap(), None);
+        assert_eq!(f.opt_str("area").unwrap(), None);
+    }
+
+    #[test]
+    fn null_in_a_required_field_is_invalid_field() {
+        let mut f = fields(json!({
+            "name": null, "from": null, "person_id": null, "scope": null
+        }));
+        assert_eq!(f.str("name").unwrap_err().code, Code::InvalidField);
+        assert_eq!(f.time("from").unwrap_err().code, Code::InvalidField);
+        assert_eq!(
+            f.person_id("person_id").unwrap_err().code,
+            Code::InvalidField
+        );
+        assert_eq!(f.areas("scope").unwrap_err().code, Code::InvalidField);
+        // Wrong types keep their field's code.
+        let mut f = fields(json!({"from": 5, "person_id": 5}));
+        assert_eq!(f.time("from").unwrap_err().code, Code::InvalidTime);
+        assert_eq!(
+            f.person_id("person_id").unwrap_err().code,
+            Code::InvalidPersonId
+        );
+    }
+
+    #[test]
+    fn a_null_field_still_counts_as_read() {
+        let mut f = fields(json!({"note": null}));
+        let _ = f.opt_text("note");
+        assert!(f.finish().is_ok());
+    }
 }

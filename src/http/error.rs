@@ -97,7 +97,7 @@ impl Serialize for ItemCode {
 }
 
 /// An error answer: `{"error":{"code","message"}}`, plus `lines` for a
-/// rejected register or heads file, plus a request id on 5xx.
+/// rejected register or heads file, plus a request id on `500 internal`.
 #[derive(Debug)]
 pub struct ApiError {
     pub code: Code,
@@ -177,11 +177,12 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let rid = (self.code.status().is_server_error()).then(|| {
-            self.message
-                .rsplit_once("request id ")
-                .map_or("", |(_, r)| r.trim_end_matches(')'))
-        });
+        // Only `internal` errors have one (their message names it, and the
+        // log holds the cause); other 5xx bodies leave it out.
+        let rid = (self.code == Code::Internal)
+            .then(|| self.message.rsplit_once("request id "))
+            .flatten()
+            .map(|(_, r)| r.trim_end_matches(')'));
         let mut b = HttpResponse::build(self.code.status());
         if self.code == Code::Overloaded {
             b.insert_header(("Retry-After", "1"));
@@ -232,6 +233,7 @@ impl From<CommandError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn error_table_is_exactly_the_released_one() {
@@ -269,6 +271,32 @@ mod tests {
             "500 internal",
         ];
         assert_eq!(table, want);
+    }
+
+    async fn body_of(e: &ApiError) -> Value {
+        let res = e.error_response();
+        let bytes = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[actix_web::test]
+    async fn only_internal_errors_carry_a_request_id() {
+        let shed = body_of(&ApiError::new(Code::Overloaded, "busy")).await;
+        assert_eq!(
+            shed,
+            serde_json::json!({"error": {"code": "overloaded", "message": "busy"}})
+        );
+        let disk = body_of(&ApiError::new(Code::StorageUnavailable, "disk")).await;
+        assert!(disk["error"].get("request_id").is_none(), "{disk}");
+        let e = ApiError::internal(&"boom");
+        let body = body_of(&e).await;
+        let rid = body["error"]["request_id"].as_str().unwrap();
+        assert_eq!(rid.len(), 16, "{body}");
+        assert!(e.message.contains(rid));
+        assert!(
+            !body.to_string().contains("boom"),
+            "the cause stays in the log"
+        );
     }
 
     #[test]

@@ -347,10 +347,23 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         App::new()
             .app_data(app_state.clone())
             .app_data(web::PayloadConfig::new(body::MAX_BODY * 32))
-            .wrap(DefaultHeaders::new().add(("Cache-Control", "no-store")))
-            .wrap_fn(|req, srv| {
+            // On every response, errors and unknown paths included; HTML
+            // pages add their own `Content-Security-Policy`.
+            .wrap(
+                DefaultHeaders::new()
+                    .add(("Cache-Control", "no-store"))
+                    .add(("X-Content-Type-Options", "nosniff"))
+                    .add(("Referrer-Policy", "no-referrer"))
+                    .add(("X-Frame-Options", "DENY")),
+            )
+            .wrap_fn(|mut req, srv| {
                 use actix_web::dev::Service;
                 let started = std::time::Instant::now();
+                // HEAD is answered as GET wherever GET is served; the
+                // connection (which saw HEAD) leaves the body out.
+                if routes::head_is_get(req.method(), req.path()) {
+                    req.head_mut().method = actix_web::http::Method::GET;
+                }
                 let fut = srv.call(req);
                 async move {
                     let res = fut.await?;

@@ -103,9 +103,10 @@ fn code_meaning(c: Code) -> &'static str {
         Code::RoundArchived => {
             "the round is archived (Retention): it no longer keeps what this view needs"
         }
-        Code::NotFound => "no route for this method and path",
+        Code::NotFound => "no route has this path (an unknown file under `/docs/` included)",
         Code::MethodNotAllowed => {
-            "reserved: the server answers a method a path does not serve with `404 not_found`"
+            "the path is served, but not with this method; the `Allow` header lists the methods \
+             that are (`HEAD` wherever `GET` is)"
         }
         Code::StorageUnavailable => {
             "the write could not be made durable (disk full, I/O error); nothing of the request was kept"
@@ -541,7 +542,9 @@ fn ops_operations() -> Vec<Op> {
         Op::new("get", "/docs/{file}", "docsFile", "operations", "Swagger UI")
             .notes(
                 "Swagger UI for this document, served from files built into the binary (no CDN). \
-                 `/docs/` (an empty `file`) is the UI's `index.html`; an unknown file is a bare `404`.",
+                 `/docs/` (an empty `file`) is the UI's `index.html`; an unknown file is \
+                 `404 not_found`. The HTML page carries a `Content-Security-Policy` that allows \
+                 nothing from other origins.",
             )
             .param(path_param(
                 "file",
@@ -554,7 +557,8 @@ fn ops_operations() -> Vec<Op> {
                     "description": "A file of the UI (HTML, JavaScript, CSS or an image).",
                     "content": { "text/html": { "schema": { "type": "string" } } }
                 }),
-            ),
+            )
+            .errors(&[Code::NotFound]),
     ]
 }
 
@@ -1168,6 +1172,49 @@ fn operations() -> Vec<Op> {
 // Schemas.
 // ---------------------------------------------------------------------------
 
+/// A string holding something other than whitespace (names: the server
+/// refuses a blank one).
+const NOT_BLANK: &str = "\\S";
+
+/// The rules of [`crate::domain::AreaPath::parse`] a pattern can state: at
+/// most 16 non-empty segments without control characters (Unicode `Cc`),
+/// none starting or ending with whitespace (Unicode `White_Space`). The byte
+/// limit is `maxLength`'s approximation; the server counts UTF-8 bytes.
+fn area_path_pattern() -> String {
+    const CONTROL: &str = "\\u0000-\\u001f\\u007f-\\u009f";
+    const SPACE: &str = "\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+    let edge = format!("[^/{CONTROL}{SPACE}]");
+    let inner = format!("[^/{CONTROL}]");
+    let segment = format!("{edge}(?:{inner}*{edge})?");
+    format!(
+        "^{segment}(?:/{segment}){{0,{}}}$",
+        area_path::MAX_SEGMENTS - 1
+    )
+}
+
+/// `POST /v1/tokens`'s body for these roles, with these fields required.
+fn token_request(roles: &[Role], required: &[&str]) -> Value {
+    closed_object(
+        "",
+        required,
+        vec![
+            ("role", enum_of(roles.iter().map(|r| r.as_str()))),
+            (
+                "name",
+                json!({ "type": "string", "minLength": 1, "pattern": NOT_BLANK, "description": "Who holds it (shown in the audit log)." }),
+            ),
+            (
+                "site",
+                json!({ "type": "string", "minLength": 1, "maxLength": 64, "pattern": NOT_BLANK, "description": "Required for `scanner`; checked but not kept otherwise." }),
+            ),
+            (
+                "area",
+                json!({ "allOf": [r("AreaPath")], "description": "Required for `official`; checked but not kept otherwise." }),
+            ),
+        ],
+    )
+}
+
 fn value_schemas() -> Vec<(&'static str, Value)> {
     vec![
         (
@@ -1202,6 +1249,7 @@ fn value_schemas() -> Vec<(&'static str, Value)> {
                 "type": "string",
                 "minLength": 1,
                 "maxLength": area_path::MAX_BYTES,
+                "pattern": area_path_pattern(),
                 "description": format!(
                     "`/`-separated segments from the top of the hierarchy down; at most {} segments and \
                      {} bytes (UTF-8); no empty segment (leading, trailing or doubled `/`), no segment \
@@ -1445,25 +1493,18 @@ fn account_schemas() -> Vec<(&'static str, Value)> {
     vec![
         (
             "TokenRequest",
-            closed_object(
-                "",
-                &["role", "name"],
-                vec![
-                    ("role", r("Role")),
-                    (
-                        "name",
-                        json!({ "type": "string", "minLength": 1, "description": "Who holds it (shown in the audit log)." }),
+            json!({
+                "description": "One of three shapes by `role`: a `scanner` needs `site`, an `official` \
+                                needs `area`; a binding the role does not use is checked but not kept.",
+                "oneOf": [
+                    token_request(&[Role::Scanner], &["role", "name", "site"]),
+                    token_request(&[Role::Official], &["role", "name", "area"]),
+                    token_request(
+                        &[Role::Admin, Role::Lab, Role::Gate],
+                        &["role", "name"],
                     ),
-                    (
-                        "site",
-                        json!({ "type": "string", "minLength": 1, "maxLength": 64, "description": "Required for `scanner`; ignored otherwise." }),
-                    ),
-                    (
-                        "area",
-                        json!({ "allOf": [r("AreaPath")], "description": "Required for `official`; ignored otherwise." }),
-                    ),
-                ],
-            ),
+                ]
+            }),
         ),
         (
             "TokenInfo",
@@ -1828,7 +1869,7 @@ fn round_schemas() -> Vec<(&'static str, Value)> {
                 vec![
                     (
                         "name",
-                        json!({ "type": "string", "minLength": 1, "maxLength": 200 }),
+                        json!({ "type": "string", "minLength": 1, "maxLength": 200, "pattern": NOT_BLANK }),
                     ),
                     (
                         "scope",
@@ -2074,8 +2115,17 @@ fn description() -> String {
          if not registered: no answer names where a resident lives). Bodies over \
          {} MiB: `413 payload_too_large`. Every response carries `Cache-Control: no-store`. A write that \
          cannot be made durable is `503 storage_unavailable` and nothing of it is acknowledged; under \
-         overload writes are shed with `503 overloaded` and `Retry-After`. 5xx bodies carry \
-         `error.request_id` and nothing of the cause. Any other method or path is `404 not_found`.\n\n\
+         overload writes are shed with `503 overloaded` and `Retry-After`. `500 internal` bodies carry \
+         `error.request_id` and nothing of the cause. `null` is not a value: an optional field is \
+         either absent or of its type (`\"note\": null` is `400 invalid_field`).\n\n\
+         **Methods and paths.** `HEAD` is served wherever `GET` is (each `GET` below has its `HEAD`: \
+         the same status and headers, no body). A path below with a method it does not serve is \
+         `405 method_not_allowed` with an `Allow` header listing the methods it does serve; a path \
+         not below is `404 not_found`; both in the error shape.\n\n\
+         **Headers.** Every response carries `Cache-Control: no-store`, `X-Content-Type-Options: \
+         nosniff`, `Referrer-Policy: no-referrer` and `X-Frame-Options: DENY`; HTML pages (`/`, \
+         `/docs/`) also carry a `Content-Security-Policy` with `frame-ancestors 'none'` that loads \
+         nothing from other origins.\n\n\
          **Roles.** `admin`: everything. `official` (bound to an area): rounds, exemptions, missing \
          lists, coverage, progress and resident look-ups inside it. `scanner` (bound to a site): \
          `POST /v1/records`. `lab`: `POST /v1/results`. `gate`: `GET /v1/status/{{person_id}}`. Each \
@@ -2086,13 +2136,41 @@ fn description() -> String {
     )
 }
 
+/// The `HEAD` twin of a `GET` operation: the same parameters, statuses and
+/// headers, no body.
+fn head_of(get: &Value) -> Value {
+    let mut op = get.clone();
+    op["operationId"] = json!(format!(
+        "{}Head",
+        get["operationId"].as_str().unwrap_or("op")
+    ));
+    op["summary"] = json!(format!(
+        "{} (headers only)",
+        get["summary"].as_str().unwrap_or_default()
+    ));
+    op["description"] = json!(format!(
+        "`HEAD`: answered exactly as `GET` (status and headers), without a body.\n\n{}",
+        get["description"].as_str().unwrap_or_default()
+    ));
+    if let Some(responses) = op["responses"].as_object_mut() {
+        for resp in responses.values_mut() {
+            if let Some(r) = resp.as_object_mut() {
+                r.remove("content");
+            }
+        }
+    }
+    op
+}
+
 fn build() -> Value {
     let mut paths: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
     for op in operations() {
-        let prev = paths
-            .entry(op.path)
-            .or_default()
-            .insert(op.method.to_owned(), op.to_json());
+        let item = paths.entry(op.path).or_default();
+        let json = op.to_json();
+        if op.method == "get" {
+            item.insert("head".to_owned(), head_of(&json));
+        }
+        let prev = item.insert(op.method.to_owned(), json);
         debug_assert!(prev.is_none(), "{} {} documented twice", op.method, op.path);
     }
     let mut schemas = Map::new();
@@ -2139,6 +2217,22 @@ fn build() -> Value {
                 }
             },
             "schemas": schemas,
+            "responses": {
+                "NotFound": {
+                    "description": "`404 not_found`: no route has this path.",
+                    "content": json_content(r("Error")),
+                },
+                "MethodNotAllowed": {
+                    "description": "`405 method_not_allowed`: the path is served, not with this method.",
+                    "headers": {
+                        "Allow": {
+                            "description": "The methods the path serves, e.g. `GET, HEAD, POST`.",
+                            "schema": { "type": "string" }
+                        }
+                    },
+                    "content": json_content(r("Error")),
+                },
+            },
         }
     })
 }
@@ -2146,6 +2240,71 @@ fn build() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn area_regex() -> regex::Regex {
+        regex::Regex::new(&area_path_pattern()).unwrap()
+    }
+
+    #[test]
+    fn the_token_request_shapes_cover_every_role_once() {
+        let doc = document();
+        let mut roles: Vec<&str> = doc["components"]["schemas"]["TokenRequest"]["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|v| v["properties"]["role"]["enum"].as_array().unwrap())
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        roles.sort_unstable();
+        let mut all: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        all.sort_unstable();
+        assert_eq!(roles, all);
+    }
+
+    #[test]
+    fn the_area_path_pattern_agrees_with_the_parser_on_the_edges() {
+        let re = area_regex();
+        let deep = vec!["a"; 16].join("/");
+        let too_deep = vec!["a"; 17].join("/");
+        for s in [
+            "崇文路街道/学院社区/第03网格/5号楼/3层",
+            "a",
+            "a b/c",
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            " a",
+            "a ",
+            "a/\u{3000}b",
+            "a\u{0}b",
+            "a\u{85}",
+            "a\u{9f}b",
+            "a\u{feff}",
+            "a\tb",
+            deep.as_str(),
+            too_deep.as_str(),
+        ] {
+            assert_eq!(
+                re.is_match(s),
+                crate::domain::AreaPath::parse(s).is_ok(),
+                "{s:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_area_path_pattern_agrees_with_the_parser(
+            s in "([a-z/ \\t\\u{0}-\\u{1f}\\u{7f}-\\u{a0}\\u{2000}-\\u{200b}\\u{3000}\\u{feff}崇文]){0,40}"
+        ) {
+            proptest::prop_assert_eq!(
+                area_regex().is_match(&s),
+                crate::domain::AreaPath::parse(&s).is_ok(),
+                "{:?}", s
+            );
+        }
+    }
 
     #[test]
     fn every_error_code_is_described_in_the_document() {

@@ -11,12 +11,19 @@
 //! plain 32-digit hex string holds 18 decimal digits in a row about once in
 //! 300 keys). 128 bits keep collisions out of reach at any city's size.
 //!
-//! Value: `VVVVVVVVVVVVVVVV:UUUUUUUUUUUUUUUU:{json}` — the version and
-//! `valid_until` (milliseconds, `ffffffffffffffff` for none) as 16 hex digits
-//! each, then the status exactly as `GET /v1/status` answers it. Nothing else:
-//! no ID, name or phone. The fixed-width header lets the Lua script compare
+//! Value: `VVVVVVVVVVVVVVVV:UUUUUUUUUUUUUUUU:MMMMMMMMMMMMMMMM:MMMMMMMMMMMMMMMM:{json}`
+//! — the version and `valid_until` (milliseconds, `ffffffffffffffff` for
+//! none) as 16 hex digits each, a MAC as two groups of 16 hex digits, then
+//! the status exactly as `GET /v1/status` answers it. Nothing else: no ID,
+//! name or phone. The fixed-width header lets the Lua script compare
 //! versions and lets a reader check expiry and answer with a slice of the
 //! value, without parsing the JSON.
+//!
+//! The MAC: the first 128 bits of HMAC-SHA256 under a key derived from the
+//! cache key, over the person's digest (so a value copied to another
+//! person's key fails), the version and expiry header, and the JSON. Anyone
+//! who can write to Redis but does not hold the cache key cannot turn a red
+//! code green: a value that fails its MAC is a miss ([`Keyer::authentic`]).
 
 use std::fmt::Write as _;
 
@@ -30,8 +37,15 @@ use crate::engine::status::Status;
 pub const KEY_PREFIX: &str = "rc:s:";
 /// Length of a status key in bytes: prefix, 16 hex, `:`, 16 hex.
 pub const KEY_LEN: usize = KEY_PREFIX.len() + 16 + 1 + 16;
-/// Length of the value header: 16 hex, `:`, 16 hex, `:`.
-pub const HEADER_LEN: usize = 16 + 1 + 16 + 1;
+/// Where the MAC starts in a value: after version and expiry (16 hex, `:`,
+/// 16 hex, `:`).
+const MAC_AT: usize = 16 + 1 + 16 + 1;
+/// Length of the value header: version and expiry, then the MAC (16 hex,
+/// `:`, 16 hex, `:`).
+pub const HEADER_LEN: usize = MAC_AT + 16 + 1 + 16 + 1;
+/// What derives the values' MAC key from the cache key (a key of its own,
+/// so a value's MAC never equals an ID's digest).
+const VALUE_MAC_LABEL: &[u8] = b"rollcall status cache value MAC v1";
 /// `valid_until` of a status that never changes by itself.
 const NO_EXPIRY: u64 = u64::MAX;
 
@@ -46,18 +60,76 @@ pub type Digest = [u8; 16];
 /// A status key, as bytes.
 pub type Key = [u8; KEY_LEN];
 
-/// Hashes IDs with the cache's secret key.
+/// Hashes IDs and authenticates values with the cache's secret key.
 #[derive(Clone)]
 pub struct Keyer {
     /// Keyed once; each digest clones this state instead of re-keying.
     mac: Hmac<Sha256>,
+    /// The values' MAC, keyed once with the derived key.
+    value_mac: Hmac<Sha256>,
 }
 
 impl Keyer {
     pub fn new(key: &[u8; 32]) -> Keyer {
+        let mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+        let mut derive = mac.clone();
+        derive.update(VALUE_MAC_LABEL);
+        let value_key = derive.finalize().into_bytes();
         Keyer {
-            mac: Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length"),
+            mac,
+            value_mac: Hmac::<Sha256>::new_from_slice(&value_key)
+                .expect("HMAC takes keys of any length"),
         }
+    }
+
+    /// Encodes a status with its version for the person whose digest this
+    /// is: header, MAC, then the wire JSON.
+    pub fn encode_value(&self, digest: &Digest, version: u64, status: &Status) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN + 160);
+        let valid = status
+            .valid_until
+            .map_or(NO_EXPIRY, |t| t.as_millis().max(0) as u64);
+        write_hex16(&mut out, version);
+        out.push(b':');
+        write_hex16(&mut out, valid);
+        out.push(b':');
+        out.resize(HEADER_LEN, b':');
+        write_status_json(&mut out, status);
+        let tag = self.value_tag(digest, &out);
+        out[MAC_AT..HEADER_LEN].copy_from_slice(&tag);
+        out
+    }
+
+    /// Whether `raw` carries the MAC this key gives it under this digest
+    /// (the Redis key it was read from). Constant-time in the MAC; no
+    /// allocation.
+    pub fn authentic(&self, digest: &Digest, raw: &[u8]) -> bool {
+        use subtle::ConstantTimeEq as _;
+        raw.len() > HEADER_LEN
+            && bool::from(self.value_tag(digest, raw)[..].ct_eq(&raw[MAC_AT..HEADER_LEN]))
+    }
+
+    /// The MAC field for a value (`raw` at least `HEADER_LEN` long; its own
+    /// MAC field is not covered): 32 hex digits of HMAC-SHA256 over the
+    /// digest, version and expiry, and JSON, in two groups with `:` after each.
+    fn value_tag(&self, digest: &Digest, raw: &[u8]) -> [u8; HEADER_LEN - MAC_AT] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut mac = self.value_mac.clone();
+        mac.update(digest);
+        mac.update(&raw[..MAC_AT]);
+        mac.update(&raw[HEADER_LEN..]);
+        let full = mac.finalize().into_bytes();
+        let mut tag = [b':'; HEADER_LEN - MAC_AT];
+        let mut at = 0;
+        for (i, b) in full[..16].iter().enumerate() {
+            if i == 8 {
+                at += 1;
+            }
+            tag[at] = HEX[usize::from(b >> 4)];
+            tag[at + 1] = HEX[usize::from(b & 0xf)];
+            at += 2;
+        }
+        tag
     }
 
     /// HMAC-SHA256 of the 18-character ID, truncated to 128 bits.
@@ -104,20 +176,6 @@ pub fn version(epoch: u64, seq: u64) -> u64 {
 /// The epoch part of a version.
 pub fn epoch_of(version: u64) -> u64 {
     version >> SEQ_BITS
-}
-
-/// Encodes a status with its version: header, then the wire JSON.
-pub fn encode_value(version: u64, status: &Status) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + 160);
-    let valid = status
-        .valid_until
-        .map_or(NO_EXPIRY, |t| t.as_millis().max(0) as u64);
-    write_hex16(&mut out, version);
-    out.push(b':');
-    write_hex16(&mut out, valid);
-    out.push(b':');
-    write_status_json(&mut out, status);
-    out
 }
 
 /// The first instant from which Asia/Shanghai has been `+08:00` for good
@@ -245,9 +303,15 @@ impl Decoded<'_> {
     }
 }
 
-/// Decodes a value; `None` if it is not one this module wrote.
+/// Decodes a value; `None` if it is not shaped like one this module
+/// writes. Says nothing of who wrote it: see [`Keyer::authentic`].
 pub fn decode_value(raw: &[u8]) -> Option<Decoded<'_>> {
-    if raw.len() <= HEADER_LEN || raw[16] != b':' || raw[33] != b':' {
+    if raw.len() <= HEADER_LEN
+        || raw[16] != b':'
+        || raw[33] != b':'
+        || raw[MAC_AT + 16] != b':'
+        || raw[HEADER_LEN - 1] != b':'
+    {
         return None;
     }
     let version = parse_hex(&raw[..16])?;
@@ -325,6 +389,70 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// A value under a fixed key and digest.
+    fn encode_value_for_tests(version: u64, status: &Status) -> Vec<u8> {
+        Keyer::new(&[3; 32]).encode_value(&[5; 16], version, status)
+    }
+
+    #[test]
+    fn a_value_is_authentic_only_unchanged_under_its_key_and_digest() {
+        let keyer = Keyer::new(&[3; 32]);
+        let digest = keyer.digest(person("61080219850312001X"));
+        let red = Status::from_reasons(
+            vec![Reason {
+                code: ReasonCode::Positive,
+                round_id: None,
+            }],
+            None,
+            None,
+            None,
+        );
+        let raw = keyer.encode_value(&digest, version(2, 7), &red);
+        assert!(keyer.authentic(&digest, &raw));
+        assert!(decode_value(&raw).is_some());
+        // The red code turned green, the header kept: the MAC no longer fits.
+        let green = keyer.encode_value(&digest, version(2, 7), &Status::green());
+        let mut forged = raw[..HEADER_LEN].to_vec();
+        forged.extend_from_slice(&green[HEADER_LEN..]);
+        assert!(decode_value(&forged).is_some(), "well formed");
+        assert!(!keyer.authentic(&digest, &forged));
+        // Any byte outside the MAC field changed (version, expiry, JSON).
+        for at in [0, 20, HEADER_LEN + 3, raw.len() - 2] {
+            let mut v = raw.clone();
+            v[at] ^= 1;
+            assert!(!keyer.authentic(&digest, &v), "byte {at}");
+        }
+        // The MAC itself changed.
+        let mut v = raw.clone();
+        v[MAC_AT] = if v[MAC_AT] == b'0' { b'1' } else { b'0' };
+        assert!(!keyer.authentic(&digest, &v));
+        // Another person's key, or another cache key.
+        let other = keyer.digest(person("110101199003077774"));
+        assert!(!keyer.authentic(&other, &raw));
+        assert!(!Keyer::new(&[4; 32]).authentic(&digest, &raw));
+        // Too short to hold a MAC.
+        assert!(!keyer.authentic(&digest, &raw[..HEADER_LEN]));
+        assert!(!keyer.authentic(&digest, b""));
+    }
+
+    #[test]
+    fn the_mac_is_hmac_sha256_under_the_derived_key() {
+        let key = [7u8; 32];
+        let keyer = Keyer::new(&key);
+        let digest = [9u8; 16];
+        let raw = keyer.encode_value(&digest, 1, &Status::green());
+        let mut derive = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+        derive.update(b"rollcall status cache value MAC v1");
+        let value_key = derive.finalize().into_bytes();
+        let mut mac = Hmac::<Sha256>::new_from_slice(&value_key).unwrap();
+        mac.update(&digest);
+        mac.update(&raw[..MAC_AT]);
+        mac.update(&raw[HEADER_LEN..]);
+        let full = hex::encode(mac.finalize().into_bytes());
+        let want = format!("{}:{}:", &full[..16], &full[16..32]);
+        assert_eq!(std::str::from_utf8(&raw[MAC_AT..HEADER_LEN]).unwrap(), want);
+    }
+
     fn yellow(valid_until: Option<Timestamp>) -> Status {
         Status::from_reasons(
             vec![Reason {
@@ -381,7 +509,7 @@ mod tests {
     fn values_round_trip_with_version_and_expiry() {
         let until = Timestamp::parse("2022-04-20T08:00:00+08:00").unwrap();
         let status = yellow(Some(until));
-        let raw = encode_value(version(3, 42), &status);
+        let raw = encode_value_for_tests(version(3, 42), &status);
         let d = decode_value(&raw).unwrap();
         assert_eq!(d.version, version(3, 42));
         assert_eq!(epoch_of(d.version), 3);
@@ -395,7 +523,7 @@ mod tests {
 
     #[test]
     fn a_status_without_valid_until_never_expires() {
-        let raw = encode_value(1, &yellow(None));
+        let raw = encode_value_for_tests(1, &yellow(None));
         let d = decode_value(&raw).unwrap();
         assert_eq!(d.valid_until_ms, None);
         assert!(!d.expired_at(Timestamp::from_millis(i64::MAX / 2)));
@@ -420,7 +548,8 @@ mod tests {
         for (a, b) in pairs {
             assert!(a < b);
             assert!(
-                encode_value(a, &Status::green())[..16] < encode_value(b, &Status::green())[..16]
+                encode_value_for_tests(a, &Status::green())[..16]
+                    < encode_value_for_tests(b, &Status::green())[..16]
             );
         }
     }
@@ -516,17 +645,17 @@ mod tests {
     fn foreign_or_damaged_values_are_not_decoded() {
         assert!(decode_value(b"").is_none());
         assert!(decode_value(b"hello").is_none());
-        let mut raw = encode_value(1, &Status::green());
+        let mut raw = encode_value_for_tests(1, &Status::green());
         raw[3] = b'z';
         assert!(decode_value(&raw).is_none());
-        let mut raw = encode_value(1, &Status::green());
+        let mut raw = encode_value_for_tests(1, &Status::green());
         raw.pop();
         assert!(decode_value(&raw).is_none());
     }
 
     #[test]
     fn a_value_holds_no_run_of_digits_longer_than_sixteen() {
-        let raw = encode_value(
+        let raw = encode_value_for_tests(
             version(12, 9_999_999),
             &yellow(Some(
                 Timestamp::parse("2022-04-20T08:00:00.123+08:00").unwrap(),

@@ -70,16 +70,17 @@ impl MemoryMap {
 mod tests {
     use super::*;
     use crate::engine::status::Status;
-    use crate::status_cache::format::encode_value;
+    use crate::status_cache::format::Keyer;
 
     #[test]
     fn an_older_version_never_replaces_a_newer_one() {
         let map = MemoryMap::new();
         let d = [7u8; 16];
-        assert!(map.put_if_newer(d, Bytes::from(encode_value(5, &Status::green()))));
-        assert!(!map.put_if_newer(d, Bytes::from(encode_value(4, &Status::green()))));
-        assert!(!map.put_if_newer(d, Bytes::from(encode_value(5, &Status::green()))));
-        assert!(map.put_if_newer(d, Bytes::from(encode_value(6, &Status::green()))));
+        let keyer = Keyer::new(&[1; 32]);
+        assert!(map.put_if_newer(d, Bytes::from(keyer.encode_value(&d, 5, &Status::green()))));
+        assert!(!map.put_if_newer(d, Bytes::from(keyer.encode_value(&d, 4, &Status::green()))));
+        assert!(!map.put_if_newer(d, Bytes::from(keyer.encode_value(&d, 5, &Status::green()))));
+        assert!(map.put_if_newer(d, Bytes::from(keyer.encode_value(&d, 6, &Status::green()))));
         let stored = map.get(&d).unwrap();
         assert_eq!(decode_value(&stored).unwrap().version, 6);
         assert_eq!(map.len(), 1);

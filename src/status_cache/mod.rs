@@ -21,7 +21,11 @@
 //!   epoch marker changed) or this process just started, a full rewrite of
 //!   [`StatusSource::everyone`];
 //! - the value belongs to the current epoch (a value from before the latest
-//!   full rewrite is treated as a miss) and its `valid_until` has not come.
+//!   full rewrite is treated as a miss) and its `valid_until` has not come;
+//! - the value carries its MAC (see `format`): one written by anyone without
+//!   the cache key, or copied from another person's key, is a miss, counted
+//!   in [`METRIC_FORGED`], logged (by its key, never the ID) and replaced by
+//!   the engine's answer if nothing else replaced it meanwhile.
 //!
 //! Every value carries a version. A miss's write-back is written with a
 //! Lua script that keeps it only if it is newer than what Redis holds, so a
@@ -59,12 +63,12 @@ use crate::domain::{PersonId, Timestamp};
 use crate::engine::clock::Clock;
 use crate::engine::status::Status;
 
-use format::{Keyer, decode_value, encode_value, epoch_of};
+use format::{decode_value, epoch_of};
 use memory::MemoryMap;
 use pending::{Pending, Queue};
 use redis_conn::{Conn, Entry, READ_TIMEOUT, Target};
 
-pub use format::KEY_PREFIX;
+pub use format::{KEY_PREFIX, Keyer};
 
 /// Counter: lookups answered from the cache.
 pub const METRIC_HITS: &str = "rollcall_cache_hits_total";
@@ -72,6 +76,10 @@ pub const METRIC_HITS: &str = "rollcall_cache_hits_total";
 pub const METRIC_MISSES: &str = "rollcall_cache_misses_total";
 /// Counter: statuses written to the cache (write-through and write-back).
 pub const METRIC_WRITES: &str = "rollcall_cache_writes_total";
+/// Counter: values read from Redis that failed their MAC (written by
+/// someone without the cache key, or copied from another person's key);
+/// each is answered from the engine like a miss.
+pub const METRIC_FORGED: &str = "rollcall_cache_forged_total";
 /// Counter: lookups answered from the engine because the cache was not
 /// trusted (Redis unreachable or resynchronising, or a change of that person
 /// not yet written).
@@ -452,7 +460,13 @@ impl Shared {
         // Versioned before computing: see `next_version`.
         let version = self.next_version();
         let status = self.compute(person, now);
-        if map.put_if_newer(digest, Bytes::from(encode_value(version, &status))) {
+        // Values here never leave the process, so they are not checked
+        // against their MAC on reading; they carry it all the same, so both
+        // backends hold the same bytes.
+        if map.put_if_newer(
+            digest,
+            Bytes::from(self.keyer.encode_value(&digest, version, &status)),
+        ) {
             metrics::counter!(METRIC_WRITES).increment(1);
         }
         Answer::Computed(status)
@@ -480,28 +494,49 @@ impl Shared {
             // that restarted or missed writes.
             return Answer::Computed(self.fallback(person));
         }
+        let mut forged = None;
         if let Some(raw) = found {
-            let raw = Bytes::from(raw);
-            let epoch = self.epoch.load(Ordering::SeqCst);
-            if decode_value(&raw)
-                .is_some_and(|d| epoch_of(d.version) == epoch && !d.expired_at(now))
-            {
-                metrics::counter!(METRIC_HITS).increment(1);
-                return Answer::Cached(raw.slice(format::HEADER_LEN..));
+            if self.keyer.authentic(&digest, &raw) {
+                let epoch = self.epoch.load(Ordering::SeqCst);
+                if decode_value(&raw)
+                    .is_some_and(|d| epoch_of(d.version) == epoch && !d.expired_at(now))
+                {
+                    metrics::counter!(METRIC_HITS).increment(1);
+                    return Answer::Cached(Bytes::from(raw).slice(format::HEADER_LEN..));
+                }
+            } else {
+                // Counted and logged when it is shaped like a value (a
+                // forgery); anything else (a value of an older format) is a
+                // plain miss. Either is replaced.
+                if decode_value(&raw).is_some() {
+                    metrics::counter!(METRIC_FORGED).increment(1);
+                    tracing::warn!(
+                        key = %String::from_utf8_lossy(&format::key_of(&digest)),
+                        "status cache: a value failed its MAC (written without the cache key, \
+                         or copied from another key); answered from the engine and replaced"
+                    );
+                }
+                forged = Some(raw);
             }
         }
-        // A miss (or a value from before the latest full rewrite, or expired
-        // on our clock): computed and written back. The write-back cannot
-        // overwrite a newer write-through: see `next_version`.
+        // A miss (or a value from before the latest full rewrite, expired on
+        // our clock, or forged): computed and written back. The write-back
+        // cannot overwrite a newer write-through: see `next_version`. A
+        // forged value is replaced only if it is still the one read (its
+        // version may be anything, so the versioned write could keep it).
         metrics::counter!(METRIC_MISSES).increment(1);
         let version = self.next_version();
         let status = self.compute(person, now);
         let entry = Entry {
             digest,
-            value: encode_value(version, &status),
+            value: self.keyer.encode_value(&digest, version, &status),
             px: format::expiry_px(&status, now),
         };
-        match conn.write_back(&entry).await {
+        let written = match forged {
+            Some(old) => conn.replace(&entry, &old).await,
+            None => conn.write_back(&entry).await,
+        };
+        match written {
             Ok(()) => metrics::counter!(METRIC_WRITES).increment(1),
             Err(e) => self.distrust(trust, &e),
         }

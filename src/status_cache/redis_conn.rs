@@ -79,6 +79,19 @@ end
 return written
 ";
 
+/// Writes `ARGV[2]` (with `PX ARGV[3]` unless `0`) to `KEYS[1]` only if it
+/// still holds exactly `ARGV[1]`: replaces a forged value without ever
+/// overwriting a write that landed after it was read.
+const REPLACE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] ~= '0' then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+return 1
+";
+
 /// Bumps the epoch marker to more than both its stored value and `ARGV[1]`
 /// (our current epoch): a Redis that restarted empty has lost the marker,
 /// one restored from a snapshot holds an older one.
@@ -232,6 +245,19 @@ impl Conn {
         self.query::<i64>(&write_call(std::iter::once(entry)))
             .await
             .map(drop)
+    }
+
+    /// Writes one status over the value `old`, only if the key still holds
+    /// exactly that (a forged value, whose version cannot be trusted).
+    pub async fn replace(&mut self, entry: &Entry, old: &[u8]) -> RedisResult<()> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(REPLACE_SCRIPT)
+            .arg(1)
+            .arg(&key_of(&entry.digest)[..])
+            .arg(old)
+            .arg(&entry.value[..])
+            .arg(entry.px);
+        self.query::<i64>(&cmd).await.map(drop)
     }
 
     /// This connection's `CLIENT ID` (one Redis only).

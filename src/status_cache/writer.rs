@@ -11,7 +11,7 @@ use rustc_hash::FxHashSet;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::format::{encode_value, expiry_px};
+use super::format::expiry_px;
 use super::redis_conn::{Conn, Entry, READ_TIMEOUT, WRITE_TIMEOUT};
 use super::{Backend, METRIC_WRITES, RedisSide, Shared};
 use crate::domain::PersonId;
@@ -78,10 +78,13 @@ fn start_encode(s: &Arc<Shared>, people: Vec<PersonId>) -> JoinHandle<Result<Enc
         let entries = people
             .iter()
             .zip(&statuses)
-            .map(|(&p, status)| Entry {
-                digest: s.keyer.digest(p),
-                value: encode_value(version, status),
-                px: expiry_px(status, now),
+            .map(|(&p, status)| {
+                let digest = s.keyer.digest(p);
+                Entry {
+                    value: s.keyer.encode_value(&digest, version, status),
+                    digest,
+                    px: expiry_px(status, now),
+                }
             })
             .collect();
         Ok((people, entries, upto))

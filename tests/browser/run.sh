@@ -7,7 +7,8 @@
 # `rollcall import`, or over HTTP when the binary has no `import` yet), starts
 # `rollcall serve` on a free port with a random admin token, seeds two rounds,
 # records and exemptions through the API (seed.mjs), then drives headless
-# Debian chromium with playwright-core (dashboard.test.mjs). Writes the desktop
+# Debian chromium with playwright-core (dashboard.test.mjs), then loads the API
+# browser at /docs/ under its CSP (docs.test.mjs). Writes the desktop
 # screenshot to docs/dashboard.png, the campaign view to docs/campaign.png and
 # a 360 px one to tests/browser/out/.
 #
@@ -124,3 +125,6 @@ ROLLCALL_URL="$base" ROLLCALL_ADMIN_TOKEN="$token" SEED_JSON="$work/seed.json" W
   SCREENSHOT="$repo/docs/dashboard.png" PHONE_SCREENSHOT="$out/dashboard-phone.png" \
   CAMPAIGN_SCREENSHOT="$repo/docs/campaign.png" \
   node "$here/dashboard.test.mjs"
+
+step "API browser test (Swagger UI under its Content-Security-Policy)"
+ROLLCALL_URL="$base" WORK="$work" node "$here/docs.test.mjs"

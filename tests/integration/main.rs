@@ -9,6 +9,7 @@ mod crash;
 mod demo;
 mod docs;
 mod exports;
+mod hardening;
 mod helpers;
 mod import;
 mod officials;

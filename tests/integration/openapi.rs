@@ -10,9 +10,9 @@ use serde_json::Value;
 
 use crate::helpers::*;
 use rollcall::http::openapi::document;
-use rollcall::http::routes::ROUTES;
+use rollcall::http::routes::{ROUTES, allowed_methods};
 
-const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 async fn app() -> TestApp {
     spawn_with(Opts {
@@ -47,10 +47,14 @@ fn operations(doc: &Value) -> BTreeSet<(String, String)> {
     out
 }
 
+/// The route table with the `HEAD` the server serves beside every `GET`.
 fn table() -> BTreeSet<(String, String)> {
     ROUTES
         .iter()
-        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .flat_map(|&(m, p)| {
+            let head = (m == "GET").then(|| ("HEAD".to_owned(), p.to_owned()));
+            std::iter::once((m.to_owned(), p.to_owned())).chain(head)
+        })
         .collect()
 }
 
@@ -162,8 +166,8 @@ async fn every_route_in_the_table_is_served() {
             r.status,
             r.text()
         );
-        // A 404 that is not the server's JSON "no route" answer must be the
-        // contract's (unknown_round, …) or the UI's bare 404 for a file.
+        // A 404 that is not the server's "no route" answer is the
+        // contract's (unknown_round, …), in the error shape.
         if r.status == 404 {
             assert!(
                 !r.code().is_empty(),
@@ -174,25 +178,62 @@ async fn every_route_in_the_table_is_served() {
     }
 }
 
+/// Every other method on a known path is `405 method_not_allowed`, with an
+/// `Allow` header naming exactly the table's methods (and `HEAD` beside
+/// `GET`); `HEAD` answers as `GET` does, without a body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_method_outside_the_route_table_is_served() {
     let app = app().await;
+    let table = table();
     let paths: BTreeSet<&str> = ROUTES.iter().map(|(_, p)| *p).collect();
     for template in paths {
+        let path = fill(template);
+        let served: Vec<&str> = METHODS
+            .iter()
+            .copied()
+            .filter(|m| table.contains(&((*m).to_owned(), template.to_owned())))
+            .collect();
+        let mut want_allow: Vec<&str> = served.clone();
+        want_allow.sort_unstable();
+        let mut allow_fn = allowed_methods(&path);
+        allow_fn.sort_unstable();
+        assert_eq!(allow_fn, want_allow, "allowed_methods({path})");
         for m in METHODS {
-            if ROUTES.contains(&(m, template)) {
+            let r = app.req(method(m), &path, Some(ADMIN), None).await;
+            if served.contains(&m) {
+                assert_ne!(r.status, 405, "{m} {path}");
+                if m == "HEAD" {
+                    let get = app.req(Method::GET, &path, Some(ADMIN), None).await;
+                    assert_eq!(r.status, get.status, "HEAD {path} answers as GET");
+                    assert!(r.body.is_empty(), "HEAD {path} has a body");
+                }
                 continue;
             }
-            let path = fill(template);
-            let r = app.req(method(m), &path, Some(ADMIN), None).await;
-            assert_eq!(
-                (r.status, r.code().as_str()),
-                (404, "not_found"),
-                "{m} {path} is served but not in ROUTES: {}",
-                r.text()
-            );
+            assert_eq!(r.status, 405, "{m} {path} is served but not in ROUTES");
+            if m != "HEAD" {
+                assert_eq!(r.code(), "method_not_allowed", "{m} {path}: {}", r.text());
+            }
+            let mut allow: Vec<&str> = r.headers["allow"].to_str().unwrap().split(", ").collect();
+            allow.sort_unstable();
+            assert_eq!(allow, want_allow, "{m} {path}: Allow");
         }
     }
+}
+
+#[test]
+fn allowed_methods_match_whole_segments_only() {
+    assert_eq!(allowed_methods("/v1/rounds"), ["POST", "GET", "HEAD"]);
+    assert_eq!(allowed_methods("/v1/rounds/7/close"), ["POST"]);
+    assert!(allowed_methods("/v1/rounds//close").is_empty(), "empty id");
+    assert!(allowed_methods("/v1/rounds/7/close/x").is_empty());
+    assert!(allowed_methods("/v1/round").is_empty());
+    assert!(allowed_methods("/v1/no-such-thing").is_empty());
+    assert!(allowed_methods("/healthz/").is_empty());
+    // The UI's files: `/docs/` and anything under it.
+    assert_eq!(allowed_methods("/docs/"), ["GET", "HEAD"]);
+    assert_eq!(allowed_methods("/docs/a/b.js"), ["GET", "HEAD"]);
+    assert_eq!(allowed_methods("/docs"), ["GET", "HEAD"]);
+    assert!(allowed_methods("/docsx").is_empty());
 }
 
 #[test]

@@ -17,7 +17,7 @@ use rollcall::domain::{PersonId, ReasonCode, Timestamp};
 use rollcall::engine::clock::{Clock, ManualClock};
 use rollcall::engine::status::{Reason, Status};
 use rollcall::status_cache::{
-    CacheBackend, CacheConfig, RedisState, StatusCache, StatusSource, cache_key, cached_json,
+    CacheBackend, CacheConfig, Keyer, RedisState, StatusCache, StatusSource, cache_key, cached_json,
 };
 
 const KEY: [u8; 32] = [0x5a; 32];
@@ -789,6 +789,19 @@ async fn a_cluster_is_written_through_by_slot_and_serves_lookups() {
     flush(&cache, t).await;
     assert_eq!(stored(&mut conn, q).await, Some(Status::green()));
     assert_eq!(cache.get(q).await, Status::green());
+
+    // Another person's genuine red value copied under q's key fails its MAC:
+    // q is answered from the engine and the copy replaced (on the node that
+    // holds q's slot).
+    let red_raw: Vec<u8> = conn.get(cache_key(&KEY, people[0])).await.unwrap();
+    let _: () = conn.set(cache_key(&KEY, q), &red_raw).await.unwrap();
+    let calls = engine.calls();
+    assert_eq!(cache.get(q).await, Status::green());
+    assert_eq!(engine.calls(), calls + 1, "answered from the engine");
+    let now_raw: Vec<u8> = conn.get(cache_key(&KEY, q)).await.unwrap();
+    let keyer = Keyer::new(&KEY);
+    assert!(keyer.authentic(&keyer.digest(q), &now_raw), "replaced");
+    assert_eq!(stored(&mut conn, q).await, Some(Status::green()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -117,14 +117,12 @@ pub async fn delete(
     state: web::Data<AppState>,
     who: Principal,
     id: web::Path<String>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     // `/v1/exemptions/import` is a route of its own (POST only), not an
-    // exemption's id: answered as any path without this method.
+    // exemption's id: answered `405` with its `Allow`, as any route is.
     if id.as_str() == "import" {
-        return Err(ApiError::new(
-            Code::NotFound,
-            "no route for DELETE /v1/exemptions/import",
-        ));
+        return Ok(super::unrouted(&req));
     }
     who.require(&[Role::Admin, Role::Official])?;
     let id: u32 = id.parse().map_err(|_| unknown_exemption())?;

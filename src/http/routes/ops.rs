@@ -42,5 +42,6 @@ pub async fn openapi() -> HttpResponse {
 pub async fn dashboard() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
+        .insert_header(("Content-Security-Policy", crate::http::dashboard::csp()))
         .body(crate::http::dashboard::INDEX_HTML)
 }

@@ -19,7 +19,10 @@ fn s<'a>(m: &'a Map<String, Value>, k: &str) -> &'a str {
     m.get(k).and_then(Value::as_str).unwrap_or_default()
 }
 
-fn parse_record(item: &Value, site: Option<&Arc<str>>) -> Result<RecordItem, (ItemCode, String)> {
+pub fn parse_record(
+    item: &Value,
+    site: Option<&Arc<str>>,
+) -> Result<RecordItem, (ItemCode, String)> {
     // An admin's record names its site; a scanner's must not (its token does).
     let required: &[&str] = if site.is_none() {
         &["person_id", "tube_id", "collected_at", "site"]

@@ -10,7 +10,7 @@ use crate::http::body;
 use crate::http::error::{ApiError, ItemCode};
 use crate::http::routes::batch::{Split, batch_items, item_fields, split, tally};
 
-fn parse_result(item: &serde_json::Value) -> Result<ResultItem, (ItemCode, String)> {
+pub fn parse_result(item: &serde_json::Value) -> Result<ResultItem, (ItemCode, String)> {
     let m = item_fields(item, &["tube_id", "result", "reported_at"], &[])?;
     let get = |k: &str| {
         m.get(k)

@@ -42,6 +42,15 @@ pub async fn create(
         None => None,
     };
     f.finish()?;
+    // Checked whatever the role, so a bad binding is never silently dropped.
+    if let Some(s) = &site
+        && !(1..=64).contains(&s.chars().count())
+    {
+        return Err(ApiError::new(
+            Code::InvalidField,
+            "`site` must be 1 to 64 characters",
+        ));
+    }
     let (site, area) = match role {
         Role::Scanner => (
             Some(site.ok_or_else(|| {
@@ -57,14 +66,6 @@ pub async fn create(
         ),
         _ => (None, None),
     };
-    if let Some(s) = &site
-        && !(1..=64).contains(&s.chars().count())
-    {
-        return Err(ApiError::new(
-            Code::InvalidField,
-            "`site` must be 1 to 64 characters",
-        ));
-    }
     let token = new_token();
     let hash = state.tokens.hash(&token);
     let _w = state.admit_write()?;

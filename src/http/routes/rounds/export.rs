@@ -246,8 +246,8 @@ impl MissingList {
 
 /// `unmask=true|false` of a list's query (default false): whole ID numbers,
 /// for an admin only (`403 forbidden` for anyone else).
-pub fn unmask_param(
-    q: &std::collections::HashMap<String, String>,
+pub fn unmask_param<S: std::hash::BuildHasher>(
+    q: &std::collections::HashMap<String, String, S>,
     who: &crate::http::auth::Principal,
 ) -> Result<bool, crate::http::error::ApiError> {
     use crate::http::error::{ApiError, Code};
