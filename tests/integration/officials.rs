@@ -345,6 +345,14 @@ async fn an_exemptions_import_is_all_or_nothing_with_each_line_code() {
         ]
     );
     assert!(!r.text().contains(B), "{}", r.text());
+    // The probe for a registered resident outside the area is audited as
+    // `denied` (about them, masked); the unregistered one is not.
+    let denied = audited(&app, "denied").await;
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(
+        denied[0]["target"],
+        format!("{}********{}", &in_b[..6], &in_b[14..])
+    );
     let listed = app.get("/v1/exemptions", &off_a).await.json();
     assert_eq!(listed["exemptions"], json!([]), "nothing was granted");
 
