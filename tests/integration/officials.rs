@@ -214,6 +214,45 @@ async fn a_spreadsheet_over_eight_mebibytes_is_payload_too_large() {
     assert_eq!((r.status, r.code().as_str()), (413, "payload_too_large"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_workbook_is_refused_and_the_server_lives_on() {
+    let app = no_redis().await;
+    let (csv, people) = small_city(1);
+    let r = app.register(&csv).await;
+    assert_eq!(r.status, 200);
+    // The header at A1 and one cell at XFD1048576: a dense read of the
+    // sheet would allocate 17 billion cells.
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    for (c, h) in csv.lines().next().unwrap().split(',').enumerate() {
+        ws.write_string(0, c as u16, h).unwrap();
+    }
+    ws.write_string(1_048_575, 16_383, "x").unwrap();
+    let far = wb.save_to_buffer().unwrap();
+    for path in ["/v1/register", "/v1/heads", "/v1/exemptions/import"] {
+        let r = post_file(&app, path, ADMIN, XLSX, far.clone()).await;
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+        assert_eq!(r.json()["lines"][0]["line"], 0, "{path}: {}", r.text());
+    }
+    // Unpacking to more than the bound: refused before it is read.
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    w.start_file("xl/worksheets/sheet1.xml", opts).unwrap();
+    let chunk = vec![b' '; 1 << 20];
+    for _ in 0..200 {
+        std::io::Write::write_all(&mut w, &chunk).unwrap();
+    }
+    let bomb = w.finish().unwrap().into_inner();
+    let r = post_file(&app, "/v1/register", ADMIN, XLSX, bomb).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "invalid_register"));
+    // Nothing changed, and the server answers.
+    let r = app
+        .get(&format!("/v1/residents/{}", people[0].0), ADMIN)
+        .await;
+    assert_eq!(r.status, 200);
+}
+
 const HOUR: i64 = 3_600_000;
 const A: &str = "崇文路街道/学院社区";
 const B: &str = "崇文路街道/南苑社区";
@@ -306,6 +345,14 @@ async fn an_exemptions_import_is_all_or_nothing_with_each_line_code() {
         ]
     );
     assert!(!r.text().contains(B), "{}", r.text());
+    // The probe for a registered resident outside the area is audited as
+    // `denied` (about them, masked); the unregistered one is not.
+    let denied = audited(&app, "denied").await;
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(
+        denied[0]["target"],
+        format!("{}********{}", &in_b[..6], &in_b[14..])
+    );
     let listed = app.get("/v1/exemptions", &off_a).await.json();
     assert_eq!(listed["exemptions"], json!([]), "nothing was granted");
 

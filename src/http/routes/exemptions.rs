@@ -169,26 +169,30 @@ pub async fn import(
         .await?
         .map_err(rejected)?;
     let scope = who.area.clone().filter(|_| who.role == Role::Official);
-    let (file, unknown) = state
+    let (file, unknown, outside) = state
         .read(move |e| {
-            let unknown: Vec<u64> = file
-                .rows
-                .iter()
-                .filter(|r| {
-                    let registered = e
-                        .register()
-                        .slot(r.person_id)
-                        .is_some_and(|s| e.register().is_active(s));
-                    let inside = match (&scope, e.area_of(r.person_id)) {
-                        (None, _) => true,
-                        (Some(mine), Some(area)) => mine.is_prefix_of(area),
-                        (Some(_), None) => false,
-                    };
-                    !(registered && inside)
-                })
-                .map(|r| r.line)
-                .collect();
-            (file, unknown)
+            let mut unknown = Vec::new();
+            // Registered residents outside the official's area: answered as
+            // unknown, and the probe audited as `denied`.
+            let mut outside = Vec::new();
+            for r in &file.rows {
+                let registered = e
+                    .register()
+                    .slot(r.person_id)
+                    .is_some_and(|s| e.register().is_active(s));
+                let inside = match (&scope, e.area_of(r.person_id)) {
+                    (None, _) => true,
+                    (Some(mine), Some(area)) => mine.is_prefix_of(area),
+                    (Some(_), None) => false,
+                };
+                if !(registered && inside) {
+                    unknown.push(r.line);
+                    if registered {
+                        outside.push(r.person_id.masked());
+                    }
+                }
+            }
+            (file, unknown, outside)
         })
         .await?;
     if !unknown.is_empty() {
@@ -203,7 +207,16 @@ pub async fn import(
                 )
             })
             .collect();
-        return Err(rejected(lines));
+        let mut refusal = rejected(lines);
+        if !outside.is_empty() {
+            refusal = refusal.denied(Denial {
+                // `target` names one thing: the resident (masked) when the
+                // file held one such line, else none.
+                target: (outside.len() == 1).then(|| outside[0].clone()),
+                ..Denial::default()
+            });
+        }
+        return Err(refusal);
     }
     let n = file.rows.len() as u64;
     let rows: Vec<NewExemption> = file

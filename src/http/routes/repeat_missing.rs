@@ -87,6 +87,37 @@ pub async fn list(
         .await??;
     let total = missers.round_ids.len() as u64;
     let area_s = area.as_ref().map(AreaPath::to_string);
+    // The answer is built before the pull is audited: a pull that failed
+    // is never recorded.
+    let answer = match format.as_str() {
+        "csv" => {
+            let bytes = state.build(move || csv_bytes(&missers)).await??;
+            HttpResponse::Ok()
+                .content_type("text/csv; charset=utf-8")
+                .body(bytes)
+        }
+        "xlsx" => {
+            let bytes = state
+                .build(move || xlsx_bytes(&missers))
+                .await?
+                .map_err(|e| ApiError::internal(&e))?;
+            HttpResponse::Ok()
+                .content_type(body::XLSX)
+                .insert_header((
+                    "Content-Disposition",
+                    "attachment; filename=\"repeat-missing.xlsx\"",
+                ))
+                .body(bytes)
+        }
+        _ => {
+            let people: Vec<Value> = (0..missers.round_ids.len())
+                .map(|i| misser_json(&missers, i))
+                .collect();
+            HttpResponse::Ok().json(json!({
+                "area": area_s, "last": last, "min": min, "total": total, "people": people
+            }))
+        }
+    };
     record(
         &state,
         &who,
@@ -97,45 +128,9 @@ pub async fn list(
     )
     .await?;
     if unmask {
-        record(
-            &state,
-            &who,
-            AuditAction::Unmask,
-            area_s.clone(),
-            None,
-            Some(total),
-        )
-        .await?;
+        record(&state, &who, AuditAction::Unmask, area_s, None, Some(total)).await?;
     }
-    match format.as_str() {
-        "csv" => {
-            let bytes = state.build(move || csv_bytes(&missers)).await??;
-            Ok(HttpResponse::Ok()
-                .content_type("text/csv; charset=utf-8")
-                .body(bytes))
-        }
-        "xlsx" => {
-            let bytes = state
-                .build(move || xlsx_bytes(&missers))
-                .await?
-                .map_err(|e| ApiError::internal(&e))?;
-            Ok(HttpResponse::Ok()
-                .content_type(body::XLSX)
-                .insert_header((
-                    "Content-Disposition",
-                    "attachment; filename=\"repeat-missing.xlsx\"",
-                ))
-                .body(bytes))
-        }
-        _ => {
-            let people: Vec<Value> = (0..missers.round_ids.len())
-                .map(|i| misser_json(&missers, i))
-                .collect();
-            Ok(HttpResponse::Ok().json(json!({
-                "area": area_s, "last": last, "min": min, "total": total, "people": people
-            })))
-        }
-    }
+    Ok(answer)
 }
 
 fn misser_json(m: &Missers, i: usize) -> Value {
