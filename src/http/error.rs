@@ -107,6 +107,9 @@ pub struct ApiError {
     /// area: the `denied` audit entry's fields (never sent to the client).
     /// Boxed: every `Result` in a handler carries this type.
     pub denied: Option<Box<Denial>>,
+    /// The id a `500 internal` answer and its log line share, so a report
+    /// from a user finds the cause (`None` on every other error).
+    pub request_id: Option<String>,
 }
 
 /// What a `denied` audit entry records about a refusal.
@@ -126,6 +129,7 @@ impl ApiError {
             message: message.into(),
             lines: None,
             denied: None,
+            request_id: None,
         }
     }
 
@@ -141,7 +145,9 @@ impl ApiError {
     pub fn internal(cause: &dyn std::fmt::Display) -> ApiError {
         let id = request_id();
         tracing::error!(request_id = %id, "internal error: {cause}");
-        ApiError::new(Code::Internal, format!("internal error (request id {id})"))
+        let mut e = ApiError::new(Code::Internal, format!("internal error (request id {id})"));
+        e.request_id = Some(id);
+        e
     }
 }
 
@@ -177,12 +183,9 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        // Only `internal` errors have one (their message names it, and the
-        // log holds the cause); other 5xx bodies leave it out.
-        let rid = (self.code == Code::Internal)
-            .then(|| self.message.rsplit_once("request id "))
-            .flatten()
-            .map(|(_, r)| r.trim_end_matches(')'));
+        // Only `internal` errors have one (the log holds the cause); other
+        // 5xx bodies leave it out.
+        let rid = self.request_id.as_deref();
         let mut b = HttpResponse::build(self.code.status());
         if self.code == Code::Overloaded {
             b.insert_header(("Retry-After", "1"));
