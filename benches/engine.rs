@@ -1,4 +1,4 @@
-//! The engine at city scale (DESIGN.md "Targets"): a register of 10 million
+//! The engine at city scale (the targets in docs/benchmarks.md): a register of 10 million
 //! residents from the seeded generator, then
 //! - `ingest`: 1 million records, judged and applied in batches of 500 (the
 //!   store's judge, log, apply without the log);

@@ -11,7 +11,7 @@
 //!   with group commit, and replay into the engine at start-up.
 //! - [`status_cache`]: what venue gates read — Redis (single or cluster) or an
 //!   in-process stand-in — written through on every status change.
-//! - [`http`]: the actix-web server for `API.md`: thin handlers over the above.
+//! - [`http`]: the actix-web server for `docs/api.md`: thin handlers over the above.
 //! - [`settings`]: one `Settings` for `serve` (flags, environment, TOML file).
 //! - [`synth`]: the synthetic city (the fixture's generator), for `gen`, the
 //!   demo, the simulators and the benchmarks. Depends on `domain` only.

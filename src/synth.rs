@@ -1,7 +1,7 @@
 //! A synthetic city — `register.csv`, `heads.csv`, `sites.csv` — for `rollcall
 //! gen`, the demo, the simulators, the load generator and the benchmarks.
 //!
-//! At the default size it is the subdistrict of DESIGN.md exactly
+//! At the default size it is the fixture subdistrict of the design brief exactly
 //! (`fixtures/chongwen/` is seed 1): 崇文路街道 with 7 communities, 64 grids,
 //! 45 residential compounds, 24 bungalow areas, 2 markets, 15,270 households,
 //! 56,717 residents and 38 sampling sites. Larger sizes are several
@@ -30,7 +30,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::domain::{AreaPath, PersonId, RegisterRow};
 
-/// Residents of the default city, the subdistrict of DESIGN.md.
+/// Residents of the default city, the fixture subdistrict of the design brief.
 pub const DEFAULT_RESIDENTS: u64 = 56_717;
 
 // The default subdistrict's shape; other sizes scale these by residents.

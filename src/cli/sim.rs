@@ -4,7 +4,7 @@
 //! hours that sync after the close, retries that resend a batch, mistyped
 //! scans, visitors from elsewhere), and the small HTTP client both use.
 //!
-//! It talks to the server only through the contract (`API.md`), so it can be
+//! It talks to the server only through the contract (`docs/api.md`), so it can be
 //! pointed at any running rollcall. Depends on `domain` (the ID rules) and
 //! `synth` (generated cities); nothing in the server depends on it.
 

@@ -67,7 +67,7 @@ impl std::str::FromStr for RestoreOn {
     }
 }
 
-/// The policies of API.md "Policy".
+/// The policies of docs/api.md "Policy".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
     pub restore_on: RestoreOn,
@@ -295,7 +295,7 @@ impl Engine {
 
     /// Judges a batch of records in order, against the engine and the
     /// overlay of batches judged before it in the same group; accepted ones
-    /// are added to the overlay. Checks, in API.md's order after the
+    /// are added to the overlay. Checks, in docs/api.md's order after the
     /// syntactic ones: time, duplicate, site, pool size.
     pub fn judge_records(
         &self,

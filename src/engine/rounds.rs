@@ -18,7 +18,7 @@ pub enum RoundState {
     Missing,
 }
 
-/// The counts of API.md: `in_scope = sampled + made_up + exempt + missing`,
+/// The counts of docs/api.md: `in_scope = sampled + made_up + exempt + missing`,
 /// `late` being part of `sampled`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {

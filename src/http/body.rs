@@ -158,7 +158,7 @@ impl Fields {
         }
     }
 
-    /// The field as sent, `null` included: `null` is not a value (API.md),
+    /// The field as sent, `null` included: `null` is not a value (docs/api.md),
     /// so each accessor refuses it like any other wrong type.
     fn get(&mut self, k: &'static str) -> Option<&Value> {
         self.seen.push(k);

@@ -1,4 +1,4 @@
-//! The bootstrap admin token, at start-up (`API.md`, Roles): the token
+//! The bootstrap admin token, at start-up (`docs/api.md`, Roles): the token
 //! `ROLLCALL_ADMIN_TOKEN` gives is the bootstrap admin; a new value replaces
 //! it (the old one is revoked, both steps audited); a value that was revoked
 //! never works again and the server refuses to start; with no value and no

@@ -132,7 +132,7 @@ mod tests {
 
     #[test]
     fn dashboard_calls_only_the_public_api() {
-        // Every fetch goes through `api()`, with paths under /v1/ from API.md.
+        // Every fetch goes through `api()`, with paths under /v1/ from docs/api.md.
         assert_eq!(
             INDEX_HTML.matches("fetch(").count(),
             1,

@@ -1,4 +1,4 @@
-//! The HTTP API of `API.md`, on actix-web: thin handlers over the engine
+//! The HTTP API of `docs/api.md`, on actix-web: thin handlers over the engine
 //! (reads, on the engine's rayon pool), the store (writes, through its
 //! single writer) and the status cache (gate lookups).
 //!

@@ -1,4 +1,4 @@
-//! The OpenAPI 3.0 document of `API.md`, served at `/openapi.json` and browsed
+//! The OpenAPI 3.0 document of `docs/api.md`, served at `/openapi.json` and browsed
 //! with Swagger UI at `/docs`.
 //!
 //! Written out by hand as JSON (not derived from the handlers) because the

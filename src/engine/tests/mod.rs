@@ -1,4 +1,4 @@
-//! The engine's tests that span its files: every rule of API.md's
+//! The engine's tests that span its files: every rule of docs/api.md's
 //! "Sample-collection records", "Lab results", "Rounds", "Missing lists and
 //! coverage", "Exemptions", "Status" and "Policy" sections (`rules`), and a
 //! property test (`property`) driving the engine and a deliberately naive

@@ -1,4 +1,4 @@
-//! A deliberately naive model of the contract, written from API.md and the
+//! A deliberately naive model of the contract, written from docs/api.md and the
 //! conformance oracle's reading of it, not from the engine: plain maps,
 //! linear scans, every answer recomputed from the raw records on each call.
 //! Slow on purpose, so that it is obviously right; the property test checks
@@ -18,7 +18,7 @@
 //! - A clear undoes the single-tube positives applied before it in the log
 //!   (the oracle compares clock times, which only differs for events stamped
 //!   in the same millisecond).
-//! - Retention (API.md, Retention): before each event other than a register
+//! - Retention (docs/api.md, Retention): before each event other than a register
 //!   import, a tube whose every sample and report is older than the
 //!   acceptance window counted back from the whole hour of the latest event
 //!   time is forgotten: its ID, used again, is a new tube, and rounds created

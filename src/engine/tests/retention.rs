@@ -1,4 +1,4 @@
-//! Retention (API.md, Retention): tubes past the acceptance window leave
+//! Retention (docs/api.md, Retention): tubes past the acceptance window leave
 //! memory without changing any answer, a tube's result still reaches a
 //! member whose record comes later inside the window, and an archived round
 //! answers its counts, missing list, coverage and its people's statuses as
