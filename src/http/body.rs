@@ -99,23 +99,10 @@ pub async fn optional_json(
     })
 }
 
-/// A CSV body (`text/csv`), at most 8 MiB.
-pub async fn csv(req: &HttpRequest, payload: web::Payload) -> Result<Bytes, ApiError> {
-    let mt = media_type(req);
-    let bytes = read(payload).await?;
-    if !(mt == "text/csv" || mt == "application/csv" || mt == "text/plain") {
-        return Err(ApiError::new(
-            Code::UnsupportedMediaType,
-            "send the file as Content-Type: text/csv",
-        ));
-    }
-    Ok(bytes)
-}
-
 /// The media type of an XLSX workbook.
 pub const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
-/// A file upload: CSV (as [`csv`]) or an XLSX workbook, at most 8 MiB.
+/// A file upload: CSV (`text/csv`) or an XLSX workbook, at most 8 MiB.
 pub async fn table(
     req: &HttpRequest,
     payload: web::Payload,
