@@ -438,6 +438,13 @@ impl Store {
         self.call_blocking(|reply| Request::Snapshot { reply })
     }
 
+    /// Asks the writer for the periodic snapshot if one is due (an idle
+    /// server's; a busy one's writes prompt it). Never waits: with the
+    /// writer's queue full, a later call asks again.
+    pub fn snapshot_if_due(&self) {
+        drop(self.tx.try_send(Request::SnapshotIfDue));
+    }
+
     /// Requests waiting for the writer (for load shedding).
     pub fn queued(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()

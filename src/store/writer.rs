@@ -85,6 +85,9 @@ pub(super) enum Request {
     Snapshot {
         reply: Reply<SnapshotInfo>,
     },
+    /// Write a snapshot if one is due: the periodic snapshot of an idle
+    /// server, which no write would otherwise prompt.
+    SnapshotIfDue,
     /// Commit what came before, close the file, release the directory's
     /// lock, then answer.
     Close {
@@ -328,6 +331,10 @@ impl Writer {
                     drop(reply.send(self.snapshot()));
                     continue;
                 }
+                Request::SnapshotIfDue => {
+                    self.snapshot_if_due();
+                    continue;
+                }
                 Request::Close { reply } => {
                     closer = Some(reply);
                     break;
@@ -342,7 +349,8 @@ impl Writer {
                     Ok(
                         r @ (Request::Command { .. }
                         | Request::Close { .. }
-                        | Request::Snapshot { .. }),
+                        | Request::Snapshot { .. }
+                        | Request::SnapshotIfDue),
                     ) => {
                         next = Some(r);
                         break;
@@ -500,8 +508,11 @@ impl Writer {
             Request::MetaPut { key, value, reply } => {
                 group.jobs.push(Job::MetaPut { key, value, reply });
             }
-            Request::Command { .. } | Request::Close { .. } | Request::Snapshot { .. } => {
-                unreachable!("commands and closes never join a group")
+            Request::Command { .. }
+            | Request::Close { .. }
+            | Request::Snapshot { .. }
+            | Request::SnapshotIfDue => {
+                unreachable!("commands, snapshots and closes never join a group")
             }
         }
         Counters::time(&self.visible.counters.judge_ns, started);

@@ -372,3 +372,48 @@ async fn an_archived_round_answers_as_before_and_its_progress_is_gone() {
     let list = app.get("/v1/rounds", ADMIN).await.json();
     assert_eq!(list["rounds"][0]["state"], "archived");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_store_writes_its_periodic_snapshot_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(now0());
+    let options = StoreOptions {
+        snapshot_every: std::time::Duration::from_secs(2),
+        ..StoreOptions::default()
+    };
+    let (store, _engine) = open_with(dir.path(), &clock, Policy::default(), options);
+    store
+        .command(Command::Register((0..10).map(resident).collect()))
+        .await
+        .unwrap();
+    store
+        .records((0..10).map(|p| record(p, p, now0())).collect())
+        .await
+        .unwrap();
+    assert!(snapshots(dir.path()).is_empty(), "not due yet");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(
+        snapshots(dir.path()).is_empty(),
+        "no request came, so nothing prompted the writer"
+    );
+    // What the scheduler does once a minute.
+    store.snapshot_if_due();
+    for _ in 0..100 {
+        if !snapshots(dir.path()).is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        snapshots(dir.path()).len(),
+        1,
+        "the due snapshot was written"
+    );
+    store.snapshot_if_due();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        snapshots(dir.path()).len(),
+        1,
+        "nothing new since: no second snapshot"
+    );
+}
