@@ -57,8 +57,9 @@ fn media_type(req: &HttpRequest) -> String {
         .unwrap_or_default()
 }
 
-/// A JSON body: `application/json` (or `+json`), at most 8 MiB, well formed.
-pub async fn json(req: &HttpRequest, payload: web::Payload) -> Result<Value, ApiError> {
+/// A JSON body's bytes, unparsed: `application/json` (or `+json`), at most
+/// 8 MiB. For callers that parse it straight into their own types.
+pub async fn json_bytes(req: &HttpRequest, payload: web::Payload) -> Result<Bytes, ApiError> {
     let mt = media_type(req);
     let bytes = read(payload).await?;
     if !(mt == "application/json" || mt.ends_with("+json")) {
@@ -67,6 +68,12 @@ pub async fn json(req: &HttpRequest, payload: web::Payload) -> Result<Value, Api
             "send the body as Content-Type: application/json",
         ));
     }
+    Ok(bytes)
+}
+
+/// A JSON body: `application/json` (or `+json`), at most 8 MiB, well formed.
+pub async fn json(req: &HttpRequest, payload: web::Payload) -> Result<Value, ApiError> {
+    let bytes = json_bytes(req, payload).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
             Code::MalformedJson,

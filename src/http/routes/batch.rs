@@ -1,11 +1,14 @@
 //! What `POST /v1/records` and `POST /v1/results` share: the batch body's
 //! rules (an object holding exactly the array, 1 to [`MAX_BATCH`] items),
-//! the field check of one item, the split of a batch into the items that
+//! read straight from the body's bytes into borrowed items (no JSON tree,
+//! no string per field unless it held escapes), the field check of one item, the split of a batch into the items that
 //! parse and those refused, and the tally of the engine's verdicts into the
 //! answer's counts.
 
-use serde::Serialize;
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::engine::{RejectCode, Verdict};
 use crate::http::error::{ApiError, Code, ItemCode};
@@ -31,21 +34,382 @@ impl Rejected {
     }
 }
 
-/// The items of a batch body `{"<key>": [...]}`, under the contract's rules.
-pub fn batch_items(v: Value, key: &str) -> Result<Vec<Value>, ApiError> {
-    let Value::Object(mut map) = v else {
+/// A JSON string field as sent: borrowed from the body unless it held
+/// escapes; anything else (a number, `null`, an array, …) is `Other`.
+#[derive(Debug)]
+pub enum Field<'a> {
+    Str(Cow<'a, str>),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Field<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(FieldVisitor)
+    }
+}
+
+struct FieldVisitor;
+
+impl<'de> Visitor<'de> for FieldVisitor {
+    type Value = Field<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Field<'de>, E> {
+        Ok(Field::Str(Cow::Owned(v)))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Field<'de>, E> {
+        Ok(Field::Other)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Field<'de>, E> {
+        Ok(Field::Other)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Field<'de>, E> {
+        Ok(Field::Other)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Field<'de>, E> {
+        Ok(Field::Other)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Field<'de>, E> {
+        Ok(Field::Other)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Field<'de>, E> {
+        Ok(Field::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Field<'de>, A::Error> {
+        drain_seq(seq)?;
+        Ok(Field::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Field<'de>, A::Error> {
+        drain_map(map)?;
+        Ok(Field::Other)
+    }
+}
+
+/// An object key, borrowed from the body unless it held escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// Keeps the first key in a JSON object's key order (what a sorted map of
+/// the object would list first), so that the error names the same key
+/// whatever the order it was sent in.
+fn keep_least(least: &mut Option<String>, k: &str) {
+    if least.as_deref().is_none_or(|l| k < l) {
+        *least = Some(k.to_owned());
+    }
+}
+
+/// One item of a batch as sent, its known fields picked out of the body
+/// without building a tree: `fields[i]` is the value of `names[i]` (the
+/// last one sent, as with any JSON object).
+#[derive(Debug)]
+pub struct Item<'a> {
+    object: bool,
+    fields: [Option<Field<'a>>; MAX_FIELDS],
+    /// The first unknown key (in key order), if any.
+    unknown: Option<String>,
+}
+
+/// The most named fields an item kind has.
+const MAX_FIELDS: usize = 4;
+
+impl<'a> Item<'a> {
+    /// The field check of one item: an object whose keys are all in
+    /// `names[..required]` and all of those strings. The names past
+    /// `required` are picked out but unknown here (a scanner's record may
+    /// not name its site). Unknown keys are reported first, then the first
+    /// field in `names` order that is missing or not a string. Returns the
+    /// fields' values in `names` order (`""` past `required`).
+    pub fn check(
+        &self,
+        names: &[&str],
+        required: usize,
+    ) -> Result<[&str; MAX_FIELDS], (ItemCode, String)> {
+        if !self.object {
+            return Err((ItemCode::InvalidField, "the item must be an object".into()));
+        }
+        let mut unknown = self.unknown.as_deref();
+        for (name, f) in names.iter().zip(&self.fields).skip(required) {
+            if f.is_some() && unknown.is_none_or(|u| *name < u) {
+                unknown = Some(name);
+            }
+        }
+        if let Some(k) = unknown {
+            return Err((ItemCode::UnknownField, format!("unknown field `{k}`")));
+        }
+        let mut out = [""; MAX_FIELDS];
+        for (i, name) in names.iter().enumerate().take(required) {
+            match &self.fields[i] {
+                Some(Field::Str(s)) => out[i] = s,
+                _ => return Err((ItemCode::InvalidField, format!("`{name}` must be a string"))),
+            }
+        }
+        Ok(out)
+    }
+}
+
+struct ItemSeed {
+    names: &'static [&'static str],
+}
+
+impl<'de> DeserializeSeed<'de> for ItemSeed {
+    type Value = Item<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Item<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemSeed {
+    type Value = Item<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a batch item")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item<'de>, A::Error> {
+        let mut item = Item {
+            object: true,
+            fields: [None, None, None, None],
+            unknown: None,
+        };
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            if let Some(i) = self.names.iter().position(|n| *n == k) {
+                item.fields[i] = Some(map.next_value::<Field<'de>>()?);
+            } else {
+                keep_least(&mut item.unknown, &k);
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(item)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Item<'de>, A::Error> {
+        drain_seq(seq)?;
+        Ok(Item::not_object())
+    }
+    fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> Result<Item<'de>, E> {
+        Ok(Item::not_object())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Item<'de>, E> {
+        Ok(Item::not_object())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Item<'de>, E> {
+        Ok(Item::not_object())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Item<'de>, E> {
+        Ok(Item::not_object())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Item<'de>, E> {
+        Ok(Item::not_object())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Item<'de>, E> {
+        Ok(Item::not_object())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Item<'de>, E> {
+        Ok(Item::not_object())
+    }
+}
+
+impl Item<'_> {
+    fn not_object() -> Self {
+        Item {
+            object: false,
+            fields: [None, None, None, None],
+            unknown: None,
+        }
+    }
+}
+
+/// The array under the batch's key, item by item; `None` when the value
+/// is not an array.
+struct ItemsSeed {
+    names: &'static [&'static str],
+}
+
+impl<'de> DeserializeSeed<'de> for ItemsSeed {
+    type Value = Option<Vec<Item<'de>>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemsSeed {
+    type Value = Option<Vec<Item<'de>>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of items")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_BATCH));
+        while let Some(it) = seq.next_element_seed(ItemSeed { names: self.names })? {
+            items.push(it);
+        }
+        Ok(Some(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        drain_map(map)?;
+        Ok(None)
+    }
+    fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// The whole body as sent: whether it was an object, its first unknown
+/// key, and what its batch key held (absent: `None`; not an array:
+/// `Some(None)`).
+struct Body<'a> {
+    object: bool,
+    unknown: Option<String>,
+    items: Option<Option<Vec<Item<'a>>>>,
+}
+
+struct BodySeed {
+    key: &'static str,
+    names: &'static [&'static str],
+}
+
+impl BodySeed {
+    fn not_object<'a>() -> Body<'a> {
+        Body {
+            object: false,
+            unknown: None,
+            items: None,
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for BodySeed {
+    type Value = Body<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a batch body")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Body<'de>, A::Error> {
+        let mut body = Body {
+            object: true,
+            unknown: None,
+            items: None,
+        };
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            if k == self.key {
+                body.items = Some(map.next_value_seed(ItemsSeed { names: self.names })?);
+            } else {
+                keep_least(&mut body.unknown, &k);
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(body)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Body<'de>, A::Error> {
+        drain_seq(seq)?;
+        Ok(Self::not_object())
+    }
+    fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> Result<Body<'de>, E> {
+        Ok(Self::not_object())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Body<'de>, E> {
+        Ok(Self::not_object())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Body<'de>, E> {
+        Ok(Self::not_object())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Body<'de>, E> {
+        Ok(Self::not_object())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Body<'de>, E> {
+        Ok(Self::not_object())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Body<'de>, E> {
+        Ok(Self::not_object())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Body<'de>, E> {
+        Ok(Self::not_object())
+    }
+}
+
+/// The items of a batch body `{"<key>": [...]}` under the contract's rules,
+/// parsed straight from the body's bytes (well-formed JSON first: any
+/// syntax error is `malformed_json`, whatever else is wrong). `names` are
+/// the fields an item may hold, at most four.
+pub fn batch_items<'a>(
+    body: &'a [u8],
+    key: &'static str,
+    names: &'static [&'static str],
+) -> Result<Vec<Item<'a>>, ApiError> {
+    debug_assert!(names.len() <= MAX_FIELDS);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = Deserializer::deserialize_any(&mut de, BodySeed { key, names })
+        .and_then(|b| de.end().map(|()| b))
+        .map_err(|e| {
+            ApiError::new(
+                Code::MalformedJson,
+                format!("the body is not valid JSON: {e}"),
+            )
+        })?;
+    if !parsed.object {
         return Err(ApiError::new(
             Code::InvalidField,
             format!("the body must be an object holding `{key}`"),
         ));
-    };
-    if let Some(k) = map.keys().find(|k| k.as_str() != key) {
+    }
+    if let Some(k) = parsed.unknown {
         return Err(ApiError::new(
             Code::UnknownField,
             format!("unknown field `{k}`"),
         ));
     }
-    let Some(Value::Array(items)) = map.remove(key) else {
+    let Some(Some(items)) = parsed.items else {
         return Err(ApiError::new(
             Code::InvalidField,
             format!("`{key}` must be an array"),
@@ -63,34 +427,6 @@ pub fn batch_items(v: Value, key: &str) -> Result<Vec<Value>, ApiError> {
     Ok(items)
 }
 
-/// The field check of one item: an object whose keys are all known and
-/// whose required fields are strings. Unknown keys are reported first.
-pub fn item_fields<'a>(
-    item: &'a Value,
-    required: &[&str],
-    optional: &[&str],
-) -> Result<&'a Map<String, Value>, (ItemCode, String)> {
-    let Value::Object(m) = item else {
-        return Err((ItemCode::InvalidField, "the item must be an object".into()));
-    };
-    if let Some(k) = m
-        .keys()
-        .find(|k| !required.contains(&k.as_str()) && !optional.contains(&k.as_str()))
-    {
-        return Err((ItemCode::UnknownField, format!("unknown field `{k}`")));
-    }
-    for k in required.iter().chain(optional) {
-        let present = m.get(*k);
-        let must = required.contains(k);
-        match present {
-            Some(Value::String(_)) => {}
-            None if !must => {}
-            _ => return Err((ItemCode::InvalidField, format!("`{k}` must be a string"))),
-        }
-    }
-    Ok(m)
-}
-
 /// A batch's items split by their own parse: the items that parsed, each
 /// one's index in the batch, and those refused.
 pub struct Split<T> {
@@ -100,9 +436,9 @@ pub struct Split<T> {
 }
 
 /// Parses every item alone, in batch order; one bad item never blocks the rest.
-pub fn split<T>(
-    items: &[Value],
-    mut parse: impl FnMut(&Value) -> Result<T, (ItemCode, String)>,
+pub fn split<'a, T>(
+    items: &[Item<'a>],
+    mut parse: impl FnMut(&Item<'a>) -> Result<T, (ItemCode, String)>,
 ) -> Split<T> {
     let mut out = Split {
         good: Vec::with_capacity(items.len()),
@@ -168,3 +504,7 @@ pub fn reject(code: RejectCode) -> (ItemCode, &'static str) {
         ),
     }
 }
+
+#[cfg(test)]
+#[path = "batch_tests.rs"]
+mod tests;

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, post, web};
-use serde_json::{Map, Value};
 
 use crate::domain::{PersonId, Role, Timestamp, TubeId};
 use crate::engine::RecordItem;
@@ -13,35 +12,31 @@ use crate::http::AppState;
 use crate::http::auth::Principal;
 use crate::http::body;
 use crate::http::error::{ApiError, ItemCode};
-use crate::http::routes::batch::{Split, batch_items, item_fields, split, tally};
+use crate::http::routes::batch::{Item, Split, batch_items, split, tally};
 
-fn s<'a>(m: &'a Map<String, Value>, k: &str) -> &'a str {
-    m.get(k).and_then(Value::as_str).unwrap_or_default()
-}
+/// The fields a record may name, in the order their problems are reported;
+/// `site` only in an admin's record.
+const NAMES: &[&str] = &["person_id", "tube_id", "collected_at", "site"];
 
 pub fn parse_record(
-    item: &Value,
+    item: &Item<'_>,
     site: Option<&Arc<str>>,
 ) -> Result<RecordItem, (ItemCode, String)> {
     // An admin's record names its site; a scanner's must not (its token does).
-    let required: &[&str] = if site.is_none() {
-        &["person_id", "tube_id", "collected_at", "site"]
-    } else {
-        &["person_id", "tube_id", "collected_at"]
-    };
-    let m = item_fields(item, required, &[])?;
-    let person_id: PersonId = s(m, "person_id")
+    let required = if site.is_none() { 4 } else { 3 };
+    let [person_id, tube_id, collected_at, named_site] = item.check(NAMES, required)?;
+    let person_id: PersonId = person_id
         .parse()
         .map_err(|e| (ItemCode::InvalidPersonId, format!("{e}")))?;
-    let tube_id: TubeId = s(m, "tube_id")
+    let tube_id: TubeId = tube_id
         .parse()
         .map_err(|e| (ItemCode::InvalidTubeId, format!("{e}")))?;
-    let collected_at = Timestamp::parse(s(m, "collected_at"))
+    let collected_at = Timestamp::parse(collected_at)
         .map_err(|e| (ItemCode::InvalidTime, format!("collected_at: {e}")))?;
     let site = match site {
         Some(s) => s.clone(),
         None => {
-            let v = s(m, "site");
+            let v = named_site;
             if v.is_empty() || v.chars().count() > 64 {
                 return Err((
                     ItemCode::InvalidField,
@@ -67,7 +62,8 @@ pub async fn post(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     who.require(&[Role::Scanner, Role::Admin])?;
-    let items = batch_items(body::json(&req, payload).await?, "records")?;
+    let body = body::json_bytes(&req, payload).await?;
+    let items = batch_items(&body, "records", NAMES)?;
     let site = if who.role == Role::Scanner {
         Some(
             who.site

@@ -8,25 +8,23 @@ use crate::http::AppState;
 use crate::http::auth::Principal;
 use crate::http::body;
 use crate::http::error::{ApiError, ItemCode};
-use crate::http::routes::batch::{Split, batch_items, item_fields, split, tally};
+use crate::http::routes::batch::{Item, Split, batch_items, split, tally};
 
-pub fn parse_result(item: &serde_json::Value) -> Result<ResultItem, (ItemCode, String)> {
-    let m = item_fields(item, &["tube_id", "result", "reported_at"], &[])?;
-    let get = |k: &str| {
-        m.get(k)
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-    };
-    let tube_id: TubeId = get("tube_id")
+/// The fields a result names, in the order their problems are reported.
+const NAMES: &[&str] = &["tube_id", "result", "reported_at"];
+
+pub fn parse_result(item: &Item<'_>) -> Result<ResultItem, (ItemCode, String)> {
+    let [tube_id, result, reported_at, _] = item.check(NAMES, NAMES.len())?;
+    let tube_id: TubeId = tube_id
         .parse()
         .map_err(|e| (ItemCode::InvalidTubeId, format!("{e}")))?;
-    let result: TestResult = get("result").parse().map_err(|_| {
+    let result: TestResult = result.parse().map_err(|_| {
         (
             ItemCode::InvalidResult,
             "`result` must be negative or positive".to_owned(),
         )
     })?;
-    let reported_at = Timestamp::parse(get("reported_at"))
+    let reported_at = Timestamp::parse(reported_at)
         .map_err(|e| (ItemCode::InvalidTime, format!("reported_at: {e}")))?;
     Ok(ResultItem {
         tube_id,
@@ -43,7 +41,8 @@ pub async fn post(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     who.require(&[Role::Lab, Role::Admin])?;
-    let items = batch_items(body::json(&req, payload).await?, "results")?;
+    let body = body::json_bytes(&req, payload).await?;
+    let items = batch_items(&body, "results", NAMES)?;
     let Split {
         good,
         good_index,
