@@ -99,6 +99,15 @@ impl Tokens {
         self.by_hash.write().retain(|_, p| p.token_id != id);
     }
 
+    /// Whether a presented token is live and has one of `roles`, without
+    /// copying its principal (the gate lookups' fast path).
+    pub fn permits(&self, token: &str, roles: &[Role]) -> bool {
+        let h = self.hash(token);
+        let map = self.by_hash.read();
+        map.get_key_value(&h)
+            .is_some_and(|(k, p)| bool::from(k.ct_eq(&h)) && roles.contains(&p.role))
+    }
+
     /// The principal of a presented token, if it is live.
     pub fn lookup(&self, token: &str) -> Option<Principal> {
         let h = self.hash(token);
@@ -140,16 +149,20 @@ fn lookup(req: &HttpRequest) -> Result<Principal, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal(&"application state missing"))?;
-    let token = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+    let token = bearer(req.headers())
         .ok_or_else(|| ApiError::new(Code::Unauthorized, "send Authorization: Bearer <token>"))?;
     state
         .tokens
         .lookup(token)
         .ok_or_else(|| ApiError::new(Code::Unauthorized, "unknown or revoked token"))
+}
+
+/// The token of an `Authorization: Bearer <token>` header, if one is sent.
+pub fn bearer(headers: &actix_web::http::header::HeaderMap) -> Option<&str> {
+    headers
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
 }

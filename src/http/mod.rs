@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use actix_web::dev::ServiceResponse;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
@@ -175,6 +176,15 @@ impl StatusSource for EngineSource {
         self.engine.read().everyone()
     }
 }
+
+/// The headers every answer carries (HTML pages add their own
+/// `Content-Security-Policy`).
+const DEFAULT_HEADERS: &[(&str, &str)] = &[
+    ("cache-control", "no-store"),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+];
 
 /// The process-wide Prometheus recorder (a process has one global recorder;
 /// tests start several servers in one process and share it).
@@ -350,11 +360,9 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
             // On every response, errors and unknown paths included; HTML
             // pages add their own `Content-Security-Policy`.
             .wrap(
-                DefaultHeaders::new()
-                    .add(("Cache-Control", "no-store"))
-                    .add(("X-Content-Type-Options", "nosniff"))
-                    .add(("Referrer-Policy", "no-referrer"))
-                    .add(("X-Frame-Options", "DENY")),
+                DEFAULT_HEADERS
+                    .iter()
+                    .fold(DefaultHeaders::new(), |d, &h| d.add(h)),
             )
             .wrap_fn(|mut req, srv| {
                 use actix_web::dev::Service;
@@ -380,6 +388,18 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
                 }
             })
             .wrap(actix_web::middleware::from_fn(routes::audit::audit_denials))
+            // Outermost: a gate lookup that needs no routing is answered
+            // before any of the above (see `routes::status::fast`).
+            .wrap_fn(|req, srv| {
+                use actix_web::dev::Service;
+                use futures_util::future::{Either, FutureExt};
+                match routes::status::fast(req, DEFAULT_HEADERS) {
+                    Ok(fast) => Either::Left(fast.map(|r| r.map(ServiceResponse::map_into_right_body))),
+                    Err(req) => Either::Right(
+                        srv.call(req).map(|r| r.map(ServiceResponse::map_into_left_body)),
+                    ),
+                }
+            })
             .configure(routes::configure)
     })
     .workers(settings.workers)

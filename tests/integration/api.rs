@@ -613,6 +613,54 @@ async fn operations_endpoints_answer_and_every_response_is_no_store() {
     );
 }
 
+/// A gate lookup answered on the fast path (before routing) and the same
+/// lookup through the routed handler (an escaped character in the path
+/// makes the fast path pass it on) answer alike: body, headers, metrics;
+/// errors still come from the handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_lookup_answers_alike_on_the_fast_path_and_through_the_router() {
+    let app = spawn_app().await;
+    let (csv, people) = small_city(2);
+    app.register(&csv).await;
+    let (_, gate) = app.token("gate", None, None).await;
+    let (_, scanner) = app.token("scanner", Some("S01"), None).await;
+    let id = &people[0].0;
+    let (head, last) = id.split_at(id.len() - 1);
+    let escaped = format!("/v1/status/{head}%{:02X}", last.as_bytes()[0]);
+    for token in [gate.as_str(), ADMIN] {
+        let fast = app.status(token, id).await;
+        let routed = app.get(&escaped, token).await;
+        assert_eq!(fast.status, 200, "{}", fast.text());
+        assert_eq!(routed.status, 200, "{}", routed.text());
+        assert_eq!(fast.json(), routed.json());
+        for h in [
+            "content-type",
+            "cache-control",
+            "x-content-type-options",
+            "referrer-policy",
+            "x-frame-options",
+        ] {
+            assert_eq!(fast.headers.get(h), routed.headers.get(h), "{h}");
+            assert!(fast.headers.get(h).is_some(), "{h}");
+        }
+    }
+    // What the fast path passes on gets the contract's errors.
+    assert_eq!(app.status(&scanner, id).await.code(), "forbidden");
+    assert_eq!(app.status("not-a-token", id).await.code(), "unauthorized");
+    assert_eq!(app.status(&gate, "123").await.code(), "invalid_person_id");
+    let m = app
+        .req(reqwest::Method::GET, "/metrics", None, None)
+        .await
+        .text();
+    for want in [
+        r#"rollcall_http_requests_total{route="/v1/status/{person_id}",status="200"}"#,
+        r#"rollcall_http_requests_total{route="/v1/status/{person_id}",status="403"}"#,
+        "rollcall_gate_lookup_seconds_count",
+    ] {
+        assert!(m.contains(want), "{want} not in {m}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_answers_exactly_as_before() {
     let app = spawn_app().await;
