@@ -26,6 +26,68 @@ def wrk_line(line):
     return out
 
 
+def gate_rounds(d, what):
+    """The wrk lines of one kind, round by round (`wrk_gate_1`, … or the older `wrk_gate`)."""
+    keys = sorted(k for k in d if k == what or (k.startswith(what + "_") and k.rsplit("_", 1)[1].isdigit()))
+    return [wrk_line(d[k]["line"]) for k in keys]
+
+
+def summary(by):
+    """Issue 18's Done-when, one ratio a row, each against its anchor from the same run."""
+    rows = []
+    for size, d in sorted(by.items()):
+        ri, pg = d.get("rollcall_ingest"), d.get("pg_ingest")
+        if ri and pg:
+            for r in pg["results"]:
+                if r["kind"] == "copy":
+                    goal = "≥ 1.0× (aim 1.5×)" if r["streams"] > 1 else "—"
+                    rows.append((f"durable ingest over HTTP ÷ PostgreSQL `COPY`, {r['streams']} session(s) ({size:,} register)",
+                                 f"{fmt(ri['items_per_s'])}/s ÷ {fmt(r['rows_per_s'])}/s",
+                                 f"**{ri['items_per_s'] / r['rows_per_s']:.2f}×**", goal))
+        gates, pts = gate_rounds(d, "wrk_gate"), gate_rounds(d, "wrk_passthrough")
+        rb = d.get("redis_benchmark_get")
+        if gates and rb:
+            rps = float(rb["csv"].split(",")[1])
+            g = sum(x["requests/s"] for x in gates) / len(gates)
+            rows.append(("gate lookups (wrk -c64, mean of rounds) ÷ raw `redis-benchmark -t get`",
+                         f"{fmt(g)}/s ÷ {fmt(rps)}/s", f"**{g / rps:.2f}×**", "≥ 0.8×"))
+            if pts:
+                per = [a["requests/s"] / b["requests/s"] for a, b in zip(gates, pts)]
+                p = sum(x["requests/s"] for x in pts) / len(pts)
+                rows.append(("gate lookups ÷ the actix-web + Redis pass-through (same wrk script, rounds alternated)",
+                             f"{fmt(g)}/s ÷ {fmt(p)}/s (rounds: {', '.join(f'{x:.2f}' for x in per)})",
+                             f"**{g / p:.2f}×**", "≥ 0.95×"))
+                rows.append(("the pass-through itself ÷ raw `redis-benchmark -t get`", f"{fmt(p)}/s ÷ {fmt(rps)}/s",
+                             f"{p / rps:.2f}×", "(the ceiling)"))
+            worst = max(x["p99.9"] for x in gates)
+            rows.append(("gate p99.9 under wrk -c64 (worst round)", ", ".join(f"{x['p99.9']:.1f} ms" for x in gates),
+                         f"**{worst:.1f} ms**", "≤ 10 ms"))
+    base = by.get(0, {}).get("rollcall_empty", {}).get("rss_mb")
+    for size, d in sorted(by.items()):
+        rc = d.get("rollcall_close")
+        if rc and base is not None and size >= 10_000_000:
+            per_res = (rc["rss_register_mb"] - base) * 1048576 / size
+            rows.append((f"memory per resident at {size:,} (RSS with the register − empty server)",
+                         f"{fmt(rc['rss_register_mb'], ' MB')} − {fmt(base, ' MB')}", f"**{per_res:.0f} B**", "≤ 100 B"))
+            rows.append((f"round close at {size:,} over HTTP (compute + durable close + flips to the cache)",
+                         f"{rc['flipped']:,} flips", f"{rc['close_http_s']:.2f} s", "—"))
+    for key, name in (("criterion_close_and_coverage_10M", "close + coverage of every node"),
+                      ("criterion_close_10M_round_95pct_sampled", "close alone")):
+        c = by.get(10_000_000, {}).get(key)
+        if c:
+            rows.append((f"{name} of a 10 M round, compute (criterion, `cargo bench --bench engine`)", "mean",
+                         f"**{c['mean_s'] * 1000:.1f} ms**", "< 100 ms" if "coverage" in key else "—"))
+    print("## Summary: issue 18's Done-when\n")
+    if not rows:
+        print("Nothing of the Done-when was measured in this run.\n")
+        return
+    print("| what | measured | ratio / figure | target |")
+    print("|---|---|---:|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    print()
+
+
 def main() -> int:
     rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
     by = defaultdict(dict)
@@ -41,6 +103,8 @@ def main() -> int:
     if loads:
         print(f"Load average (1 min) seen at the start of each size: {', '.join(loads)}. ")
     print("Each size's figures, anchors included, come from one run of that size; raw numbers in `results.jsonl` (beside this file).\n")
+
+    summary(by)
 
     print("## Round close (missing set + coverage of every area node)\n")
     print("| residents | engine | load | anti-join (missing set) | coverage of every node | close | rollcall is faster by |")
@@ -110,11 +174,12 @@ def main() -> int:
         print("| what | lookups/s | p99 | ÷ raw Redis GET |")
         print("|---|---:|---:|---:|")
         print(f"| raw `redis-benchmark -t get`, 50 clients, no pipelining | {fmt(rps)} | {p99:.2f} ms | 1.00 |")
-        w = d.get("wrk_gate")
-        if w:
-            x = wrk_line(w["line"])
-            print(f"| rollcall `GET /v1/status/{{id}}` over HTTP from Redis, wrk -t2 -c64 | {fmt(x['requests/s'])} | "
-                  f"{x['p99']:.2f} ms | **{x['requests/s'] / rps:.2f}×** |")
+        for i, x in enumerate(gate_rounds(d, "wrk_passthrough"), 1):
+            print(f"| round {i}: the pass-through (`benches/passthrough`, one Redis GET), wrk -t2 -c64 | "
+                  f"{fmt(x['requests/s'])} | {x['p99']:.2f} ms (p99.9 {x['p99.9']:.2f} ms) | {x['requests/s'] / rps:.2f}× |")
+        for i, x in enumerate(gate_rounds(d, "wrk_gate"), 1):
+            print(f"| round {i}: rollcall `GET /v1/status/{{id}}` over HTTP from Redis, wrk -t2 -c64 | {fmt(x['requests/s'])} | "
+                  f"{x['p99']:.2f} ms (p99.9 {x['p99.9']:.2f} ms) | **{x['requests/s'] / rps:.2f}×** |")
         lg = d.get("rollcall_load_gate")
         if lg:
             print(f"| the same through `rollcall load --mode gate`, 64 connections | {fmt(lg['items_per_s'])} | "
@@ -126,10 +191,11 @@ def main() -> int:
                   f"{fmt(lg['items_per_s'])} | {lg['latency']['p99_ms']:.2f} ms | — |")
         print()
         cpu = []
-        w = d.get("wrk_gate")
-        if w and w.get("server_cpu_s") is not None:
-            n = wrk_line(w["line"])["requests/s"] * w["seconds"]
-            cpu.append(f"server CPU per lookup under wrk: {w['server_cpu_s'] * 1e6 / n:.0f} µs")
+        for k in sorted(k for k in d if k.startswith("wrk_gate")):
+            w = d[k]
+            if w.get("server_cpu_s") is not None:
+                n = wrk_line(w["line"])["requests/s"] * w["seconds"]
+                cpu.append(f"server CPU per lookup under wrk ({k}): {w['server_cpu_s'] * 1e6 / n:.0f} µs")
         if lg := d.get("rollcall_load_gate"):
             if lg.get("server_cpu_s") is not None:
                 cpu.append(f"under `rollcall load`: server {lg['server_cpu_s'] * 1e6 / max(lg['items'], 1):.0f} µs, "

@@ -19,6 +19,16 @@
 # and INSERT (500 rows per commit), and gate lookups through HTTP from Redis
 # against raw `redis-benchmark -t get` on the same private Redis.
 #
+# Gate lookups are also compared with the ceiling: benches/passthrough, an
+# actix-web server doing one Redis GET per request, on the same Redis (its
+# keys are the IDs, each holding one of rollcall's values), with the same wrk
+# script; the runs alternate (ROUNDS of each, 2 by default).
+# With CLOSE_BENCH=1, also the engine's criterion bench of the 10 M close
+# (`close_and_coverage_10M`: compute only, no HTTP), for the summary.
+#
+# The summary at the end (results.md's first table) gives every ratio of
+# issue 18's Done-when.
+#
 # Environment: WORK (scratch, default /tmp/rollcall-compare), SEED (1),
 # FRACTION (0.95), CONCURRENCY (ingest connections, 4), INGEST_SECONDS (20),
 # GATE_RATE (a second paced gate rate, 5000),
@@ -42,9 +52,11 @@ PG_ROWS=${PG_ROWS:-500000}
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(1000000 10000000)
 bin=${BIN:-$root/target/release/rollcall}
+passthrough=${PASSTHROUGH:-$root/target/release/examples/passthrough}
+ROUNDS=${ROUNDS:-2}
 ADMIN=compare-admin-token-0123456789abcdef0123456789
 
-[ -n "${SKIP_BUILD:-}" ] || (cd "$root" && cargo build --release --locked)
+[ -n "${SKIP_BUILD:-}" ] || (cd "$root" && cargo build --release --locked && cargo build --release --locked --example passthrough)
 python3 -c 'import duckdb' 2>/dev/null || pip install duckdb
 for c in psql redis-server redis-benchmark wrk curl; do
   command -v $c >/dev/null || { echo "needs $c" >&2; exit 1; }
@@ -84,8 +96,10 @@ stop_server() {
   SERVER_PID=
 }
 REDIS_PID=
+PT_PID=
 cleanup() {
   stop_server
+  [ -z "$PT_PID" ] || kill "$PT_PID" 2>/dev/null || true
   [ -z "$REDIS_PID" ] || kill "$REDIS_PID" 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -208,9 +222,21 @@ for N in "${sizes[@]}"; do
     keys=$(redis-cli -p "$rport" dbsize)
     rb=$(redis-benchmark -p "$rport" -t get -n 1000000 -r 1000000 -c 50 --csv | grep '^"GET"')
     emit "{\"size\":$N,\"what\":\"redis_benchmark_get\",\"r\":{\"keys\":$keys,\"csv\":\"$(echo "$rb" | tr -d '"')\"}}"
-    c0=$(cpu_s)
-    w=$(wrk -t2 -c64 -d"${GATE_SECONDS}s" -s "$root/benches/gate/status.lua" "http://127.0.0.1:$PORT" -- "$gate" "$city/ids.txt" | tail -1)
-    emit "{\"size\":$N,\"what\":\"wrk_gate\",\"r\":{\"line\":\"$w\",\"seconds\":$GATE_SECONDS},\"server_cpu_s\":$(python3 -c "print(round($(cpu_s) - $c0, 2))")}"
+    # The pass-through's keys: every ID, holding one of rollcall's values.
+    python3 "$here/fill_ids.py" "$city/ids.txt" "$rport"
+    pport=$(free_port)
+    "$passthrough" "127.0.0.1:$pport" "redis://127.0.0.1:$rport" 2 >"$WORK/passthrough.log" 2>&1 &
+    PT_PID=$!
+    until curl -s -o /dev/null "http://127.0.0.1:$pport/v1/status/x"; do sleep 0.05; done
+    for i in $(seq "$ROUNDS"); do
+      w=$(wrk -t2 -c64 -d"${GATE_SECONDS}s" -s "$root/benches/gate/status.lua" "http://127.0.0.1:$pport" -- none "$city/ids.txt" | tail -1)
+      emit "{\"size\":$N,\"what\":\"wrk_passthrough_$i\",\"r\":{\"line\":\"$w\",\"seconds\":$GATE_SECONDS}}"
+      c0=$(cpu_s)
+      w=$(wrk -t2 -c64 -d"${GATE_SECONDS}s" -s "$root/benches/gate/status.lua" "http://127.0.0.1:$PORT" -- "$gate" "$city/ids.txt" | tail -1)
+      emit "{\"size\":$N,\"what\":\"wrk_gate_$i\",\"r\":{\"line\":\"$w\",\"seconds\":$GATE_SECONDS},\"server_cpu_s\":$(python3 -c "print(round($(cpu_s) - $c0, 2))")}"
+    done
+    kill "$PT_PID" 2>/dev/null || true
+    wait "$PT_PID" 2>/dev/null || true
     timed_load "$WORK/gate.json" --mode gate --target "http://127.0.0.1:$PORT" --token "$gate" --ids "$city/ids.txt" \
       --flat-out --concurrency 64 --duration "$GATE_SECONDS"
     emit "{\"size\":$N,\"what\":\"rollcall_load_gate\",\"r\":$(cat "$WORK/gate.json"),\"server_cpu_s\":$SRV_CPU,\"load_cpu_s\":$GEN_CPU}"
@@ -226,6 +252,17 @@ for N in "${sizes[@]}"; do
   fi
 done
 
+if [ -n "${CLOSE_BENCH:-}" ]; then
+  echo "-- the engine's close of a 10 M round (criterion)"
+  (cd "$root" && cargo bench --bench engine -- --warm-up-time 1 --measurement-time 5 close_and_coverage_10M close_10M_round)
+  for b in close_and_coverage_10M close_10M_round_95pct_sampled; do
+    est=$root/target/criterion/engine/$b/new/estimates.json
+    [ -f "$est" ] && emit "{\"size\":10000000,\"what\":\"criterion_$b\",\"r\":{\"mean_s\":$(python3 -c "import json;print(json.load(open('$est'))['mean']['point_estimate']/1e9)")}}"
+  done
+fi
+
 cp "$raw" "$here/results.jsonl"
 python3 "$here/report.py" "$raw" >"$here/results.md"
 echo "wrote $here/results.md"
+# The summary: every ratio of issue 18's Done-when.
+sed -n '/^## Summary/,/^## Round close/p' "$here/results.md" | sed '$d'

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use rusqlite::{Connection, params};
 
-use crate::engine::{Event, RecordItem};
+use crate::engine::{Event, RecordItem, ResultItem};
 
 /// Records per `INSERT` statement on the hot path. One statement with many
 /// `VALUES` rows costs far less than as many one-row statements (one
@@ -27,6 +27,22 @@ static INSERT_RECORDS: LazyLock<String> = LazyLock::new(|| {
             sql.push(',');
         }
         sql.push_str("(?,?,?,?,?,?)");
+    }
+    sql
+});
+
+const INSERT_RESULT: &str = "INSERT INTO results
+    (seq, tube_id, result, reported_at, arrived_at) VALUES (?1, ?2, ?3, ?4, ?5)";
+
+/// Results per `INSERT` statement, packed like records (64 × 5 parameters).
+static INSERT_RESULTS: LazyLock<String> = LazyLock::new(|| {
+    let mut sql =
+        String::from("INSERT INTO results (seq, tube_id, result, reported_at, arrived_at) VALUES ");
+    for i in 0..RECORDS_PER_INSERT {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?,?,?,?,?)");
     }
     sql
 });
@@ -88,19 +104,7 @@ pub fn write_event(conn: &Connection, seq: u64, event: &Event) -> rusqlite::Resu
             write_records(conn, seq, arrived_at.as_millis(), items)?;
         }
         Event::Results { arrived_at, items } => {
-            let mut st = conn.prepare_cached(
-                "INSERT INTO results (seq, tube_id, result, reported_at, arrived_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for it in items {
-                st.execute(params![
-                    seq,
-                    it.tube_id.as_str(),
-                    it.result.as_str(),
-                    it.reported_at.as_millis(),
-                    arrived_at.as_millis()
-                ])?;
-            }
+            write_results(conn, seq, arrived_at.as_millis(), items)?;
         }
         Event::RoundCreate(spec) => {
             let scope: Vec<&str> = spec
@@ -203,6 +207,44 @@ fn write_records(
                 it.tube_id.as_str(),
                 &*it.site,
                 it.collected_at.as_millis(),
+                arrived_at
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// A batch of results: 64 rows per prepared statement, the rest one by one.
+fn write_results(
+    conn: &Connection,
+    seq: i64,
+    arrived_at: i64,
+    items: &[ResultItem],
+) -> rusqlite::Result<()> {
+    let mut chunks = items.chunks_exact(RECORDS_PER_INSERT);
+    if chunks.len() > 0 {
+        let mut st = conn.prepare_cached(&INSERT_RESULTS)?;
+        for chunk in &mut chunks {
+            for (i, it) in chunk.iter().enumerate() {
+                let b = i * 5;
+                st.raw_bind_parameter(b + 1, seq)?;
+                st.raw_bind_parameter(b + 2, it.tube_id.as_str())?;
+                st.raw_bind_parameter(b + 3, it.result.as_str())?;
+                st.raw_bind_parameter(b + 4, it.reported_at.as_millis())?;
+                st.raw_bind_parameter(b + 5, arrived_at)?;
+            }
+            st.raw_execute()?;
+        }
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut st = conn.prepare_cached(INSERT_RESULT)?;
+        for it in rest {
+            st.execute(params![
+                seq,
+                it.tube_id.as_str(),
+                it.result.as_str(),
+                it.reported_at.as_millis(),
                 arrived_at
             ])?;
         }

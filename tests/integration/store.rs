@@ -338,6 +338,46 @@ pub(crate) async fn drive_a_campaign(store: &Store, clock: &ManualClock) {
     store.meta_put("cache_key", "abc").await.unwrap();
 }
 
+/// Results are written 64 rows to a statement and the rest one by one: a
+/// batch of 130 (two packed statements and two single rows) replays whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_results_batch_is_written_packed_and_replays_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(now0());
+    let (store, engine) = open(dir.path(), &clock);
+    let now = clock.now();
+    store
+        .command(Command::Register((0..130).map(resident).collect()))
+        .await
+        .unwrap();
+    let records = (0..130).map(|i| record(i, i, now.plus_millis(-HOUR)));
+    store.records(records.collect()).await.unwrap();
+    let results: Vec<ResultItem> = (0..130)
+        .map(|i| {
+            result(
+                i,
+                [TestResult::Negative, TestResult::Positive][(i % 2) as usize],
+                now,
+            )
+        })
+        .collect();
+    let out = store.results(results.clone()).await.unwrap();
+    assert!(
+        out.verdicts
+            .iter()
+            .all(|v| matches!(v, Verdict::Accepted { .. }))
+    );
+    let before = engine.read().digest(now);
+    drop(store);
+    drop(engine);
+    remove_snapshots(dir.path());
+    let (store, engine) = open(dir.path(), &clock);
+    assert_eq!(store.replay_stats().results, 130);
+    assert_eq!(engine.read().digest(now), before, "replayed engine differs");
+    let again = store.results(results).await.unwrap();
+    assert!(again.verdicts.iter().all(|v| *v == Verdict::Duplicate));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_rebuilds_the_same_engine() {
     let dir = tempfile::tempdir().unwrap();
