@@ -150,7 +150,7 @@ pub struct Item<'a> {
 /// The most named fields an item kind has.
 const MAX_FIELDS: usize = 4;
 
-impl<'a> Item<'a> {
+impl Item<'_> {
     /// The field check of one item: an object whose keys are all in
     /// `names[..required]` and all of those strings. The names past
     /// `required` are picked out but unknown here (a scanner's record may
@@ -307,12 +307,12 @@ impl<'de> Visitor<'de> for ItemsSeed {
 }
 
 /// The whole body as sent: whether it was an object, its first unknown
-/// key, and what its batch key held (absent: `None`; not an array:
-/// `Some(None)`).
+/// key, and the array its batch key held (`None`: absent or not an array,
+/// which the contract answers alike).
 struct Body<'a> {
     object: bool,
     unknown: Option<String>,
-    items: Option<Option<Vec<Item<'a>>>>,
+    items: Option<Vec<Item<'a>>>,
 }
 
 struct BodySeed {
@@ -343,7 +343,7 @@ impl<'de> Visitor<'de> for BodySeed {
         };
         while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
             if k == self.key {
-                body.items = Some(map.next_value_seed(ItemsSeed { names: self.names })?);
+                body.items = map.next_value_seed(ItemsSeed { names: self.names })?;
             } else {
                 keep_least(&mut body.unknown, &k);
                 map.next_value::<IgnoredAny>()?;
@@ -409,7 +409,7 @@ pub fn batch_items<'a>(
             format!("unknown field `{k}`"),
         ));
     }
-    let Some(Some(items)) = parsed.items else {
+    let Some(items) = parsed.items else {
         return Err(ApiError::new(
             Code::InvalidField,
             format!("`{key}` must be an array"),
