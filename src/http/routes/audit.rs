@@ -121,8 +121,7 @@ pub async fn list(
 // This file's endpoints: the route table's entries and their OpenAPI operations.
 // ---------------------------------------------------------------------------
 
-/// `GET /v1/audit`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `GET /v1/audit`: read the audit log.
 pub const LIST: Endpoint = Endpoint::new(
     "GET",
     "/v1/audit",

@@ -21,7 +21,7 @@ use crate::http::openapi::build::{
 use crate::http::routes::Endpoint;
 use crate::http::routes::residents;
 use crate::http::{
-    AppState,
+    AppState, WriteGuard,
     routes::audit::{record, record_about},
 };
 use serde_json::Value;
@@ -56,6 +56,36 @@ fn unknown_exemption() -> ApiError {
     ApiError::new(Code::UnknownExemption, "no such exemption")
 }
 
+/// Makes `command` durable (admitted as a write) and waits until the status
+/// changes it caused are in the gates' cache; returns what the engine
+/// prepared and the admission, which the caller holds while it audits.
+async fn write(state: &AppState, command: Command) -> Result<(Prepared, WriteGuard<'_>), ApiError> {
+    let admitted = state.admit_write()?;
+    let out = state.store.command(command).await?;
+    state.cache.flushed(out.ticket).await;
+    Ok((out.prepared, admitted))
+}
+
+/// Audits `action` on one exemption, named by its id.
+async fn audit_one(
+    state: &AppState,
+    who: &Principal,
+    action: AuditAction,
+    area: Option<String>,
+    id: u32,
+) -> Result<(), ApiError> {
+    record_about(
+        state,
+        who,
+        action,
+        area,
+        None,
+        Some(1),
+        Some(id.to_string()),
+    )
+    .await
+}
+
 pub async fn create(
     state: web::Data<AppState>,
     who: Principal,
@@ -83,31 +113,21 @@ pub async fn create(
         ));
     }
     let area = require_person_in_scope(&state, &who, person_id, residents::unknown).await?;
-    let _w = state.admit_write()?;
-    let out = state
-        .store
-        .command(Command::ExemptionCreate {
+    let (prepared, _w) = write(
+        &state,
+        Command::ExemptionCreate {
             person_id,
             reason,
             from,
             until,
             note: note.clone(),
-        })
-        .await?;
-    let Prepared::ExemptionId(id) = out.prepared else {
-        return Err(ApiError::internal(&"exemption create returned no id"));
-    };
-    state.cache.flushed(out.ticket).await;
-    record_about(
-        &state,
-        &who,
-        AuditAction::ExemptionCreate,
-        area,
-        None,
-        Some(1),
-        Some(id.to_string()),
+        },
     )
     .await?;
+    let Prepared::ExemptionId(id) = prepared else {
+        return Err(ApiError::internal(&"exemption create returned no id"));
+    };
+    audit_one(&state, &who, AuditAction::ExemptionCreate, area, id).await?;
     Ok(HttpResponse::Created().json(json!({
         "id": id.to_string(),
         "person_id": person_id.to_string(),
@@ -136,19 +156,8 @@ pub async fn delete(
         .await?
         .ok_or_else(unknown_exemption)?;
     let area = require_person_in_scope(&state, &who, person, unknown_exemption).await?;
-    let _w = state.admit_write()?;
-    let out = state.store.command(Command::ExemptionDelete { id }).await?;
-    state.cache.flushed(out.ticket).await;
-    record_about(
-        &state,
-        &who,
-        AuditAction::ExemptionDelete,
-        area,
-        None,
-        Some(1),
-        Some(id.to_string()),
-    )
-    .await?;
+    let (_, _w) = write(&state, Command::ExemptionDelete { id }).await?;
+    audit_one(&state, &who, AuditAction::ExemptionDelete, area, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -237,12 +246,10 @@ pub async fn import(
     let ids = if rows.is_empty() {
         Vec::new()
     } else {
-        let _w = state.admit_write()?;
-        let out = state.store.command(Command::ExemptionImport(rows)).await?;
-        let Prepared::ExemptionIds(ids) = out.prepared else {
+        let (prepared, _w) = write(&state, Command::ExemptionImport(rows)).await?;
+        let Prepared::ExemptionIds(ids) = prepared else {
             return Err(ApiError::internal(&"exemption import returned no ids"));
         };
-        state.cache.flushed(out.ticket).await;
         ids
     };
     let area = who.area.as_ref().map(AreaPath::to_string);
@@ -311,8 +318,7 @@ pub async fn list(
 // This file's endpoints: the route table's entries and their OpenAPI operations.
 // ---------------------------------------------------------------------------
 
-/// `POST /v1/exemptions`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `POST /v1/exemptions`: grant an exemption.
 pub const CREATE: Endpoint = Endpoint::new(
     "POST",
     "/v1/exemptions",
@@ -321,8 +327,7 @@ pub const CREATE: Endpoint = Endpoint::new(
     create_exemption_doc,
 );
 
-/// `POST /v1/exemptions/import`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `POST /v1/exemptions/import`: import a list of exemptions (CSV or XLSX).
 pub const IMPORT: Endpoint = Endpoint::new(
     "POST",
     "/v1/exemptions/import",
@@ -331,8 +336,7 @@ pub const IMPORT: Endpoint = Endpoint::new(
     import_exemptions_doc,
 );
 
-/// `GET /v1/exemptions`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `GET /v1/exemptions`: list the exemptions in force.
 pub const LIST: Endpoint = Endpoint::new(
     "GET",
     "/v1/exemptions",
@@ -341,8 +345,7 @@ pub const LIST: Endpoint = Endpoint::new(
     list_exemptions_doc,
 );
 
-/// `DELETE /v1/exemptions/{id}`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `DELETE /v1/exemptions/{id}`: delete an exemption.
 pub const DELETE: Endpoint = Endpoint::new(
     "DELETE",
     "/v1/exemptions/{id}",

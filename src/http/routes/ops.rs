@@ -95,8 +95,7 @@ pub async fn docs_redirect() -> HttpResponse {
 // This file's endpoints: the route table's entries and their OpenAPI operations.
 // ---------------------------------------------------------------------------
 
-/// `GET /healthz`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `GET /healthz`: liveness.
 pub const HEALTHZ: Endpoint = Endpoint::new(
     "GET",
     "/healthz",
@@ -105,8 +104,7 @@ pub const HEALTHZ: Endpoint = Endpoint::new(
     healthz_doc,
 );
 
-/// `GET /readyz`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `GET /readyz`: readiness.
 pub const READYZ: Endpoint = Endpoint::new(
     "GET",
     "/readyz",
@@ -115,8 +113,7 @@ pub const READYZ: Endpoint = Endpoint::new(
     readyz_doc,
 );
 
-/// `GET /metrics`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `GET /metrics`: Prometheus metrics.
 pub const METRICS: Endpoint = Endpoint::new(
     "GET",
     "/metrics",
@@ -125,8 +122,7 @@ pub const METRICS: Endpoint = Endpoint::new(
     metrics_doc,
 );
 
-/// `GET /openapi.json`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `GET /openapi.json`: the OpenAPI document.
 pub const OPENAPI: Endpoint = Endpoint::new(
     "GET",
     "/openapi.json",
@@ -135,8 +131,7 @@ pub const OPENAPI: Endpoint = Endpoint::new(
     openapi_doc,
 );
 
-/// `GET /`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `GET /`: officials' dashboard.
 pub const DASHBOARD: Endpoint = Endpoint::new(
     "GET",
     "/",
@@ -145,8 +140,7 @@ pub const DASHBOARD: Endpoint = Endpoint::new(
     dashboard_doc,
 );
 
-/// `GET /docs`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `GET /docs`: Swagger UI (redirect).
 pub const DOCS_REDIRECT: Endpoint = Endpoint::new(
     "GET",
     "/docs",
@@ -155,8 +149,7 @@ pub const DOCS_REDIRECT: Endpoint = Endpoint::new(
     docs_redirect_doc,
 );
 
-/// `GET /docs/{file}`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `GET /docs/{file}`: Swagger UI.
 pub const DOCS_FILE: Endpoint = Endpoint::new(
     "GET",
     super::UI_FILE,

@@ -113,8 +113,7 @@ pub async fn post(
 // This file's endpoints: the route table's entries and their OpenAPI operations.
 // ---------------------------------------------------------------------------
 
-/// `POST /v1/records`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `POST /v1/records`: upload sample-collection records.
 pub const POST: Endpoint = Endpoint::new(
     "POST",
     "/v1/records",

@@ -100,8 +100,7 @@ pub async fn heads(
 // This file's endpoints: the route table's entries and their OpenAPI operations.
 // ---------------------------------------------------------------------------
 
-/// `POST /v1/register`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `POST /v1/register`: import the register (CSV or XLSX).
 pub const REGISTER: Endpoint = Endpoint::new(
     "POST",
     "/v1/register",
@@ -110,8 +109,7 @@ pub const REGISTER: Endpoint = Endpoint::new(
     import_register_doc,
 );
 
-/// `POST /v1/heads`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `POST /v1/heads`: import the responsible heads (CSV or XLSX).
 pub const HEADS: Endpoint = Endpoint::new(
     "POST",
     "/v1/heads",

@@ -205,8 +205,7 @@ fn xlsx_bytes(missers: &Missers) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> 
 // This file's endpoints: the route table's entries and their OpenAPI operations.
 // ---------------------------------------------------------------------------
 
-/// `GET /v1/repeat-missing`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `GET /v1/repeat-missing`: who misses round after round.
 pub const LIST: Endpoint = Endpoint::new(
     "GET",
     "/v1/repeat-missing",

@@ -146,8 +146,7 @@ pub async fn clear(
 // This file's endpoints: the route table's entries and their OpenAPI operations.
 // ---------------------------------------------------------------------------
 
-/// `GET /v1/residents/{person_id}`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `GET /v1/residents/{person_id}`: look up a resident.
 pub const GET: Endpoint = Endpoint::new(
     "GET",
     "/v1/residents/{person_id}",
@@ -156,8 +155,7 @@ pub const GET: Endpoint = Endpoint::new(
     get_resident_doc,
 );
 
-/// `DELETE /v1/residents/{person_id}`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `DELETE /v1/residents/{person_id}`: move a resident out.
 pub const DELETE: Endpoint = Endpoint::new(
     "DELETE",
     "/v1/residents/{person_id}",
@@ -166,8 +164,7 @@ pub const DELETE: Endpoint = Endpoint::new(
     delete_resident_doc,
 );
 
-/// `POST /v1/residents/{person_id}/clear`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `POST /v1/residents/{person_id}/clear`: clear a `positive`.
 pub const CLEAR: Endpoint = Endpoint::new(
     "POST",
     "/v1/residents/{person_id}/clear",

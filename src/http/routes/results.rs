@@ -77,8 +77,7 @@ pub async fn post(
 // This file's endpoints: the route table's entries and their OpenAPI operations.
 // ---------------------------------------------------------------------------
 
-/// `POST /v1/results`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `POST /v1/results`: upload lab results.
 pub const POST: Endpoint = Endpoint::new(
     "POST",
     "/v1/results",

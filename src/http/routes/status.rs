@@ -32,8 +32,7 @@ pub async fn get(
 // This file's endpoints: the route table's entries and their OpenAPI operations.
 // ---------------------------------------------------------------------------
 
-/// `GET /v1/status/{person_id}`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `GET /v1/status/{person_id}`: a person's gate status.
 pub const GET: Endpoint = Endpoint::new(
     "GET",
     "/v1/status/{person_id}",

@@ -164,8 +164,7 @@ pub async fn list(state: web::Data<AppState>, who: Principal) -> Result<HttpResp
 // This file's endpoints: the route table's entries and their OpenAPI operations.
 // ---------------------------------------------------------------------------
 
-/// `POST /v1/tokens`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `POST /v1/tokens`: issue a token.
 pub const CREATE: Endpoint = Endpoint::new(
     "POST",
     "/v1/tokens",
@@ -174,8 +173,7 @@ pub const CREATE: Endpoint = Endpoint::new(
     create_token_doc,
 );
 
-/// `GET /v1/tokens`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `GET /v1/tokens`: list tokens.
 pub const LIST: Endpoint = Endpoint::new(
     "GET",
     "/v1/tokens",
@@ -184,8 +182,7 @@ pub const LIST: Endpoint = Endpoint::new(
     list_tokens_doc,
 );
 
-/// `DELETE /v1/tokens/{id}`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `DELETE /v1/tokens/{id}`: revoke a token.
 pub const REVOKE: Endpoint = Endpoint::new(
     "DELETE",
     "/v1/tokens/{id}",

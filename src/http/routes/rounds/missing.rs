@@ -179,8 +179,7 @@ fn grid_summary(e: &Engine, round: u32, node: Option<u32>) -> Vec<(String, Count
 // This file's endpoints: the route table's entries and their OpenAPI operations.
 // ---------------------------------------------------------------------------
 
-/// `GET /v1/rounds/{id}/missing`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `GET /v1/rounds/{id}/missing`: who is still missing.
 pub const MISSING: Endpoint = Endpoint::new(
     "GET",
     "/v1/rounds/{id}/missing",

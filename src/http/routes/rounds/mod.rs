@@ -378,8 +378,7 @@ pub async fn progress(
 // This file's endpoints: the route table's entries and their OpenAPI operations.
 // ---------------------------------------------------------------------------
 
-/// `POST /v1/rounds`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `POST /v1/rounds`: create a round.
 pub const CREATE: Endpoint = Endpoint::new(
     "POST",
     "/v1/rounds",
@@ -388,8 +387,7 @@ pub const CREATE: Endpoint = Endpoint::new(
     create_round_doc,
 );
 
-/// `GET /v1/rounds`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `GET /v1/rounds`: list rounds.
 pub const LIST: Endpoint = Endpoint::new(
     "GET",
     "/v1/rounds",
@@ -398,8 +396,7 @@ pub const LIST: Endpoint = Endpoint::new(
     list_rounds_doc,
 );
 
-/// `GET /v1/rounds/{id}`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `GET /v1/rounds/{id}`: read a round.
 pub const GET: Endpoint = Endpoint::new(
     "GET",
     "/v1/rounds/{id}",
@@ -408,8 +405,7 @@ pub const GET: Endpoint = Endpoint::new(
     get_round_doc,
 );
 
-/// `POST /v1/rounds/{id}/close`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `POST /v1/rounds/{id}/close`: close a round now.
 pub const CLOSE: Endpoint = Endpoint::new(
     "POST",
     "/v1/rounds/{id}/close",
@@ -418,8 +414,7 @@ pub const CLOSE: Endpoint = Endpoint::new(
     close_round_doc,
 );
 
-/// `GET /v1/rounds/{id}/coverage`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `GET /v1/rounds/{id}/coverage`: coverage by area.
 pub const COVERAGE: Endpoint = Endpoint::new(
     "GET",
     "/v1/rounds/{id}/coverage",
@@ -428,8 +423,7 @@ pub const COVERAGE: Endpoint = Endpoint::new(
     coverage_doc,
 );
 
-/// `GET /v1/rounds/{id}/progress`: its roles (the handler's permission check), its
-/// handler and its operation.
+/// `GET /v1/rounds/{id}/progress`: samples by hour.
 pub const PROGRESS: Endpoint = Endpoint::new(
     "GET",
     "/v1/rounds/{id}/progress",
