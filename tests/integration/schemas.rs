@@ -17,14 +17,47 @@ const HOUR: i64 = 3_600_000;
 const A: &str = "崇文路街道/学院社区";
 const B: &str = "崇文路街道/南苑社区";
 
-/// OpenAPI 3.0's `nullable` as JSON Schema says it: `null` is one more type
-/// (or one more value of an `enum`); a `nullable` schema without `type`
-/// (an `allOf` of a reference) becomes "that, or null".
-fn json_schema(v: &Value) -> Value {
+/// An OpenAPI 3.0 schema as JSON Schema: `nullable` becomes one more type
+/// (or one more value of an `enum`; a `nullable` schema without `type`, an
+/// `allOf` of a reference, becomes "that, or null"); and every object that
+/// lists its properties is closed, so a key the server sends that the
+/// document does not describe is caught. The members of an `allOf` describe
+/// one object together, so they are left open, down to their leaves (a
+/// referenced one inlined).
+fn json_schema(v: &Value, schemas: &Value, close: bool) -> Value {
     match v {
         Value::Object(m) => {
-            let mut out: Map<String, Value> =
-                m.iter().map(|(k, x)| (k.clone(), json_schema(x))).collect();
+            let mut out = Map::new();
+            for (k, x) in m {
+                let x = match (k.as_str(), x) {
+                    ("allOf", Value::Array(members)) => Value::Array(
+                        members
+                            .iter()
+                            .map(|member| match member["$ref"].as_str() {
+                                Some(r) => json_schema(
+                                    &schemas[r.trim_start_matches("#/components/schemas/")],
+                                    schemas,
+                                    false,
+                                ),
+                                None => json_schema(member, schemas, false),
+                            })
+                            .collect(),
+                    ),
+                    ("properties", Value::Object(props)) => Value::Object(
+                        props
+                            .iter()
+                            .map(|(name, p)| (name.clone(), json_schema(p, schemas, close)))
+                            .collect(),
+                    ),
+                    ("example", _) => x.clone(),
+                    _ => json_schema(x, schemas, close),
+                };
+                out.insert(k.clone(), x);
+            }
+            if close && out.contains_key("properties") && !out.contains_key("additionalProperties")
+            {
+                out.insert("additionalProperties".into(), json!(false));
+            }
             if out.remove("nullable") == Some(json!(true)) {
                 if let Some(t) = out.get("type").cloned() {
                     out.insert("type".into(), json!([t, "null"]));
@@ -37,7 +70,7 @@ fn json_schema(v: &Value) -> Value {
             }
             Value::Object(out)
         }
-        Value::Array(a) => Value::Array(a.iter().map(json_schema).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(|x| json_schema(x, schemas, close)).collect()),
         other => other.clone(),
     }
 }
@@ -45,13 +78,19 @@ fn json_schema(v: &Value) -> Value {
 /// The document, and which operations' success answers were checked.
 struct Contract {
     doc: Value,
-    schemas: Value,
+    schemas: Map<String, Value>,
     answered: BTreeSet<(String, String)>,
 }
 
 impl Contract {
     fn new(doc: Value) -> Contract {
-        let schemas = json_schema(&doc["components"]["schemas"]);
+        let raw = &doc["components"]["schemas"];
+        let schemas = raw
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, x)| (name.clone(), json_schema(x, raw, true)))
+            .collect();
         Contract {
             doc,
             schemas,
@@ -59,22 +98,26 @@ impl Contract {
         }
     }
 
-    /// Asserts `body` validates against `schema` (references into the
-    /// document's schemas resolved).
-    fn validate(&self, schema: &Value, body: &Value, what: &str) {
+    /// What is wrong with `body` by `schema` (references into the
+    /// document's schemas resolved); empty when it validates.
+    fn errors(&self, schema: &Value, body: &Value) -> Vec<String> {
         let root = json!({
             "components": { "schemas": self.schemas },
-            "allOf": [json_schema(schema)],
+            "allOf": [json_schema(schema, &self.doc["components"]["schemas"], true)],
         });
         let v = jsonschema::options()
             .with_draft(jsonschema::Draft::Draft4)
             .should_validate_formats(true)
             .build(&root)
-            .unwrap_or_else(|e| panic!("{what}: the schema does not compile: {e}"));
-        let errors: Vec<String> = v
-            .iter_errors(body)
+            .unwrap_or_else(|e| panic!("the schema does not compile: {e}: {schema}"));
+        v.iter_errors(body)
             .map(|e| format!("at {}: {e}", e.instance_path()))
-            .collect();
+            .collect()
+    }
+
+    /// Asserts `body` validates against `schema`.
+    fn validate(&self, schema: &Value, body: &Value, what: &str) {
+        let errors = self.errors(schema, body);
         assert!(
             errors.is_empty(),
             "{what}: the body does not match its documented schema:\n{}\nbody: {body}",
@@ -178,9 +221,9 @@ impl Client {
     }
 }
 
-/// The checker itself: a body its schema allows passes (a `nullable` field
-/// as `null` too), one it does not is refused, and so is an error code the
-/// operation does not list under that status.
+/// The check itself: a body its schema allows passes (a `nullable` field
+/// as `null` too); a wrong value, a bad time, an undocumented key and an
+/// error code the operation does not list under that status are refused.
 #[test]
 fn the_check_refuses_what_the_schema_does_not_allow() {
     let contract = Contract::new(rollcall::http::openapi::document());
@@ -189,19 +232,19 @@ fn the_check_refuses_what_the_schema_does_not_allow() {
     let good = json!({"color": "green", "reasons": [], "valid_until": null,
                       "last_sample_at": "2022-04-19T08:15:00+08:00", "last_negative_at": null});
     contract.validate(&status, &good, "a green status");
-    let refused = |body: Value, schema: &Value| {
-        let c = &contract;
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            c.validate(schema, &body, "refused");
-        }))
-        .is_err()
-    };
+    let refused = |body: Value, schema: &Value| !contract.errors(schema, &body).is_empty();
     let mut purple = good.clone();
     purple["color"] = json!("purple");
     assert!(refused(purple, &status));
     let mut late = good.clone();
     late["last_sample_at"] = json!("yesterday");
     assert!(refused(late, &status), "date-time formats are checked");
+    let mut extra = good.clone();
+    extra["colour"] = json!("green");
+    assert!(
+        refused(extra, &status),
+        "a key the document does not describe"
+    );
     let round = json!({ "$ref": "#/components/schemas/Round" });
     let r = &doc["paths"]["/v1/rounds/{id}"]["get"]["responses"];
     let not_found = &r["404"]["content"]["application/json"]["schema"];
