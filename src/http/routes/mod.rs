@@ -1,6 +1,7 @@
 //! Route files mirror the URL tree, one file per resource:
 //!
-//! - `ops.rs`: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, the dashboard at `/`.
+//! - `ops.rs`: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, the dashboard at `/`,
+//!   the Swagger UI at `/docs`.
 //! - `tokens.rs`: `/v1/tokens` (admin).
 //! - `register.rs`: `/v1/register` and `/v1/heads` (admin imports).
 //! - `residents.rs`: `/v1/residents/{person_id}` (look-up, move-out, clear).
@@ -12,6 +13,11 @@
 //! - `status.rs`: `/v1/status/{person_id}` (gates).
 //! - `audit.rs`: `/v1/audit`, the helpers that write audit entries, and the
 //!   middleware that audits denials.
+//!
+//! Each file ends with its endpoints: one [`Endpoint`] constant per route
+//! (method, path, roles, handler, OpenAPI operation), the operations, and
+//! the schemas they name. [`ENDPOINTS`] below lists every route; the server
+//! registers it, answers `405` from it and documents it.
 
 pub mod audit;
 pub mod batch;
