@@ -1,7 +1,8 @@
 //! The command line: one file per subcommand.
 //!
 //! - `serve.rs`: `rollcall serve`, the HTTP server on a data directory.
-//! - `demo.rs`: `rollcall demo`, the main job end to end on the fixture city.
+//! - `demo/`: `rollcall demo`, the main job end to end on the fixture city,
+//!   one file per part of its story.
 //! - `generate.rs`: `rollcall gen`, a synthetic city written to CSV files.
 //! - `import.rs`: `rollcall import`, a register or heads file loaded offline.
 //! - `load.rs`: `rollcall load`, scanners' ingest or gates' lookups against a server.

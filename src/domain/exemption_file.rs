@@ -129,28 +129,19 @@ fn exemption_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::person_id::compute_check_char;
+    use crate::domain::register::testing::{id, today};
 
     const HEADER: &str = "person_id,reason,from,until,note\n";
     const FROM: &str = "2022-04-19T00:00:00+08:00";
     const UNTIL: &str = "2022-04-29T00:00:00+08:00";
 
-    fn today() -> NaiveDate {
-        NaiveDate::from_ymd_opt(2022, 4, 19).unwrap()
-    }
-
-    fn id(seq: u32) -> String {
-        let first17 = format!("61080219850312{seq:03}");
-        let bytes: [u8; 17] = first17.as_bytes().try_into().unwrap();
-        format!("{first17}{}", compute_check_char(&bytes))
-    }
-
+    /// The `(line, code)` of each problem of a refused CSV file.
     fn codes(file: &str) -> Vec<(u64, LineCode)> {
-        parse_exemptions(FileKind::Csv, file.as_bytes(), today())
-            .unwrap_err()
-            .into_iter()
-            .map(|p| (p.line, p.code))
-            .collect()
+        crate::domain::register::testing::codes(parse_exemptions(
+            FileKind::Csv,
+            file.as_bytes(),
+            today(),
+        ))
     }
 
     #[test]

@@ -491,37 +491,51 @@ fn area_field(line: u64, raw: &str, problems: &mut Problems) -> Option<AreaPath>
         .ok()
 }
 
+/// What the tests of the file parsers (register, heads, exemptions) share:
+/// the day they judge birth dates against, valid IDs, and a refused file's
+/// problems as `(line, code)`.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod testing {
+    use chrono::NaiveDate;
+
+    use super::{LineCode, LineProblem};
     use crate::domain::person_id::compute_check_char;
 
-    const HEADER: &str = "person_id,name,phone,area,household\n";
-
-    fn today() -> NaiveDate {
+    pub(crate) fn today() -> NaiveDate {
         NaiveDate::from_ymd_opt(2022, 4, 19).unwrap()
     }
 
     /// A valid ID with the given sequence number.
-    fn id(seq: u32) -> String {
+    pub(crate) fn id(seq: u32) -> String {
         let first17 = format!("61080219850312{seq:03}");
         let bytes: [u8; 17] = first17.as_bytes().try_into().unwrap();
         format!("{first17}{}", compute_check_char(&bytes))
     }
+
+    /// The `(line, code)` of each problem of a refused file.
+    pub(crate) fn codes<T: std::fmt::Debug>(
+        result: Result<T, Vec<LineProblem>>,
+    ) -> Vec<(u64, LineCode)> {
+        result
+            .unwrap_err()
+            .into_iter()
+            .map(|p| (p.line, p.code))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{codes, id, today};
+    use super::*;
+
+    const HEADER: &str = "person_id,name,phone,area,household\n";
 
     fn line(seq: u32) -> String {
         format!(
             "{},王芳,13900000000,崇文路街道/学院社区/第03网格/05号楼/03层,05号楼-302\n",
             id(seq)
         )
-    }
-
-    fn codes(result: Result<Vec<RegisterRow>, Vec<LineProblem>>) -> Vec<(u64, LineCode)> {
-        result
-            .unwrap_err()
-            .into_iter()
-            .map(|p| (p.line, p.code))
-            .collect()
     }
 
     #[test]

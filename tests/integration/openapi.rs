@@ -1,16 +1,17 @@
 //! `/openapi.json` and `/docs` against the server: the route table
-//! (`routes::ROUTES`), the routes the server really serves, the handlers'
-//! route attributes and the document must all agree.
+//! (`routes::ENDPOINTS`, which the server registers and the document is
+//! built from), the routes the server really serves and the document must
+//! all agree.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use reqwest::Method;
 use serde_json::Value;
 
 use crate::helpers::*;
 use rollcall::http::openapi::document;
-use rollcall::http::routes::{ROUTES, allowed_methods};
+use rollcall::http::routes::{allowed_methods, endpoints};
 
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
@@ -47,59 +48,18 @@ fn operations(doc: &Value) -> BTreeSet<(String, String)> {
     out
 }
 
+/// (method, path template) of every entry of the route table.
+fn routes() -> Vec<(&'static str, &'static str)> {
+    endpoints().map(|e| (e.method, e.path)).collect()
+}
+
 /// The route table with the `HEAD` the server serves beside every `GET`.
 fn table() -> BTreeSet<(String, String)> {
-    ROUTES
-        .iter()
-        .flat_map(|&(m, p)| {
+    routes()
+        .into_iter()
+        .flat_map(|(m, p)| {
             let head = (m == "GET").then(|| ("HEAD".to_owned(), p.to_owned()));
             std::iter::once((m.to_owned(), p.to_owned())).chain(head)
-        })
-        .collect()
-}
-
-/// `{name}` and `{name:regex}` both become `{}`, so templates compare by shape.
-fn shape(path: &str) -> String {
-    let mut out = String::new();
-    let mut depth = 0;
-    for c in path.chars() {
-        match c {
-            '{' => {
-                if depth == 0 {
-                    out.push_str("{}");
-                }
-                depth += 1;
-            }
-            '}' => depth -= 1,
-            _ if depth == 0 => out.push(c),
-            _ => {}
-        }
-    }
-    out
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
-}
-
-/// The sources of `src/http/routes`, by file.
-fn route_sources() -> Vec<(PathBuf, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http/routes");
-    let mut files = Vec::new();
-    rust_files(&dir, &mut files);
-    files.sort();
-    files
-        .into_iter()
-        .map(|f| {
-            let s = std::fs::read_to_string(&f).unwrap();
-            (f, s)
         })
         .collect()
 }
@@ -150,14 +110,17 @@ async fn every_path_of_the_document_is_in_the_route_table() {
     assert!(extra.is_empty(), "documented but not routed: {extra:?}");
     // The /v1 paths above all, by path alone too.
     for (_, p) in documented.iter().filter(|(_, p)| p.starts_with("/v1")) {
-        assert!(ROUTES.iter().any(|(_, q)| q == p), "{p} is not in ROUTES");
+        assert!(
+            routes().iter().any(|(_, q)| q == p),
+            "{p} is not in the route table"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_in_the_table_is_served() {
     let app = app().await;
-    for (m, template) in ROUTES {
+    for (m, template) in routes() {
         let path = fill(template);
         let r = app.req(method(m), &path, Some(ADMIN), None).await;
         assert!(
@@ -185,7 +148,7 @@ async fn every_route_in_the_table_is_served() {
 async fn no_method_outside_the_route_table_is_served() {
     let app = app().await;
     let table = table();
-    let paths: BTreeSet<&str> = ROUTES.iter().map(|(_, p)| *p).collect();
+    let paths: BTreeSet<&str> = routes().into_iter().map(|(_, p)| p).collect();
     for template in paths {
         let path = fill(template);
         let served: Vec<&str> = METHODS
@@ -209,7 +172,10 @@ async fn no_method_outside_the_route_table_is_served() {
                 }
                 continue;
             }
-            assert_eq!(r.status, 405, "{m} {path} is served but not in ROUTES");
+            assert_eq!(
+                r.status, 405,
+                "{m} {path} is served but not in the route table"
+            );
             if m != "HEAD" {
                 assert_eq!(r.code(), "method_not_allowed", "{m} {path}: {}", r.text());
             }
@@ -234,55 +200,6 @@ fn allowed_methods_match_whole_segments_only() {
     assert_eq!(allowed_methods("/docs/a/b.js"), ["GET", "HEAD"]);
     assert_eq!(allowed_methods("/docs"), ["GET", "HEAD"]);
     assert!(allowed_methods("/docsx").is_empty());
-}
-
-#[test]
-fn every_route_the_handlers_declare_is_in_the_route_table() {
-    let table = table();
-    let shapes: BTreeSet<String> = ROUTES.iter().map(|(_, p)| shape(p)).collect();
-    let mut seen = 0;
-    for (file, src) in route_sources() {
-        for (i, line) in src.lines().enumerate() {
-            let line = line.trim();
-            let at = format!("{}:{}", file.display(), i + 1);
-            // Handler attributes: #[get("/path")] and friends.
-            if let Some(rest) = line.strip_prefix("#[") {
-                let name = rest.split('(').next().unwrap_or_default();
-                assert_ne!(
-                    name, "route",
-                    "{at}: #[route] is not understood by this check; use #[get] etc."
-                );
-                if let Some(m) = METHODS.iter().find(|m| m.eq_ignore_ascii_case(name)) {
-                    let path = first_literal(rest).unwrap_or_else(|| panic!("{at}: no path"));
-                    assert!(
-                        table.contains(&((*m).to_owned(), path.to_owned())),
-                        "{at}: {m} {path} is declared but not in ROUTES"
-                    );
-                    seen += 1;
-                }
-            }
-            // Resources registered in `configure` itself.
-            for marker in [
-                "web::resource(\"",
-                "web::scope(\"",
-                "SwaggerUi::new(\"",
-                ".route(\"",
-            ] {
-                if let Some(k) = line.find(marker) {
-                    let path = first_literal(&line[k..]).unwrap_or_else(|| panic!("{at}: no path"));
-                    assert!(
-                        shapes.contains(&shape(path)),
-                        "{at}: {path} is registered but not in ROUTES"
-                    );
-                    seen += 1;
-                }
-            }
-        }
-    }
-    assert!(
-        seen >= ROUTES.len(),
-        "found only {seen} route declarations; is the scan still right?"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -427,7 +344,7 @@ async fn every_documented_query_value_is_accepted_and_the_next_one_refused() {
 async fn the_document_says_which_routes_need_a_token() {
     let app = app().await;
     let doc = document();
-    for (m, template) in ROUTES {
+    for (m, template) in routes() {
         let op = &doc["paths"][template][m.to_lowercase()];
         let r = app.req(method(m), &fill(template), None, None).await;
         if template.starts_with("/v1/") {

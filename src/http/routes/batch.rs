@@ -12,6 +12,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::engine::{RejectCode, Verdict};
 use crate::http::error::{ApiError, Code, ItemCode};
+use crate::http::openapi::build::{
+    JSON_BODY_ERRORS, WRITE_ERRORS, count, enum_of, item_code_meaning, object, string,
+};
+use serde_json::{Value, json};
 
 /// The most items one batch may hold.
 pub const MAX_BATCH: usize = 10_000;
@@ -503,6 +507,63 @@ pub fn reject(code: RejectCode) -> (ItemCode, &'static str) {
             "the tube already has a different result",
         ),
     }
+}
+
+// ---------------------------------------------------------------------------
+// This file's endpoints: the route table's entries and their OpenAPI operations.
+// ---------------------------------------------------------------------------
+
+/// The error codes of a batch upload, for its operation.
+pub(crate) fn doc_errors() -> Vec<Code> {
+    [
+        &JSON_BODY_ERRORS[..],
+        &[
+            Code::UnknownField,
+            Code::InvalidField,
+            Code::EmptyBatch,
+            Code::BatchTooLarge,
+        ],
+        &WRITE_ERRORS[..],
+    ]
+    .concat()
+}
+
+/// The rules every batch upload follows, for its operation's description.
+pub(crate) fn doc_rules() -> String {
+    format!(
+        "The body is an object holding exactly the array: another top-level key is \
+         `400 unknown_field`, a missing or non-array one `400 invalid_field`; 1 to {MAX_BATCH} items \
+         (0: `400 empty_batch`, more: `413 batch_too_large`). Each item is judged alone, in batch \
+         order, so one bad item never blocks the rest: refused items are listed in `rejected` \
+         (sorted by `index`) and `accepted + duplicates + len(rejected)` is the batch size. The \
+         answer is sent only once the accepted items are durable."
+    )
+}
+
+/// The schema of a refused item, which both batch answers name.
+pub(crate) fn schemas() -> Vec<(&'static str, Value)> {
+    vec![(
+        "Rejected",
+        object(
+            "One refused item of a batch.",
+            &["index", "code", "message"],
+            vec![
+                ("index", count("The item's 0-based position in the batch.")),
+                ("code", {
+                    let mut v = enum_of(ItemCode::ALL.iter().map(|c| c.as_str()));
+                    v["description"] = json!(
+                        ItemCode::ALL
+                            .iter()
+                            .map(|c| format!("`{}`: {}.", c.as_str(), item_code_meaning(*c)))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    );
+                    v
+                }),
+                ("message", string("For humans.")),
+            ],
+        ),
+    )]
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Route files mirror the URL tree, one file per resource:
 //!
-//! - `ops.rs`: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, the dashboard at `/`.
+//! - `ops.rs`: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, the dashboard at `/`,
+//!   the Swagger UI at `/docs`.
 //! - `tokens.rs`: `/v1/tokens` (admin).
 //! - `register.rs`: `/v1/register` and `/v1/heads` (admin imports).
 //! - `residents.rs`: `/v1/residents/{person_id}` (look-up, move-out, clear).
@@ -12,6 +13,11 @@
 //! - `status.rs`: `/v1/status/{person_id}` (gates).
 //! - `audit.rs`: `/v1/audit`, the helpers that write audit entries, and the
 //!   middleware that audits denials.
+//!
+//! Each file ends with its endpoints: one [`Endpoint`] constant per route
+//! (method, path, roles, handler, OpenAPI operation), the operations, and
+//! the schemas they name. [`ENDPOINTS`] below lists every route; the server
+//! registers it, answers `405` from it and documents it.
 
 pub mod audit;
 pub mod batch;
@@ -28,59 +34,136 @@ pub mod tokens;
 
 use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::Value;
 
 use super::error::{ApiError, Code};
+use super::openapi::build::Op;
+use crate::domain::Role;
 
-/// Every route [`configure`] registers, as (method, path template in
-/// OpenAPI's `{name}` form). Kept by hand: `tests/integration/openapi.rs`
-/// checks it against the server (each entry is served; no other method is),
-/// against the handlers' route attributes, and against `/openapi.json`
-/// (exactly these operations), so a route added in one place only fails CI.
+/// One endpoint: a method on a path, who may call it, its handler and its
+/// OpenAPI operation. Each route file declares its endpoints as constants
+/// beside their handlers (the handler checks `roles` from the same
+/// constant); [`ENDPOINTS`] lists them all.
+pub struct Endpoint {
+    /// `GET`, `POST`, `DELETE`.
+    pub method: &'static str,
+    /// The path template in OpenAPI's `{name}` form.
+    pub path: &'static str,
+    /// The pattern actix matches (the template, unless it needs a regex).
+    pattern: &'static str,
+    /// The roles whose tokens may call it; empty: no token needed.
+    pub roles: &'static [Role],
+    /// The handler, as a route without its method guard.
+    route: fn() -> actix_web::Route,
+    /// Its operation in `/openapi.json`.
+    pub(crate) doc: fn() -> Op,
+}
+
+impl Endpoint {
+    pub(crate) const fn new(
+        method: &'static str,
+        path: &'static str,
+        roles: &'static [Role],
+        route: fn() -> actix_web::Route,
+        doc: fn() -> Op,
+    ) -> Endpoint {
+        Endpoint {
+            method,
+            path,
+            pattern: path,
+            roles,
+            route,
+            doc,
+        }
+    }
+
+    /// The same endpoint, matched by actix with `pattern` (e.g. a `{file:.*}`
+    /// that spans segments).
+    pub(crate) const fn pattern(mut self, pattern: &'static str) -> Endpoint {
+        self.pattern = pattern;
+        self
+    }
+}
+
+/// Every endpoint of the contract: what [`configure`] registers, what the
+/// 405 answers are made from (see [`allowed_methods`]) and what
+/// `/openapi.json` documents. Adding an endpoint is its constant in its
+/// route file and its line here.
 ///
-/// It is also what the server answers from when no route matches: a path
-/// some entry matches gets `405 method_not_allowed` with an `Allow` header
-/// made from the entries (see [`allowed_methods`]); `HEAD` is served
-/// wherever `GET` is (`head_as_get` in `http/mod.rs`). A `{…}` segment
-/// matches one non-empty segment, except [`UI_FILE`], the rest of the path.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-    ("GET", "/openapi.json"),
-    ("GET", "/"),
-    ("GET", "/docs"),
-    ("GET", UI_FILE),
-    ("POST", "/v1/tokens"),
-    ("GET", "/v1/tokens"),
-    ("DELETE", "/v1/tokens/{id}"),
-    ("POST", "/v1/register"),
-    ("POST", "/v1/heads"),
-    ("GET", "/v1/residents/{person_id}"),
-    ("DELETE", "/v1/residents/{person_id}"),
-    ("POST", "/v1/residents/{person_id}/clear"),
-    ("POST", "/v1/records"),
-    ("POST", "/v1/results"),
-    ("POST", "/v1/rounds"),
-    ("GET", "/v1/rounds"),
-    ("GET", "/v1/rounds/{id}"),
-    ("POST", "/v1/rounds/{id}/close"),
-    ("GET", "/v1/rounds/{id}/missing"),
-    ("GET", "/v1/rounds/{id}/coverage"),
-    ("GET", "/v1/rounds/{id}/progress"),
-    ("GET", "/v1/repeat-missing"),
-    ("POST", "/v1/exemptions"),
-    ("GET", "/v1/exemptions"),
-    ("POST", "/v1/exemptions/import"),
-    ("DELETE", "/v1/exemptions/{id}"),
-    ("GET", "/v1/status/{person_id}"),
-    ("GET", "/v1/audit"),
+/// Registered in this order: the gate lookup (by far the most frequent
+/// request) and record uploads first, so they do not pay for matching every
+/// other pattern. No two entries overlap, so the order changes nothing else.
+///
+/// A path no entry serves with the request's method gets
+/// `405 method_not_allowed` with an `Allow` header made from the entries;
+/// `HEAD` is served wherever `GET` is (`head_as_get` in `http/mod.rs`). A
+/// `{…}` segment matches one non-empty segment, except [`UI_FILE`], the
+/// rest of the path.
+pub const ENDPOINTS: &[Endpoint] = &[
+    status::GET,
+    records::POST,
+    ops::HEALTHZ,
+    ops::READYZ,
+    ops::METRICS,
+    ops::OPENAPI,
+    ops::DASHBOARD,
+    ops::DOCS_REDIRECT,
+    ops::DOCS_FILE,
+    tokens::CREATE,
+    tokens::LIST,
+    tokens::REVOKE,
+    register::REGISTER,
+    register::HEADS,
+    residents::GET,
+    residents::DELETE,
+    residents::CLEAR,
+    results::POST,
+    rounds::CREATE,
+    rounds::LIST,
+    rounds::GET,
+    rounds::CLOSE,
+    rounds::missing::MISSING,
+    rounds::COVERAGE,
+    rounds::PROGRESS,
+    repeat_missing::LIST,
+    exemptions::CREATE,
+    exemptions::LIST,
+    exemptions::IMPORT,
+    exemptions::DELETE,
+    audit::LIST,
 ];
+
+/// A route file's `schemas`: the named schemas its operations refer to.
+pub(crate) type SchemasOf = fn() -> Vec<(&'static str, Value)>;
+
+/// The schemas the route files' operations name, by file (a new route file
+/// adds its `schemas` here).
+pub(crate) const SCHEMAS: &[SchemasOf] = &[
+    ops::schemas,
+    tokens::schemas,
+    register::schemas,
+    residents::schemas,
+    batch::schemas,
+    records::schemas,
+    results::schemas,
+    rounds::schemas,
+    rounds::missing::schemas,
+    repeat_missing::schemas,
+    exemptions::schemas,
+    status::schemas,
+    audit::schemas,
+];
+
+/// The entries of [`ENDPOINTS`].
+pub fn endpoints() -> impl Iterator<Item = &'static Endpoint> {
+    ENDPOINTS.iter()
+}
 
 /// The Swagger UI's files: `/docs/` and everything under it (served by
 /// [`docs_file`]; an unknown file is `404 not_found`).
 pub const UI_FILE: &str = "/docs/{file}";
 
-/// Whether `path` is an instance of the route `template` (see [`ROUTES`]).
+/// Whether `path` is an instance of the route `template` (see [`ENDPOINTS`]).
 fn matches(template: &str, path: &str) -> bool {
     if template == UI_FILE {
         return path.starts_with("/docs/");
@@ -101,15 +184,20 @@ fn matches(template: &str, path: &str) -> bool {
     }
 }
 
-/// The methods served on `path`, in [`ROUTES`] order with `HEAD` after
+/// The methods served on `path`, in [`ENDPOINTS`] order with `HEAD` after
 /// `GET`; empty for a path no route has.
 pub fn allowed_methods(path: &str) -> Vec<&'static str> {
     // A literal route (`/v1/exemptions/import`) is that path alone: a
     // template that would also match it (`/v1/exemptions/{id}`) does not
     // add its methods.
-    let literal = ROUTES.iter().any(|&(_, t)| t == path);
+    let literal = ENDPOINTS.iter().any(|e| e.path == path);
     let mut out = Vec::new();
-    for &(m, template) in ROUTES {
+    for &Endpoint {
+        method: m,
+        path: template,
+        ..
+    } in ENDPOINTS
+    {
         if (!literal || template == path) && matches(template, path) && !out.contains(&m) {
             out.push(m);
             if m == "GET" {
@@ -120,99 +208,15 @@ pub fn allowed_methods(path: &str) -> Vec<&'static str> {
     out
 }
 
-/// Registers every route of the contract.
+/// Registers every route of the contract: the entries of [`ENDPOINTS`], in
+/// order, each guarded by its method (another method falls through to
+/// `not_found`, which answers 405 with the `Allow` header).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    // Resources are tried in this order: the gate lookup (by far the most
-    // frequent request) and record uploads first, so they do not pay for
-    // matching every other pattern. No two patterns overlap, so the order
-    // changes nothing else.
-    cfg.service(status::get)
-        .service(records::post)
-        .service(ops::healthz)
-        .service(ops::readyz)
-        .service(ops::metrics)
-        .service(ops::openapi)
-        .service(ops::dashboard)
-        .service(tokens::create)
-        .service(tokens::list)
-        .service(tokens::revoke)
-        .service(register::register)
-        .service(register::heads)
-        .service(residents::get)
-        .service(residents::delete)
-        .service(residents::clear)
-        .service(results::post)
-        .service(rounds::create)
-        .service(rounds::list)
-        .service(rounds::get)
-        .service(rounds::close)
-        .service(rounds::missing::missing)
-        .service(rounds::coverage)
-        .service(rounds::progress)
-        .service(repeat_missing::list)
-        .service(exemptions::create)
-        .service(exemptions::list)
-        .service(exemptions::import)
-        .service(exemptions::delete)
-        .service(audit::list)
-        // Guarded like the handlers' `#[get]`, so another method falls through
-        // to `not_found`, which answers 405 with the `Allow` header.
-        .service(
-            web::resource("/docs")
-                .guard(actix_web::guard::Get())
-                .to(docs_redirect),
-        )
-        .service(
-            web::resource("/docs/{file:.*}")
-                .guard(actix_web::guard::Get())
-                .to(docs_file),
-        )
-        .default_service(web::to(not_found));
-}
-
-/// The Swagger UI's content security policy: everything from this origin,
-/// inline styles (the UI sets `style` attributes), images also as `data:`
-/// URLs (its icons); nothing from anywhere else, never framed.
-pub const UI_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
-    img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; \
-    form-action 'none'; frame-ancestors 'none'";
-
-/// Swagger UI from files built into the binary (utoipa-swagger-ui's
-/// `vendored` feature): no CDN. It fetches `/openapi.json`, which
-/// `ops::openapi` serves; its online validator badge (a request to
-/// swagger.io) is off. Served here rather than by `SwaggerUi`'s own service
-/// so an unknown file gets the error shape and HTML gets [`UI_CSP`].
-async fn docs_file(file: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    use std::sync::{Arc, LazyLock};
-    use utoipa_swagger_ui::Config;
-    static CONFIG: LazyLock<Arc<Config<'static>>> =
-        LazyLock::new(|| Arc::new(Config::from("/openapi.json").validator_url("none")));
-    let name = file.into_inner();
-    match utoipa_swagger_ui::serve(&name, CONFIG.clone()) {
-        Ok(Some(f)) => {
-            let mut b = HttpResponse::Ok();
-            b.content_type(f.content_type.as_str());
-            if f.content_type.starts_with("text/html") {
-                b.insert_header(("Content-Security-Policy", UI_CSP));
-            }
-            Ok(match f.bytes {
-                std::borrow::Cow::Borrowed(s) => b.body(web::Bytes::from_static(s)),
-                std::borrow::Cow::Owned(v) => b.body(v),
-            })
-        }
-        Ok(None) => Err(ApiError::new(
-            Code::NotFound,
-            format!("no file /docs/{name} in the API browser"),
-        )),
-        Err(e) => Err(ApiError::internal(&e)),
+    for e in ENDPOINTS {
+        let method = Method::from_bytes(e.method.as_bytes()).expect("a method name");
+        cfg.route(e.pattern, (e.route)().method(method));
     }
-}
-
-/// `/docs` → `/docs/`, so the UI's relative asset paths resolve under `/docs/`.
-async fn docs_redirect() -> HttpResponse {
-    HttpResponse::PermanentRedirect()
-        .insert_header((actix_web::http::header::LOCATION, "/docs/"))
-        .finish()
+    cfg.default_service(web::to(not_found));
 }
 
 /// What no route matched: `405 method_not_allowed` with `Allow` on a path

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use actix_web::{HttpRequest, HttpResponse, post, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::domain::{PersonId, Role, Timestamp, TubeId};
 use crate::engine::RecordItem;
@@ -12,7 +12,13 @@ use crate::http::AppState;
 use crate::http::auth::Principal;
 use crate::http::body;
 use crate::http::error::{ApiError, ItemCode};
+use crate::http::openapi::build::{
+    Op, closed_object, codes_list, count, json_body, json_response, object, r, time,
+};
+use crate::http::routes::Endpoint;
+use crate::http::routes::batch::{self, MAX_BATCH};
 use crate::http::routes::batch::{Item, Split, batch_items, split, tally};
+use serde_json::{Value, json};
 
 /// The fields a record may name, in the order their problems are reported;
 /// `site` only in an admin's record.
@@ -54,14 +60,13 @@ pub fn parse_record(
     })
 }
 
-#[post("/v1/records")]
 pub async fn post(
     state: web::Data<AppState>,
     who: Principal,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    who.require(&[Role::Scanner, Role::Admin])?;
+    who.require(POST.roles)?;
     let body = body::json_bytes(&req, payload).await?;
     let items = batch_items(&body, "records", NAMES)?;
     let site = if who.role == Role::Scanner {
@@ -98,4 +103,110 @@ pub async fn post(
         "unregistered": unregistered,
         "rejected": rejected,
     })))
+}
+
+// ---------------------------------------------------------------------------
+// This file's endpoints: the route table's entries and their OpenAPI operations.
+// ---------------------------------------------------------------------------
+
+/// `POST /v1/records`: upload sample-collection records.
+pub const POST: Endpoint = Endpoint::new(
+    "POST",
+    "/v1/records",
+    &[Role::Scanner, Role::Admin],
+    || web::route().to(post),
+    post_records_doc,
+);
+
+fn post_records_doc() -> Op {
+    let batch_rules = batch::doc_rules();
+    let batch_errors = batch::doc_errors();
+    Op::new("postRecords", "records", "Upload sample-collection records")
+        .notes(format!(
+            "{batch_rules}\n\nA scanner's site comes from its token, and its records must not carry \
+             `site` (`unknown_field`); an admin's must (`invalid_field` without it). Checks run in \
+             this order: fields, `person_id`, `tube_id`, `collected_at`, duplicate, site, pool \
+             size. The key of a record is `(tube_id, person_id)`: sending it again (later or in \
+             the same batch) is a duplicate, counted and without effect, never an error. People \
+             not in the register are accepted and also counted in `unregistered`. Per-item codes: \
+             {}.",
+            codes_list(&RECORD_ITEM_CODES)
+        ))
+        .body(json_body(
+            r("RecordsRequest"),
+            &json!({"records": [{"person_id": "61080219850312001X", "tube_id": "T2204190001", "collected_at": "2022-04-19T08:15:00+08:00"}]}),
+        ))
+        .ok(200, json_response("How each record was judged.", r("RecordsAnswer")))
+        .errors(&batch_errors)
+}
+
+/// The per-item codes its operation lists.
+const RECORD_ITEM_CODES: [ItemCode; 7] = [
+    ItemCode::InvalidField,
+    ItemCode::UnknownField,
+    ItemCode::InvalidPersonId,
+    ItemCode::InvalidTubeId,
+    ItemCode::InvalidTime,
+    ItemCode::TubeFull,
+    ItemCode::TubeSiteConflict,
+];
+
+/// The schemas this file's operations name.
+pub(crate) fn schemas() -> Vec<(&'static str, Value)> {
+    let rejected = json!({ "type": "array", "items": r("Rejected") });
+    vec![
+        (
+            "Record",
+            closed_object(
+                "One sample-collection record. The site is a scanner token's own: a scanner's record \
+                 must not carry `site`; an admin's must.",
+                &["person_id", "tube_id", "collected_at"],
+                vec![
+                    ("person_id", r("PersonId")),
+                    ("tube_id", r("TubeId")),
+                    (
+                        "collected_at",
+                        time(
+                            "RFC 3339 with an offset; at most 5 minutes in the future, at most 30 days old.",
+                            false,
+                        ),
+                    ),
+                    (
+                        "site",
+                        json!({ "type": "string", "minLength": 1, "maxLength": 64, "description": "Admin tokens only (required for them)." }),
+                    ),
+                ],
+            ),
+        ),
+        (
+            "RecordsRequest",
+            closed_object(
+                "",
+                &["records"],
+                vec![(
+                    "records",
+                    json!({ "type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": r("Record") }),
+                )],
+            ),
+        ),
+        (
+            "RecordsAnswer",
+            object(
+                "`accepted + duplicates + len(rejected)` is the batch size.",
+                &["accepted", "duplicates", "unregistered", "rejected"],
+                vec![
+                    ("accepted", count("New records, now durable.")),
+                    (
+                        "duplicates",
+                        count("Records whose `(tube_id, person_id)` was already received."),
+                    ),
+                    (
+                        "unregistered",
+                        count("Accepted records of people not in the register."),
+                    ),
+                    ("rejected", rejected),
+                ],
+            ),
+        ),
+    ]
 }

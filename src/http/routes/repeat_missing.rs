@@ -5,7 +5,7 @@
 //! (`Engine::repeat_missing`).
 
 use crate::domain::AuditAction;
-use actix_web::{HttpRequest, HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use super::rounds::export::{self, COLUMNS, MissingList, csv_cell};
@@ -14,6 +14,8 @@ use crate::domain::{AreaPath, Role};
 use crate::http::auth::Principal;
 use crate::http::body;
 use crate::http::error::{ApiError, Code};
+use crate::http::openapi::build::{Op, area_query, count, object, query_param, r};
+use crate::http::routes::Endpoint;
 use crate::http::{AppState, routes::audit::record};
 
 /// Defaults of `last` and `min`.
@@ -49,13 +51,12 @@ fn count_param(
     }
 }
 
-#[get("/v1/repeat-missing")]
 pub async fn list(
     state: web::Data<AppState>,
     who: Principal,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    who.require(&[Role::Admin, Role::Official])?;
+    who.require(LIST.roles)?;
     let q = body::query(&req, &["area", "last", "min", "format", "unmask"])?;
     let last = count_param(&q, "last", DEFAULT_LAST)?;
     let min = count_param(&q, "min", DEFAULT_MIN)?;
@@ -198,4 +199,98 @@ fn xlsx_bytes(missers: &Missers) -> Result<Vec<u8>, rust_xlsxwriter::XlsxError> 
     }
     ws.set_freeze_panes(1, 0)?;
     wb.save_to_buffer()
+}
+
+// ---------------------------------------------------------------------------
+// This file's endpoints: the route table's entries and their OpenAPI operations.
+// ---------------------------------------------------------------------------
+
+/// `GET /v1/repeat-missing`: who misses round after round.
+pub const LIST: Endpoint = Endpoint::new(
+    "GET",
+    "/v1/repeat-missing",
+    &[Role::Admin, Role::Official],
+    || web::route().to(list),
+    repeat_missing_doc,
+);
+
+fn repeat_missing_doc() -> Op {
+    let xlsx = crate::http::body::XLSX;
+    Op::new("repeatMissing", "rounds", "Who misses round after round")
+        .notes(
+            "Residents under `area` still flagged in at least `min` of the last `last` closed \
+             rounds whose scope covered them (rounds ordered by deadline, then id; moved-out \
+             residents too while a round still flags them): the people a campaign must chase \
+             first. Sorted by `misses` (most first), then area, household, name. Each person as in \
+             missing lists, plus `misses` and `round_ids` (in round order). `person_id` is masked \
+             unless an admin asks `unmask=true` (anyone else: `403 forbidden`). CSV and XLSX: the \
+             missing list's columns, then `misses` and `round_ids` (space-separated). Any other \
+             query parameter, or one given twice, is `400 invalid_query`. Every call is audited \
+             (`missing_list`; also `unmask` when unmasked).",
+        )
+        .param(area_query(
+            "an official's own area; for an admin the whole city, answered as `\"area\": null`.",
+        ))
+        .param(query_param(
+            "last",
+            json!({ "type": "integer", "minimum": 1, "maximum": crate::http::routes::repeat_missing::MAX_LAST, "default": crate::http::routes::repeat_missing::DEFAULT_LAST }),
+            "How many of each person's last closed rounds to look at; otherwise `400 invalid_query`.",
+        ))
+        .param(query_param(
+            "min",
+            json!({ "type": "integer", "minimum": 1, "maximum": crate::http::routes::repeat_missing::MAX_LAST, "default": crate::http::routes::repeat_missing::DEFAULT_MIN }),
+            "The fewest of those rounds that must still flag them (more than `last`: nobody).",
+        ))
+        .param(query_param(
+            "format",
+            json!({ "type": "string", "enum": ["json", "csv", "xlsx"], "default": "json" }),
+            "The answer's format.",
+        ))
+        .param(query_param(
+            "unmask",
+            json!({ "type": "boolean", "default": false }),
+            "`true` shows whole ID numbers (admin only).",
+        ))
+        .ok(
+            200,
+            json!({
+                "description": "The repeat missers.",
+                "content": {
+                    "application/json": { "schema": r("RepeatMissing") },
+                    "text/csv": { "schema": { "type": "string", "description": "CSV with header `person_id,name,phone,area,household,head_title,head_name,head_phone,misses,round_ids`." } },
+                    xlsx: { "schema": { "type": "string", "format": "binary" } }
+                }
+            }),
+        )
+        .errors(&[Code::InvalidQuery, Code::UnknownArea, Code::OutOfScope, Code::Forbidden, Code::StorageUnavailable, Code::Overloaded])
+}
+
+/// The schemas this file's operations name.
+pub(crate) fn schemas() -> Vec<(&'static str, Value)> {
+    vec![(
+        "RepeatMissing",
+        object(
+            "",
+            &["area", "last", "min", "total", "people"],
+            vec![
+                (
+                    "area",
+                    json!({ "type": "string", "nullable": true, "description": "The area shown; null for an admin's whole city." }),
+                ),
+                ("last", count("")),
+                ("min", count("")),
+                ("total", count("")),
+                (
+                    "people",
+                    json!({ "type": "array", "items": { "allOf": [
+                            r("MissingPerson"),
+                            object("", &["misses", "round_ids"], vec![
+                                ("misses", count("How many of the rounds looked at still flag them.")),
+                                ("round_ids", json!({ "type": "array", "items": r("RoundId") })),
+                            ]),
+                        ] } }),
+                ),
+            ],
+        ),
+    )]
 }

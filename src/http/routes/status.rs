@@ -13,26 +13,23 @@ use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, web};
 use metrics::{Counter, Histogram};
 
 use crate::domain::{PersonId, Role};
 use crate::http::AppState;
 use crate::http::auth::{Principal, bearer};
 use crate::http::error::{ApiError, Code};
+use crate::http::openapi::build::{Op, json_response, object, person_id_param, r, time};
+use crate::http::routes::Endpoint;
+use serde_json::{Value, json};
 
-/// Who may look a status up.
-const ROLES: &[Role] = &[Role::Gate, Role::Admin];
-/// The route's pattern, as the request metrics name it.
-const ROUTE: &str = "/v1/status/{person_id}";
-
-#[get("/v1/status/{person_id}")]
 pub async fn get(
     state: web::Data<AppState>,
     who: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    who.require(ROLES)?;
+    who.require(GET.roles)?;
     let started = std::time::Instant::now();
     let id: PersonId = id
         .parse()
@@ -56,8 +53,8 @@ struct FastMetrics {
 thread_local! {
     static FAST_METRICS: FastMetrics = FastMetrics {
         lookup: metrics::histogram!("rollcall_gate_lookup_seconds"),
-        requests: metrics::counter!("rollcall_http_requests_total", "route" => ROUTE, "status" => "200"),
-        request_seconds: metrics::histogram!("rollcall_http_request_seconds", "route" => ROUTE),
+        requests: metrics::counter!("rollcall_http_requests_total", "route" => GET.path, "status" => "200"),
+        request_seconds: metrics::histogram!("rollcall_http_request_seconds", "route" => GET.path),
     };
 }
 
@@ -85,7 +82,7 @@ pub fn fast(
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return Err(req);
     };
-    if !bearer(req.headers()).is_some_and(|t| state.tokens.permits(t, ROLES)) {
+    if !bearer(req.headers()).is_some_and(|t| state.tokens.permits(t, GET.roles)) {
         return Err(req);
     }
     let (http, _) = req.into_parts();
@@ -105,4 +102,84 @@ pub fn fast(
         });
         Ok(ServiceResponse::new(http, res))
     })
+}
+
+// ---------------------------------------------------------------------------
+// This file's endpoints: the route table's entries and their OpenAPI operations.
+// ---------------------------------------------------------------------------
+
+/// `GET /v1/status/{person_id}`: a person's gate status.
+pub const GET: Endpoint = Endpoint::new(
+    "GET",
+    "/v1/status/{person_id}",
+    &[Role::Gate, Role::Admin],
+    || web::route().to(get),
+    gate_status_doc,
+);
+
+fn gate_status_doc() -> Op {
+    Op::new("gateStatus", "status", "A person's gate status")
+        .notes(
+            "Served from the status cache (Redis, or in-process without it); a change is visible \
+             within one second of the response to the write or close that caused it. Holds no \
+             name, address or phone. An unknown but valid ID with no records is `green` unless the \
+             sample-age policy makes it `yellow`. Gate lookups are the last requests shed under \
+             overload.",
+        )
+        .param(person_id_param())
+        .ok(200, json_response("The status.", r("Status")))
+        .errors(&[Code::InvalidPersonId])
+}
+
+/// The schemas this file's operations name.
+pub(crate) fn schemas() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "Status",
+            object(
+                "What a venue gate sees: red if any red reason, else yellow if any reason, else green.",
+                &[
+                    "color",
+                    "reasons",
+                    "valid_until",
+                    "last_sample_at",
+                    "last_negative_at",
+                ],
+                vec![
+                    ("color", r("Colour")),
+                    ("reasons", json!({ "type": "array", "items": r("Reason") })),
+                    (
+                        "valid_until",
+                        time(
+                            "When the answer changes by itself with no new data (only the sample-age policy causes that); else null.",
+                            true,
+                        ),
+                    ),
+                    ("last_sample_at", time("The latest `collected_at`.", true)),
+                    (
+                        "last_negative_at",
+                        time(
+                            "The `collected_at` of the latest sample whose result is negative.",
+                            true,
+                        ),
+                    ),
+                ],
+            ),
+        ),
+        (
+            "Reason",
+            object(
+                "`positive` and `repeated_misses` are red; `pool_positive`, `missed_round` and \
+                 `no_recent_sample` yellow.",
+                &["code"],
+                vec![
+                    ("code", r("ReasonCode")),
+                    (
+                        "round_id",
+                        json!({ "allOf": [r("RoundId")], "description": "For `missed_round`: the round." }),
+                    ),
+                ],
+            ),
+        ),
+    ]
 }

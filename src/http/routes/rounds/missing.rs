@@ -7,7 +7,7 @@
 //! list copied under the engine's lock and every file built outside it
 //! (`export`).
 
-use actix_web::{HttpRequest, HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::export::{self, EXCEL_MAX_PEOPLE_ROWS, MissingList};
 use super::{parse_round_id, resolve, view_area};
@@ -16,7 +16,12 @@ use crate::engine::{Counts, Engine};
 use crate::http::auth::Principal;
 use crate::http::body;
 use crate::http::error::{ApiError, Code};
+use crate::http::openapi::build::{
+    Op, area_query, count, nullable_ref, object, query_param, r, round_id_param, string,
+};
+use crate::http::routes::Endpoint;
 use crate::http::{AppState, routes::audit::record};
+use serde_json::{Value, json};
 
 /// The missing people of a round under a node, copied out in list order.
 pub fn people(e: &Engine, round: u32, node: Option<u32>, unmask: bool) -> MissingList {
@@ -24,14 +29,13 @@ pub fn people(e: &Engine, round: u32, node: Option<u32>, unmask: bool) -> Missin
     MissingList::copy(e, &e.missing(r, node), unmask)
 }
 
-#[get("/v1/rounds/{id}/missing")]
 pub async fn missing(
     state: web::Data<AppState>,
     who: Principal,
     id: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    who.require(&[Role::Admin, Role::Official])?;
+    who.require(MISSING.roles)?;
     let id = parse_round_id(&id)?;
     let q = body::query(&req, &["area", "format", "unmask", "group_by"])?;
     let format = q.get("format").map_or("json", String::as_str).to_owned();
@@ -169,4 +173,174 @@ fn grid_summary(e: &Engine, round: u32, node: Option<u32>) -> Vec<(String, Count
         }
     }
     out
+}
+
+// ---------------------------------------------------------------------------
+// This file's endpoints: the route table's entries and their OpenAPI operations.
+// ---------------------------------------------------------------------------
+
+/// `GET /v1/rounds/{id}/missing`: who is still missing.
+pub const MISSING: Endpoint = Endpoint::new(
+    "GET",
+    "/v1/rounds/{id}/missing",
+    &[Role::Admin, Role::Official],
+    || web::route().to(missing),
+    missing_list_doc,
+);
+
+fn missing_list_doc() -> Op {
+    let xlsx = crate::http::body::XLSX;
+    Op::new("missingList", "rounds", "Who is still missing")
+        .notes(
+            "People of the round in `missing` under `area`, sorted by area, household, name (by \
+             code point). `person_id` is masked to its first 6 and last 4 characters in every \
+             format unless an admin asks `unmask=true` (anyone else: `403 forbidden`). \
+             `group_by=head` (JSON or text; with `format=csv|xlsx` it is `400 invalid_query`) returns \
+             one group per head, in the order of the head's area path, people without a head last \
+             with `\"head\": null`. `format=text` (`group_by=head` implied) gives the same groups \
+             as door-knock messages in plain Chinese (`text/plain; charset=utf-8`), one per head, \
+             separated by one blank line: the round, the head's title and name, their area, then \
+             each household with the names still missing — never an ID or phone number. CSV columns: \
+             `person_id,name,phone,area,household,head_title,head_name,head_phone` (three empty \
+             fields without a head), streamed. XLSX: a summary sheet with a row per grid \
+             (`grid,in_scope,sampled,made_up,exempt,missing`), then one sheet per grid with the \
+             CSV's columns; sheet names are valid in Excel for any area name (at most 31 \
+             characters, unique, none of `[]:*?/\\`, no leading or trailing apostrophe, never \
+             `History`). In CSV a cell beginning with `=`, `+`, `-`, `@`, a tab or a carriage \
+             return gets a leading `'`. JSON and CSV are streamed. A heavy read: past the read \
+             budget it is `503 overloaded` with `Retry-After`. Any other query parameter, or one \
+             given twice, is `400 invalid_query`. Every answered call is audited \
+             (`missing_list`; also `unmask` when unmasked).",
+        )
+        .param(round_id_param())
+        .param(area_query(
+            "an official's own area; for an admin the whole round, answered as `\"area\": null`.",
+        ))
+        .param(query_param(
+            "format",
+            json!({ "type": "string", "enum": ["json", "csv", "xlsx", "text"], "default": "json" }),
+            "The answer's format (`text`: messages per head).",
+        ))
+        .param(query_param(
+            "unmask",
+            json!({ "type": "boolean", "default": false }),
+            "`true` shows whole ID numbers (admin only). Exactly `true` or `false`; anything else \
+             is `400 invalid_query`.",
+        ))
+        .param(query_param(
+            "group_by",
+            json!({ "type": "string", "enum": ["head"] }),
+            "`head`: group the list by responsible head (JSON, or messages with `format=text`).",
+        ))
+        .ok(
+            200,
+            json!({
+                "description": "The missing list (JSON flat, JSON grouped by head, CSV, XLSX, or text messages per head).",
+                "headers": {
+                    "Content-Disposition": {
+                        "description": "XLSX only: `attachment; filename=\"missing-round-{id}.xlsx\"`.",
+                        "schema": { "type": "string" }
+                    }
+                },
+                "content": {
+                    "application/json": { "schema": { "oneOf": [r("MissingList"), r("MissingGroups")] } },
+                    "text/csv": { "schema": { "type": "string", "description": "CSV with header `person_id,name,phone,area,household,head_title,head_name,head_phone`." } },
+                    xlsx: { "schema": { "type": "string", "format": "binary" } },
+                    "text/plain": { "schema": { "type": "string", "description": "One message per head, separated by a blank line." } }
+                }
+            }),
+        )
+        .errors(&[&super::VIEW_ERRORS[..], &[Code::StorageUnavailable, Code::Overloaded]].concat())
+}
+
+/// The schemas this file's operations name.
+pub(crate) fn schemas() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "Head",
+            object(
+                "A responsible head of an area node.",
+                &["title", "name", "phone"],
+                vec![
+                    ("title", string("")),
+                    ("name", string("")),
+                    ("phone", string("")),
+                ],
+            ),
+        ),
+        (
+            "MissingPerson",
+            object(
+                "",
+                &["person_id", "name", "phone", "area", "household", "head"],
+                vec![
+                    ("person_id", r("MaskedPersonId")),
+                    ("name", string("")),
+                    ("phone", string("")),
+                    ("area", r("AreaPath")),
+                    ("household", string("")),
+                    ("head", {
+                        let mut v = nullable_ref("Head");
+                        v["description"] = json!(
+                            "The head of the person's own area node, or failing that the nearest one above; null if none."
+                        );
+                        v
+                    }),
+                ],
+            ),
+        ),
+        (
+            "MissingList",
+            object(
+                "",
+                &["round_id", "area", "total", "people"],
+                vec![
+                    ("round_id", r("RoundId")),
+                    (
+                        "area",
+                        json!({ "type": "string", "nullable": true, "description": "The area shown; null for an admin's whole round." }),
+                    ),
+                    ("total", count("")),
+                    (
+                        "people",
+                        json!({ "type": "array", "items": r("MissingPerson") }),
+                    ),
+                ],
+            ),
+        ),
+        (
+            "MissingGroup",
+            object(
+                "",
+                &["head", "people"],
+                vec![
+                    ("head", {
+                        let mut v = nullable_ref("Head");
+                        v["description"] = json!("Null for the last group: people without a head.");
+                        v
+                    }),
+                    (
+                        "people",
+                        json!({ "type": "array", "items": r("MissingPerson") }),
+                    ),
+                ],
+            ),
+        ),
+        (
+            "MissingGroups",
+            object(
+                "`group_by=head`.",
+                &["round_id", "area", "total", "groups"],
+                vec![
+                    ("round_id", r("RoundId")),
+                    ("area", json!({ "type": "string", "nullable": true })),
+                    ("total", count("")),
+                    (
+                        "groups",
+                        json!({ "type": "array", "items": r("MissingGroup") }),
+                    ),
+                ],
+            ),
+        ),
+    ]
 }
