@@ -114,6 +114,10 @@ fn code_meaning(c: Code) -> &'static str {
         Code::Overloaded => {
             "the server is shedding writes it cannot finish in time; retry after `Retry-After` seconds"
         }
+        Code::NotLeader => {
+            "this server is a standby of several on one PostgreSQL store; the body's `leader` is \
+             the leader's advertised URL (or `null`); retry there, or here after `Retry-After` seconds"
+        }
         Code::Internal => "an unexpected failure; `request_id` names it in the server's log",
     }
 }
@@ -270,7 +274,7 @@ fn error_responses(codes: &[Code]) -> BTreeMap<String, Value> {
                 ]
             });
             let mut resp = json_response(&description, schema);
-            if cs.contains(&Code::Overloaded) {
+            if cs.contains(&Code::Overloaded) || cs.contains(&Code::NotLeader) {
                 resp["headers"] = retry_after();
             }
             (status.to_string(), resp)
@@ -480,7 +484,7 @@ const JSON_BODY_ERRORS: [Code; 3] = [
     Code::UnsupportedMediaType,
     Code::PayloadTooLarge,
 ];
-const WRITE_ERRORS: [Code; 2] = [Code::StorageUnavailable, Code::Overloaded];
+const WRITE_ERRORS: [Code; 3] = [Code::StorageUnavailable, Code::Overloaded, Code::NotLeader];
 
 // ---------------------------------------------------------------------------
 // The operations.
@@ -499,6 +503,21 @@ fn ops_operations() -> Vec<Op> {
             )
             .ok(200, json_response("Ready.", r("Readiness")))
             .ok(503, json_response("Still loading the store.", r("Readiness"))),
+        Op::new("get", "/leader", "leader", "operations", "Is this server the leader?")
+            .notes(
+                "For a load balancer's health check (Several servers): `200` on the leader, which \
+                 takes writes; `503` on a standby or a server still starting. On the embedded \
+                 SQLite store the one server is always the leader.",
+            )
+            .ok(200, json_response("This server is the leader.", r("ClusterState")))
+            .ok(503, json_response("Not the leader.", r("ClusterState"))),
+        Op::new("get", "/standby", "standby", "operations", "Is this a standby in step?")
+            .notes(
+                "`200` on a standby no more than 1 second behind the leader (it answers every \
+                 read under `/v1`, gate lookups included); `503` otherwise (the leader included).",
+            )
+            .ok(200, json_response("A standby in step.", r("ClusterState")))
+            .ok(503, json_response("Not a standby in step.", r("ClusterState"))),
         Op::new("get", "/metrics", "metrics", "operations", "Prometheus metrics")
             .notes(
                 "Prometheus text format, every series prefixed `rollcall_`: requests by route and \
@@ -1813,10 +1832,29 @@ fn account_schemas() -> Vec<(&'static str, Value)> {
             "Readiness",
             object(
                 "",
-                &["store", "redis"],
+                &["store", "redis", "role"],
                 vec![
                     ("store", enum_of(["ready", "loading"])),
                     ("redis", enum_of(["ok", "unreachable", "disabled"])),
+                    ("role", enum_of(["leader", "standby", "starting"])),
+                ],
+            ),
+        ),
+        (
+            "ClusterState",
+            object(
+                "This server's part among several on one PostgreSQL store.",
+                &["role", "leader", "lag_ms"],
+                vec![
+                    ("role", enum_of(["leader", "standby", "starting"])),
+                    (
+                        "leader",
+                        json!({ "type": "string", "nullable": true, "description": "The leader's advertised URL (`--advertise`), if known." }),
+                    ),
+                    (
+                        "lag_ms",
+                        json!({ "type": "integer", "format": "int64", "minimum": 0, "nullable": true, "description": "How far this server trails the log: 0 on the leader, `null` while starting." }),
+                    ),
                 ],
             ),
         ),

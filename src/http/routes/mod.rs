@@ -1,6 +1,7 @@
 //! Route files mirror the URL tree, one file per resource:
 //!
 //! - `ops.rs`: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, the dashboard at `/`.
+//! - `cluster.rs`: `/leader`, `/standby` (several servers on PostgreSQL).
 //! - `tokens.rs`: `/v1/tokens` (admin).
 //! - `register.rs`: `/v1/register` and `/v1/heads` (admin imports).
 //! - `residents.rs`: `/v1/residents/{person_id}` (look-up, move-out, clear).
@@ -15,6 +16,7 @@
 
 pub mod audit;
 pub mod batch;
+pub mod cluster;
 pub mod exemptions;
 pub mod ops;
 pub mod records;
@@ -45,6 +47,8 @@ use super::error::{ApiError, Code};
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/leader"),
+    ("GET", "/standby"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("GET", "/"),
@@ -130,6 +134,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(records::post)
         .service(ops::healthz)
         .service(ops::readyz)
+        .service(cluster::leader)
+        .service(cluster::standby)
         .service(ops::metrics)
         .service(ops::openapi)
         .service(ops::dashboard)

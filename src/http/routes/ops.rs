@@ -18,6 +18,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let body = json!({
         "store": if ready { "ready" } else { "loading" },
         "redis": state.cache.redis_state().as_str(),
+        "role": super::cluster::state(&state).0.as_str(),
     });
     if ready {
         HttpResponse::Ok().json(body)
