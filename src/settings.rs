@@ -181,9 +181,7 @@ impl Settings {
             }
             Some(u) => match u.strip_prefix("sqlite:") {
                 Some(dir) if !dir.is_empty() => (Some(PathBuf::from(dir)), None),
-                _ => anyhow::bail!(
-                    "--store {u} is neither sqlite:DIR nor postgres://USER@HOST/DB"
-                ),
+                _ => anyhow::bail!("--store {u} is neither sqlite:DIR nor postgres://USER@HOST/DB"),
             },
         };
         let data = store_dir

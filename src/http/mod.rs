@@ -128,6 +128,14 @@ impl AppState {
 
     /// Admits one write request, or sheds it.
     pub fn admit_write(&self) -> Result<WriteGuard<'_>, ApiError> {
+        // A standby refuses at once, before reading the body: its answer
+        // does not depend on what was sent.
+        if !self.store.is_leader() {
+            return Err(crate::store::StoreError::NotLeader(
+                self.store.cluster().and_then(crate::store::Cluster::leader),
+            )
+            .into());
+        }
         let n = self.inflight_writes.fetch_add(1, Ordering::AcqRel);
         if n >= MAX_INFLIGHT_WRITES {
             self.inflight_writes.fetch_sub(1, Ordering::AcqRel);

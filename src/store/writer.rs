@@ -736,7 +736,6 @@ impl Writer {
         self.finish(group.jobs);
         Ok(())
     }
-
 }
 
 fn write_group(
@@ -778,7 +777,6 @@ fn write_group(
 }
 
 impl Writer {
-
     /// After a durable commit: apply the events in `seq` order, tell the
     /// status cache once for the group, make side-table changes visible, and
     /// answer everyone.

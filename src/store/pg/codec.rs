@@ -286,7 +286,10 @@ pub fn decode(bytes: &[u8]) -> Result<Event, String> {
         } => Event::RoundCreate(RoundSpec {
             id,
             name: name.into_owned(),
-            scope: scope.iter().map(|a| area(a)).collect::<Result<_, String>>()?,
+            scope: scope
+                .iter()
+                .map(|a| area(a))
+                .collect::<Result<_, String>>()?,
             opens_at: ms(opens_at),
             deadline: ms(deadline),
             created_at: ms(created_at),

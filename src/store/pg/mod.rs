@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use postgres::{Client, NoTls, Statement};
 
+use super::StoreError;
 use super::side::{AuditEntry, TokenRow};
 use super::writer::{Counters, Job, Visible};
-use super::StoreError;
 use crate::domain::{AreaPath, Role as TokenRole, Timestamp};
 use crate::engine::{Engine, Event};
 

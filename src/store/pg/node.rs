@@ -20,8 +20,7 @@ use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 
 use super::{
-    CHANNEL, Cluster, LOCK, PgLog, Role, apply_after, connect, load_leader, load_meta,
-    load_tokens,
+    CHANNEL, Cluster, LOCK, PgLog, Role, apply_after, connect, load_leader, load_meta, load_tokens,
 };
 use crate::engine::SharedEngine;
 use crate::engine::clock::Clock;
