@@ -241,7 +241,7 @@ fn follow_tokens(state: Arc<AppState>) {
     tokio::spawn(async move {
         let mut seen = u64::MAX;
         loop {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             let Some(state) = weak.upgrade() else { return };
             let generation = state.store.cluster().map_or(0, |c| c.tokens_generation());
             if generation == seen {

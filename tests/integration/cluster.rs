@@ -476,6 +476,24 @@ async fn a_leader_cut_from_the_database_stops_acknowledging_and_becomes_a_standb
     let scanner = tok["token"].as_str().unwrap().to_owned();
     let at = recent();
 
+    // The new token works on the standby within the second a write has to show.
+    let t = Instant::now();
+    loop {
+        let r = c
+            .get(format!("{}/v1/tokens", b.base))
+            .bearer_auth(&scanner)
+            .send()
+            .await
+            .unwrap();
+        if r.status() != 401 {
+            break;
+        }
+        assert!(
+            t.elapsed() <= Duration::from_secs(1),
+            "the token did not reach the standby"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // A write to the standby: 503 not_leader, Retry-After, the leader's URL.
     let (ids, body) = batch(1, 0, 5, &at);
     let (st, j, retry) = post(&c, &format!("{}/v1/records", b.base), &scanner, &body)
@@ -514,10 +532,12 @@ async fn a_leader_cut_from_the_database_stops_acknowledging_and_becomes_a_standb
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
-    // Cut the leader's session (the one holding the lock).
+    // Cut the leader's session (the one holding the lock), waiting until
+    // the backend is gone: from then on nothing may be acknowledged.
     let killed = db.query(
-        "SELECT pg_terminate_backend(pid)::text FROM pg_locks
-         WHERE locktype = 'advisory' AND granted AND objid = 1667329132",
+        "SELECT pg_terminate_backend(pid, 5000)::text FROM pg_locks
+         WHERE locktype = 'advisory' AND granted AND objid = 1667329132
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
     );
     assert_eq!(killed, [Some("true".into())]);
     // From now on A acknowledges nothing; B leads within 10 s.

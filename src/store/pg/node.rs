@@ -29,8 +29,10 @@ use crate::store::{OnChanged, StoreError, StoreOptions};
 
 /// How often a standby reads the log and tries for the lock.
 pub const POLL: Duration = Duration::from_millis(100);
-/// How often a standby reloads the token list and `meta`.
-const SIDE_EVERY: Duration = Duration::from_secs(1);
+/// How often a standby reloads the token list and `meta` (small tables:
+/// every poll, so a token the leader issued works here within the second a
+/// write has to show).
+const SIDE_EVERY: Duration = POLL;
 /// How often the leader checks it still holds its session and lock.
 const HEARTBEAT: Duration = Duration::from_millis(250);
 
