@@ -190,7 +190,7 @@ impl Settings {
             .unwrap_or_else(|| PathBuf::from("./rollcall-data"));
         let mut s = Settings::for_data(&data);
         s.postgres = postgres;
-        s.advertise = args.advertise.clone();
+        s.advertise.clone_from(&args.advertise);
         if let Some(l) = args.listen.clone().or(server.listen) {
             s.listen = l;
         }

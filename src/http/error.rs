@@ -173,8 +173,13 @@ struct Body<'a> {
     lines: Option<&'a [LineProblem]>,
     /// Only on `not_leader`, where it is `"URL"` or `null`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    leader: Option<Option<&'a str>>,
+    leader: Option<Leader<'a>>,
 }
+
+/// The leader's URL or `null` (present only on `not_leader`).
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Leader<'a>(Option<&'a str>);
 
 #[derive(Serialize)]
 struct Inner<'a> {
@@ -204,7 +209,7 @@ impl ResponseError for ApiError {
                 request_id: rid,
             },
             lines: self.lines.as_deref(),
-            leader: (self.code == Code::NotLeader).then_some(self.leader.as_deref()),
+            leader: (self.code == Code::NotLeader).then_some(Leader(self.leader.as_deref())),
         })
     }
 }

@@ -132,7 +132,7 @@ impl AppState {
         // does not depend on what was sent.
         if !self.store.is_leader() {
             return Err(crate::store::StoreError::NotLeader(
-                self.store.cluster().and_then(crate::store::Cluster::leader),
+                self.store.cluster().and_then(|c| c.leader()),
             )
             .into());
         }
@@ -353,12 +353,20 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
             CacheTarget::Redis(u) => CacheBackend::Redis(u.clone()),
             CacheTarget::Cluster(n) => CacheBackend::Cluster(n.clone()),
         };
-        let cache = StatusCache::open(
+        // Several servers on one Redis: only the leader writes it.
+        let gate = store.cluster().map(|c| {
+            let c = c.clone();
+            let gate: crate::status_cache::WritesGate =
+                Arc::new(move || c.role() == crate::store::ClusterRole::Leader);
+            gate
+        });
+        let cache = StatusCache::open_gated(
             CacheConfig { backend, key },
             Arc::new(EngineSource {
                 engine: engine.clone(),
             }),
             clock.clone(),
+            gate,
         )
         .await
         .context("opening the status cache")?;

@@ -613,8 +613,8 @@ impl Store {
     }
 
     /// On a PostgreSQL store: the cluster's state (role, leader, lag).
-    pub fn cluster(&self) -> Option<&Cluster> {
-        self.inner.pg.as_ref().map(|p| &*p.cluster)
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.inner.pg.as_ref().map(|p| &p.cluster)
     }
 
     /// Whether this server takes writes: always on SQLite.

@@ -1,7 +1,7 @@
 //! Several servers on one PostgreSQL store (docs/api.md, Several servers),
 //! against the real PostgreSQL on 127.0.0.1:5432 (each test creates and
 //! drops its own database) and real `rollcall serve` processes: replay
-//! equality with the SQLite store; a leader SIGKILLed mid-ingest while
+//! equality with the SQLite store; a leader killed (SIGKILL) mid-ingest while
 //! clients write with retries; a leader whose session is terminated; writes
 //! to a standby; how far a standby trails.
 //!
@@ -164,6 +164,9 @@ async fn postgres_and_sqlite_replay_the_same_campaign_to_the_same_engine() {
         [Some("99".into())]
     );
 }
+
+/// Every batch sent: its people, and whether it was acknowledged.
+type Sent = Arc<Mutex<Vec<(Vec<String>, bool)>>>;
 
 /// A `rollcall serve` child on the shared store.
 struct Server {
@@ -336,7 +339,7 @@ async fn a_standby_takes_over_from_a_killed_leader_with_every_acknowledged_recor
 
     // Clients write through any server, retrying elsewhere on 503 or no answer.
     let bases: Vec<String> = [&a, &b, &d].iter().map(|s| s.base.clone()).collect();
-    let sent: Arc<Mutex<Vec<(Vec<String>, bool)>>> = Arc::default();
+    let sent: Sent = Arc::default();
     let first_ack_after_kill: Arc<Mutex<Option<Instant>>> = Arc::default();
     let killed_at: Arc<Mutex<Option<Instant>>> = Arc::default();
     let at = recent();

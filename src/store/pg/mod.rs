@@ -388,7 +388,7 @@ impl PgLog {
                 "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid()
                  AND locktype = 'advisory' AND granted AND classid::bigint = $1 AND objid::bigint = $2
                  AND objsubid = 2",
-                &[&(LOCK.0 as i64), &(LOCK.1 as i64)],
+                &[&i64::from(LOCK.0), &i64::from(LOCK.1)],
             )
             .map(|r| r.get::<_, i64>(0));
         match held {

@@ -204,7 +204,7 @@ impl Node {
                 return true;
             }
         };
-        *self.cluster.leader.write() = self.advertise.clone();
+        self.cluster.leader.write().clone_from(&self.advertise);
         self.cluster.set_role(Role::Leader);
         tracing::info!(seq = self.applied, advertise = ?self.advertise, "this server is the leader");
         let mut w = Writer {
