@@ -492,6 +492,7 @@ impl Store {
                     visible,
                     options,
                     applied,
+                    hold_off: None,
                 }
                 .run(c, rx);
             })?;

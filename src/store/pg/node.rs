@@ -35,6 +35,9 @@ pub const POLL: Duration = Duration::from_millis(100);
 const SIDE_EVERY: Duration = POLL;
 /// How often the leader checks it still holds its session and lock.
 const HEARTBEAT: Duration = Duration::from_millis(250);
+/// How long a server that lost its session leaves the lock to the others
+/// (its link may be the trouble): it follows, and tries again only after.
+const HOLD_OFF: Duration = Duration::from_secs(2);
 
 pub(in crate::store) struct Node {
     pub url: String,
@@ -47,6 +50,8 @@ pub(in crate::store) struct Node {
     pub options: StoreOptions,
     /// The last `seq` applied to the engine.
     pub applied: u64,
+    /// Until when this server does not try for the lock (after losing it).
+    pub hold_off: Option<Instant>,
 }
 
 impl Node {
@@ -146,6 +151,9 @@ impl Node {
             self.reload_side(c)?;
             *side_at = Some(Instant::now());
         }
+        if self.hold_off.is_some_and(|t| Instant::now() < t) {
+            return Ok(false);
+        }
         let got: bool = c
             .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&LOCK.0, &LOCK.1])?
             .get(0);
@@ -235,6 +243,7 @@ impl Node {
             }
             Served::Lost => {
                 self.applied = w.next_seq - 1;
+                self.hold_off = Some(Instant::now() + HOLD_OFF);
                 self.cluster.set_role(Role::Standby);
                 *self.cluster.leader.write() = None;
                 *self.cluster.caught_up.lock() = None;
