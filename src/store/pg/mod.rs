@@ -167,9 +167,20 @@ pub(super) fn connect(url: &str) -> Result<Client, StoreError> {
     let mut cfg: postgres::Config = url
         .parse()
         .map_err(|e: postgres::Error| StoreError::Postgres(format!("store URL: {e}")))?;
+    // A dead peer is noticed in seconds on both sides: here (so a writer
+    // waiting on a cut link fails its commit instead of hanging) and on the
+    // server (so the session of a leader cut off ends, releasing the lock
+    // for a standby, instead of after the kernel's two-hour default).
     cfg.connect_timeout(Duration::from_secs(5))
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(5))
+        .keepalives_interval(Duration::from_secs(2))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(10))
+        .options(
+            "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 \
+             -c tcp_keepalives_count=3 -c tcp_user_timeout=10000",
+        )
         .application_name("rollcall");
     Ok(cfg.connect(NoTls)?)
 }
