@@ -145,8 +145,8 @@ impl Node {
     fn poll(&mut self, c: &mut Client, side_at: &mut Option<Instant>) -> Result<bool, StoreError> {
         let asked = Instant::now();
         self.catch_up(c)?;
-        *self.cluster.caught_up.lock() = Some(asked);
         *self.cluster.leader.write() = load_leader(c)?;
+        *self.cluster.caught_up.lock() = Some(asked);
         if side_at.is_none_or(|t| t.elapsed() >= SIDE_EVERY) {
             self.reload_side(c)?;
             *side_at = Some(Instant::now());
