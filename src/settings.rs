@@ -346,6 +346,37 @@ mod tests {
     }
 
     #[test]
+    fn store_takes_a_sqlite_directory_or_a_postgres_url_and_nothing_else() {
+        let args = ServeArgs {
+            data: Some("ignored".into()),
+            store: Some("sqlite:/tmp/h".into()),
+            ..ServeArgs::default()
+        };
+        let s = Settings::resolve(&args).unwrap();
+        assert_eq!((s.data, s.postgres), (PathBuf::from("/tmp/h"), None));
+        let url = "postgres://root@127.0.0.1:5432/city";
+        let args = ServeArgs {
+            store: Some(url.into()),
+            advertise: Some("http://10.0.0.2:8080".into()),
+            ..ServeArgs::default()
+        };
+        let s = Settings::resolve(&args).unwrap();
+        assert_eq!(s.postgres.as_deref(), Some(url));
+        assert_eq!(s.advertise.as_deref(), Some("http://10.0.0.2:8080"));
+        for bad in ["mysql://x/y", "sqlite:", "/var/lib/rollcall"] {
+            let args = ServeArgs {
+                store: Some(bad.into()),
+                ..ServeArgs::default()
+            };
+            let err = format!("{:#}", Settings::resolve(&args).unwrap_err());
+            assert!(
+                err.contains("neither sqlite:DIR nor postgres://"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_keys_in_the_file_are_rejected() {
         let f = write("[policy]\npool_maxx = 10\n");
         let args = ServeArgs {

@@ -326,3 +326,110 @@ pub fn decode(bytes: &[u8]) -> Result<Event, String> {
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn person(n: u64) -> PersonId {
+        PersonId::from_u64(61_080_219_800_101_000 + n).unwrap()
+    }
+
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::from_millis(1_650_340_800_000 + ms)
+    }
+
+    #[test]
+    fn every_event_comes_back_as_it_went_in_escapes_included() {
+        let area = AreaPath::parse("崇文路街道/学院社区/第01网格").unwrap();
+        // Quotes, a backslash and a tab: the JSON escapes them, and the
+        // decoder then owns what it cannot borrow.
+        let awkward = "王 \"芳\"\\\t".to_owned();
+        let site: Arc<str> = "S\"01".into();
+        let events = vec![
+            Event::Register {
+                rows: vec![RegisterRow {
+                    person_id: person(1),
+                    name: awkward.clone(),
+                    phone: "13900000000".into(),
+                    area: area.clone(),
+                    household: "01-\\02".into(),
+                }],
+                at: at(0),
+            },
+            Event::Heads {
+                rows: vec![HeadRow {
+                    area: area.clone(),
+                    title: "楼层长".into(),
+                    name: awkward.clone(),
+                    phone: "13900000001".into(),
+                }],
+                at: at(1),
+            },
+            Event::ResidentDelete {
+                person_id: person(2),
+                at: at(2),
+            },
+            Event::Records {
+                arrived_at: at(3),
+                items: vec![
+                    RecordItem {
+                        person_id: person(3),
+                        tube_id: TubeId::parse("T-01").unwrap(),
+                        collected_at: at(-5),
+                        site: site.clone(),
+                    },
+                    RecordItem {
+                        person_id: person(4),
+                        tube_id: TubeId::parse("T-01").unwrap(),
+                        collected_at: at(-4),
+                        site,
+                    },
+                ],
+            },
+            Event::Results {
+                arrived_at: at(4),
+                items: vec![ResultItem {
+                    tube_id: TubeId::parse("T-01").unwrap(),
+                    result: TestResult::Positive,
+                    reported_at: at(3),
+                }],
+            },
+            Event::RoundCreate(RoundSpec {
+                id: 7,
+                name: awkward.clone(),
+                scope: vec![area.clone()],
+                opens_at: at(-10),
+                deadline: at(100),
+                created_at: at(5),
+            }),
+            Event::RoundClose { id: 7, at: at(100) },
+            Event::ExemptionCreate(ExemptionSpec {
+                id: 3,
+                person_id: person(5),
+                reason: ExemptionReason::Infant,
+                from: at(0),
+                until: at(1_000),
+                note: awkward.clone(),
+                created_at: at(6),
+            }),
+            Event::ExemptionDelete { id: 3, at: at(7) },
+            Event::Clear {
+                person_id: person(3),
+                note: awkward,
+                at: at(8),
+            },
+        ];
+        for ev in &events {
+            let back = decode(&encode(ev)).unwrap();
+            assert_eq!(&back, ev);
+        }
+        // A body the domain refuses is an error, not a guess.
+        assert!(decode(br#"{"k":"round_close","id":1}"#).is_err());
+        assert!(
+            decode(br#"{"k":"resident_delete","person":99999999999999999999,"at":1}"#).is_err()
+        );
+        let bad_tube = br#"{"k":"results","at":1,"items":[["bad tube!","positive",1]]}"#;
+        assert!(decode(bad_tube).unwrap_err().contains("tube_id"));
+    }
+}
