@@ -51,6 +51,13 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: the number of cores).
     #[arg(long, env = "ROLLCALL_WORKERS")]
     pub workers: Option<usize>,
+    /// Where the log lives: `sqlite:DIR` (the same as `--data DIR`) or
+    /// `postgres://USER@HOST/DB`, shared by several servers.
+    #[arg(long, env = "ROLLCALL_STORE")]
+    pub store: Option<String>,
+    /// The URL clients reach this server at (told to the others while it leads).
+    #[arg(long, env = "ROLLCALL_ADVERTISE")]
+    pub advertise: Option<String>,
 }
 
 /// The secrets `serve` takes, only from the environment or a file named in
@@ -129,6 +136,11 @@ pub struct Settings {
     pub admin_token: Option<String>,
     pub cache_key: Option<String>,
     pub workers: usize,
+    /// `Some(URL)`: the log is in PostgreSQL, shared by several servers
+    /// (`data` is then unused).
+    pub postgres: Option<String>,
+    /// This server's URL for clients (`--advertise`).
+    pub advertise: Option<String>,
 }
 
 impl Settings {
@@ -143,6 +155,8 @@ impl Settings {
             admin_token: None,
             cache_key: None,
             workers: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            postgres: None,
+            advertise: None,
         }
     }
 
@@ -160,12 +174,23 @@ impl Settings {
         };
         let server = file.server.unwrap_or_default();
         let policy_file = file.policy.unwrap_or_default();
-        let data = args
-            .data
-            .clone()
+        let (store_dir, postgres) = match args.store.as_deref() {
+            None => (None, None),
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                (None, Some(u.to_owned()))
+            }
+            Some(u) => match u.strip_prefix("sqlite:") {
+                Some(dir) if !dir.is_empty() => (Some(PathBuf::from(dir)), None),
+                _ => anyhow::bail!("--store {u} is neither sqlite:DIR nor postgres://USER@HOST/DB"),
+            },
+        };
+        let data = store_dir
+            .or_else(|| args.data.clone())
             .or(server.data)
             .unwrap_or_else(|| PathBuf::from("./rollcall-data"));
         let mut s = Settings::for_data(&data);
+        s.postgres = postgres;
+        s.advertise.clone_from(&args.advertise);
         if let Some(l) = args.listen.clone().or(server.listen) {
             s.listen = l;
         }
@@ -318,6 +343,37 @@ mod tests {
         };
         let s = Settings::resolve(&args).unwrap();
         assert_eq!((s.policy.retention_days, s.audit_retention_days), (7, 400));
+    }
+
+    #[test]
+    fn store_takes_a_sqlite_directory_or_a_postgres_url_and_nothing_else() {
+        let args = ServeArgs {
+            data: Some("ignored".into()),
+            store: Some("sqlite:/tmp/h".into()),
+            ..ServeArgs::default()
+        };
+        let s = Settings::resolve(&args).unwrap();
+        assert_eq!((s.data, s.postgres), (PathBuf::from("/tmp/h"), None));
+        let url = "postgres://root@127.0.0.1:5432/city";
+        let args = ServeArgs {
+            store: Some(url.into()),
+            advertise: Some("http://10.0.0.2:8080".into()),
+            ..ServeArgs::default()
+        };
+        let s = Settings::resolve(&args).unwrap();
+        assert_eq!(s.postgres.as_deref(), Some(url));
+        assert_eq!(s.advertise.as_deref(), Some("http://10.0.0.2:8080"));
+        for bad in ["mysql://x/y", "sqlite:", "/var/lib/rollcall"] {
+            let args = ServeArgs {
+                store: Some(bad.into()),
+                ..ServeArgs::default()
+            };
+            let err = format!("{:#}", Settings::resolve(&args).unwrap_err());
+            assert!(
+                err.contains("neither sqlite:DIR nor postgres://"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -58,6 +58,7 @@ error_codes! {
     MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
     StorageUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
     Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+    NotLeader => (StatusCode::SERVICE_UNAVAILABLE, "not_leader"),
     Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
 }
 
@@ -110,6 +111,8 @@ pub struct ApiError {
     /// The id a `500 internal` answer and its log line share, so a report
     /// from a user finds the cause (`None` on every other error).
     pub request_id: Option<String>,
+    /// On `503 not_leader`: the leader's advertised URL, if known.
+    pub leader: Option<String>,
 }
 
 /// What a `denied` audit entry records about a refusal.
@@ -130,6 +133,7 @@ impl ApiError {
             lines: None,
             denied: None,
             request_id: None,
+            leader: None,
         }
     }
 
@@ -167,7 +171,15 @@ struct Body<'a> {
     error: Inner<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     lines: Option<&'a [LineProblem]>,
+    /// Only on `not_leader`, where it is `"URL"` or `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leader: Option<Leader<'a>>,
 }
+
+/// The leader's URL or `null` (present only on `not_leader`).
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Leader<'a>(Option<&'a str>);
 
 #[derive(Serialize)]
 struct Inner<'a> {
@@ -187,7 +199,7 @@ impl ResponseError for ApiError {
         // 5xx bodies leave it out.
         let rid = self.request_id.as_deref();
         let mut b = HttpResponse::build(self.code.status());
-        if self.code == Code::Overloaded {
+        if matches!(self.code, Code::Overloaded | Code::NotLeader) {
             b.insert_header(("Retry-After", "1"));
         }
         b.json(Body {
@@ -197,6 +209,7 @@ impl ResponseError for ApiError {
                 request_id: rid,
             },
             lines: self.lines.as_deref(),
+            leader: (self.code == Code::NotLeader).then_some(Leader(self.leader.as_deref())),
         })
     }
 }
@@ -211,6 +224,14 @@ impl From<StoreError> for ApiError {
                     Code::StorageUnavailable,
                     "the write could not be made durable; nothing of it was kept, retry later",
                 )
+            }
+            StoreError::NotLeader(leader) => {
+                let mut e = ApiError::new(
+                    Code::NotLeader,
+                    "this server is a standby; send writes to the leader",
+                );
+                e.leader = leader;
+                e
             }
             other => ApiError::internal(&other),
         }
@@ -271,6 +292,7 @@ mod tests {
             "405 method_not_allowed",
             "503 storage_unavailable",
             "503 overloaded",
+            "503 not_leader",
             "500 internal",
         ];
         assert_eq!(table, want);

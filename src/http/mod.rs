@@ -129,6 +129,14 @@ impl AppState {
 
     /// Admits one write request, or sheds it.
     pub fn admit_write(&self) -> Result<WriteGuard<'_>, ApiError> {
+        // A standby refuses at once, before reading the body: its answer
+        // does not depend on what was sent.
+        if !self.store.is_leader() {
+            return Err(crate::store::StoreError::NotLeader(
+                self.store.cluster().and_then(|c| c.leader()),
+            )
+            .into());
+        }
         let n = self.inflight_writes.fetch_add(1, Ordering::AcqRel);
         if n >= MAX_INFLIGHT_WRITES {
             self.inflight_writes.fetch_sub(1, Ordering::AcqRel);
@@ -235,6 +243,41 @@ impl Running {
     }
 }
 
+/// On a shared PostgreSQL store, tokens the leader creates or revokes reach
+/// this server's store as it follows; this keeps the lookup table in step.
+fn follow_tokens(state: Arc<AppState>) {
+    let weak = Arc::downgrade(&state);
+    drop(state);
+    tokio::spawn(async move {
+        let mut seen = u64::MAX;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let Some(state) = weak.upgrade() else { return };
+            let generation = state.store.cluster().map_or(0, |c| c.tokens_generation());
+            if generation == seen {
+                continue;
+            }
+            seen = generation;
+            for t in state.store.tokens() {
+                if t.revoked() {
+                    state.tokens.remove_id(&t.id);
+                } else {
+                    state.tokens.insert(
+                        t.hash,
+                        Principal {
+                            token_id: t.id.clone(),
+                            name: t.name.clone(),
+                            role: t.role,
+                            site: t.site.as_deref().map(Arc::from),
+                            area: t.area.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    });
+}
+
 async fn cache_key(settings: &Settings, store: &Store) -> anyhow::Result<[u8; 32]> {
     use sha2::Digest;
     if let Some(k) = &settings.cache_key {
@@ -246,6 +289,15 @@ async fn cache_key(settings: &Settings, store: &Store) -> anyhow::Result<[u8; 32
 /// A 32-byte secret kept in the store's meta table, generated once.
 async fn secret(store: &Store, name: &str) -> anyhow::Result<[u8; 32]> {
     use rand::RngCore;
+    // A standby waits for the leader to have written it (a first start of
+    // several servers together).
+    let waited = std::time::Instant::now();
+    while store.meta_get(name).is_none()
+        && !store.is_leader()
+        && waited.elapsed() < std::time::Duration::from_secs(30)
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     if let Some(hexed) = store.meta_get(name) {
         let v = hex::decode(hexed).context("a stored secret is not hex")?;
         return v
@@ -286,26 +338,45 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
             audit_retention_days: settings.audit_retention_days,
             ..crate::store::StoreOptions::default()
         };
-        let store = Store::open_with(
-            &settings.data,
-            engine.clone(),
-            clock.clone(),
-            on_changed,
-            options,
-        )
-        .with_context(|| format!("opening the store in {}", settings.data.display()))?;
+        let store = match &settings.postgres {
+            Some(url) => Store::open_postgres(
+                url,
+                settings.advertise.clone(),
+                engine.clone(),
+                clock.clone(),
+                on_changed,
+                options,
+            )
+            .context("opening the PostgreSQL store")?,
+            None => Store::open_with(
+                &settings.data,
+                engine.clone(),
+                clock.clone(),
+                on_changed,
+                options,
+            )
+            .with_context(|| format!("opening the store in {}", settings.data.display()))?,
+        };
         let key = cache_key(settings, &store).await?;
         let backend = match &settings.cache {
             CacheTarget::InProcess => CacheBackend::InProcess,
             CacheTarget::Redis(u) => CacheBackend::Redis(u.clone()),
             CacheTarget::Cluster(n) => CacheBackend::Cluster(n.clone()),
         };
-        let cache = StatusCache::open(
+        // Several servers on one Redis: only the leader writes it.
+        let gate = store.cluster().map(|c| {
+            let c = c.clone();
+            let gate: crate::status_cache::WritesGate =
+                Arc::new(move || c.role() == crate::store::ClusterRole::Leader);
+            gate
+        });
+        let cache = StatusCache::open_gated(
             CacheConfig { backend, key },
             Arc::new(EngineSource {
                 engine: engine.clone(),
             }),
             clock.clone(),
+            gate,
         )
         .await
         .context("opening the status cache")?;
@@ -315,13 +386,19 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
 
     let token_key = secret(&store, "token_key").await?;
     let tokens = Arc::new(Tokens::new(token_key));
-    let generated_admin_token = bootstrap::admin_token(
-        &store,
-        &tokens,
-        settings.admin_token.as_deref(),
-        clock.now(),
-    )
-    .await?;
+    // A standby leaves the bootstrap admin to the leader (it cannot write);
+    // the tokens the leader keeps reach it through the store.
+    let generated_admin_token = if store.is_leader() {
+        bootstrap::admin_token(
+            &store,
+            &tokens,
+            settings.admin_token.as_deref(),
+            clock.now(),
+        )
+        .await?
+    } else {
+        None
+    };
     for t in store.tokens() {
         if !t.revoked() {
             tokens.insert(
@@ -351,6 +428,9 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         build_pool: build_pool(cores),
     });
     let scheduler = scheduler::spawn(state.clone().into_inner());
+    if state.store.cluster().is_some() {
+        follow_tokens(state.clone().into_inner());
+    }
 
     let app_state = state.clone();
     let server = HttpServer::new(move || {

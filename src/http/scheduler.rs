@@ -25,6 +25,12 @@ pub fn spawn(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
             if ticks == 0 {
                 state.store.snapshot_if_due();
             }
+            // Only the leader closes rounds (a standby's close would be
+            // refused); a standby that takes over closes the overdue ones,
+            // dated at their deadlines, at its first tick as leader.
+            if !state.store.is_leader() {
+                continue;
+            }
             let now = state.now();
             let due: Vec<(u32, crate::domain::Timestamp)> = {
                 let e = state.engine.read();

@@ -107,6 +107,9 @@ pub enum CacheBackend {
 }
 
 /// How to open the cache.
+/// Says whether this server may write Redis now (see `Shared::writes_gate`).
+pub type WritesGate = Arc<dyn Fn() -> bool + Send + Sync>;
+
 #[derive(Clone)]
 pub struct CacheConfig {
     pub backend: CacheBackend,
@@ -230,6 +233,11 @@ pub(crate) struct Shared {
     /// What `flushed` waits for. A watch channel: any number of callers wait
     /// on it and only the latest value matters.
     progress: watch::Sender<Progress>,
+    /// Whether this server may write Redis (`None`: always). Several servers
+    /// share one Redis and only the leader writes it: a standby neither
+    /// writes nor reads it (its gates ask its engine), and a standby that
+    /// becomes leader rewrites everyone before Redis is read again.
+    writes_gate: Option<WritesGate>,
     /// Set when the last handle drops. An atomic flag, read by the writer
     /// after each wake-up.
     shutdown: AtomicBool,
@@ -307,6 +315,18 @@ impl StatusCache {
         source: Arc<dyn StatusSource>,
         clock: Arc<dyn Clock>,
     ) -> Result<StatusCache, CacheError> {
+        Self::open_gated(cfg, source, clock, None).await
+    }
+
+    /// [`StatusCache::open`] for one of several servers on one Redis:
+    /// `gate` says whether this server may write it now (the leader).
+    #[allow(clippy::unused_async)]
+    pub async fn open_gated(
+        cfg: CacheConfig,
+        source: Arc<dyn StatusSource>,
+        clock: Arc<dyn Clock>,
+        gate: Option<WritesGate>,
+    ) -> Result<StatusCache, CacheError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(CacheError::NoRuntime)?;
         let backend = match cfg.backend {
             CacheBackend::InProcess => Backend::Memory(MemoryMap::new()),
@@ -346,6 +366,7 @@ impl StatusCache {
             wake: Notify::new(),
             progress: watch::Sender::new(Progress { done: 0, trusted }),
             shutdown: AtomicBool::new(false),
+            writes_gate: gate,
         });
         runtime.spawn(writer::run(Arc::clone(&shared)));
         Ok(StatusCache {

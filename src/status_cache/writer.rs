@@ -29,6 +29,8 @@ const CLUSTER_CHUNK: usize = 50_000;
 const RESYNC_STEP: usize = 100_000;
 /// How often a trusted Redis is checked for a restart or a lost marker.
 const HEALTH_EVERY: Duration = Duration::from_millis(500);
+/// How often a standby's writer looks whether this server leads now.
+const GATE_POLL: Duration = Duration::from_millis(50);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -193,6 +195,25 @@ impl RedisWriter {
         loop {
             if self.s.is_shut_down() {
                 return;
+            }
+            if let Some(gate) = &self.s.writes_gate
+                && !gate()
+            {
+                // A standby: Redis is the leader's. Nothing written, nothing
+                // read (gates ask the engine); should this server lead, a
+                // full rewrite comes first, as at start-up.
+                if self.s.trusted_now() {
+                    self.distrust(&"this server is a standby");
+                }
+                self.conn = None;
+                self.remember_queued();
+                self.dirty.extend(std::mem::take(&mut self.carry));
+                self.need_full = true;
+                tokio::select! {
+                    () = self.s.wake.notified() => {}
+                    () = tokio::time::sleep(GATE_POLL) => {}
+                }
+                continue;
             }
             if self.s.trusted_now() {
                 if self.carry.is_empty() {

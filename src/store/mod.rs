@@ -21,6 +21,7 @@
 //! (the status cache is told of changes through the `on_changed` callback).
 
 mod log;
+mod pg;
 mod replay;
 mod schema;
 mod side;
@@ -39,6 +40,7 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
+pub use pg::{Cluster, PG_SCHEMA_VERSION, Role as ClusterRole};
 pub use replay::ReplayStats;
 pub use schema::{DB_FILE, LOCK_FILE, SCHEMA_VERSION};
 pub use side::{AuditEntry, NewToken, TokenRow, describe_token};
@@ -112,6 +114,13 @@ pub enum StoreError {
     /// Any other SQLite failure while opening.
     #[error("SQLite: {0}")]
     Sqlite(rusqlite::Error),
+    /// A PostgreSQL failure (connecting, migrating, reading).
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
+    /// This server is a standby on a shared PostgreSQL store: writes go to
+    /// the leader (its advertised URL, when known). Nothing was written.
+    #[error("this server is a standby; writes go to the leader")]
+    NotLeader(Option<String>),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -181,9 +190,37 @@ struct Inner {
     // A Mutex because a rusqlite connection is not Sync; only audit reads use
     // it, on a blocking thread, one at a time. `None` once closing.
     reader: Mutex<Option<Connection>>,
+    /// On PostgreSQL: the cluster's state, the database URL, and a session
+    /// for audit reads (and a standby's audit writes), opened when needed.
+    pg: Option<PgSide>,
     // Joined when the last handle goes, so a reopen after drop finds the
     // directory unlocked and the file closed.
     writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct PgSide {
+    cluster: Arc<Cluster>,
+    url: String,
+    reader: Mutex<Option<postgres::Client>>,
+}
+
+impl PgSide {
+    /// Runs `f` on the side session (connecting first if needed); a failed
+    /// call drops the session, so the next one reconnects.
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut postgres::Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut slot = self.reader.lock();
+        if slot.as_ref().is_none_or(postgres::Client::is_closed) {
+            *slot = Some(pg::connect(&self.url)?);
+        }
+        let r = f(slot.as_mut().expect("connected just above"));
+        if r.is_err() {
+            *slot = None;
+        }
+        r
+    }
 }
 
 impl Drop for Inner {
@@ -342,15 +379,17 @@ impl Store {
 
         let (tx, rx) = mpsc::channel(QUEUE);
         let w = Writer {
-            conn,
-            checkpointer,
+            backend: writer::Backend::Sqlite {
+                conn,
+                checkpointer,
+                lock,
+            },
             engine,
             clock,
             on_changed,
             visible: visible.clone(),
             next_seq: stats.last_seq + 1,
             next_token,
-            lock,
             check: check.map(|h| (h, check_tx)),
             snapshots: writer::Snapshots {
                 dir: dir.to_owned(),
@@ -383,6 +422,119 @@ impl Store {
                 replay: stats,
                 check: check_rx,
                 reader,
+                pg: None,
+                writer: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    /// Opens a PostgreSQL store (`postgres://…`) shared with other servers:
+    /// migrates it (refusing a newer schema untouched), replays the whole
+    /// log into `engine`, then returns once this server is the leader (it
+    /// took the lock) or a standby (another holds it). `advertise` is the URL
+    /// clients reach this server at, told to others while it leads.
+    pub fn open_postgres(
+        url: &str,
+        advertise: Option<String>,
+        engine: SharedEngine,
+        clock: Arc<dyn Clock>,
+        on_changed: OnChanged,
+        options: StoreOptions,
+    ) -> Result<Store, StoreError> {
+        let started = Instant::now();
+        let cluster = Arc::new(pg::new_cluster());
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let node_url = url.to_owned();
+        let node_cluster = cluster.clone();
+        // Everything on the node's own thread: the synchronous client runs
+        // its own small runtime, which must not nest inside the caller's.
+        let handle = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || {
+                let opened = (|| {
+                    let mut c = pg::connect(&node_url)?;
+                    pg::migrate(&mut c)?;
+                    let replay = Instant::now();
+                    let mut changed = Vec::new();
+                    let (last, events) = pg::apply_after(&mut c, &engine, 0, &mut changed)?;
+                    let (tokens, _) = pg::load_tokens(&mut c)?;
+                    let meta = pg::load_meta(&mut c)?;
+                    let stats = ReplayStats {
+                        events,
+                        last_seq: last,
+                        replay: replay.elapsed(),
+                        ..ReplayStats::default()
+                    };
+                    Ok::<_, StoreError>((c, stats, tokens, meta))
+                })();
+                let (c, stats, tokens, meta) = match opened {
+                    Ok(o) => o,
+                    Err(e) => {
+                        drop(ready_tx.send(Err(e)));
+                        return;
+                    }
+                };
+                let visible = Arc::new(Visible {
+                    tokens: parking_lot::RwLock::new(tokens),
+                    meta: parking_lot::RwLock::new(meta.into_iter().collect()),
+                    counters: writer::Counters::default(),
+                });
+                let applied = stats.last_seq;
+                drop(ready_tx.send(Ok((visible.clone(), stats))));
+                pg::Node {
+                    url: node_url,
+                    advertise,
+                    cluster: node_cluster,
+                    engine,
+                    clock,
+                    on_changed,
+                    visible,
+                    options,
+                    applied,
+                    hold_off: None,
+                }
+                .run(c, rx);
+            })?;
+        let (visible, mut stats) = match ready_rx.recv() {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                drop(handle.join());
+                return Err(e);
+            }
+            Err(_) => {
+                drop(handle.join());
+                return Err(StoreError::Postgres("the store's thread stopped".into()));
+            }
+        };
+        pg::spawn_heartbeat(tx.downgrade())?;
+        // The first poll decides: leader or standby (a few milliseconds).
+        let decide = Instant::now();
+        while cluster.role() == ClusterRole::Starting && decide.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stats.open = started.elapsed();
+        tracing::info!(
+            events = stats.events,
+            last_seq = stats.last_seq,
+            replay_ms = stats.replay.as_millis() as u64,
+            role = cluster.role().as_str(),
+            "PostgreSQL store opened"
+        );
+        let (_, check) = tokio::sync::watch::channel(Check::Passed(Duration::ZERO));
+        Ok(Store {
+            tx,
+            inner: Arc::new(Inner {
+                visible,
+                replay: stats,
+                check,
+                reader: Mutex::new(None),
+                pg: Some(PgSide {
+                    cluster,
+                    url: url.to_owned(),
+                    reader: Mutex::new(None),
+                }),
                 writer: Mutex::new(Some(handle)),
             }),
         })
@@ -450,7 +602,29 @@ impl Store {
         self.tx.max_capacity() - self.tx.capacity()
     }
 
+    /// `NotLeader` on a standby (or a server still starting) of a
+    /// PostgreSQL store.
+    fn leader_only(&self) -> Result<(), StoreError> {
+        match &self.inner.pg {
+            Some(pg) if pg.cluster.role() != ClusterRole::Leader => {
+                Err(StoreError::NotLeader(pg.cluster.leader()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// On a PostgreSQL store: the cluster's state (role, leader, lag).
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.inner.pg.as_ref().map(|p| &p.cluster)
+    }
+
+    /// Whether this server takes writes: always on SQLite.
+    pub fn is_leader(&self) -> bool {
+        self.leader_only().is_ok()
+    }
+
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, StoreError> {
+        self.leader_only()?;
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(make(reply))
@@ -460,6 +634,7 @@ impl Store {
     }
 
     fn call_blocking<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, StoreError> {
+        self.leader_only()?;
         let (reply, answer) = oneshot::channel();
         self.tx
             .blocking_send(make(reply))
@@ -512,6 +687,17 @@ impl Store {
 
     /// Durably appends an audit entry.
     pub async fn audit(&self, e: AuditEntry) -> Result<(), StoreError> {
+        // The audit log is not the event log: a standby appends to it
+        // itself (the reads it audits are its own).
+        if self.inner.pg.is_some() && !self.is_leader() {
+            let inner = self.inner.clone();
+            return tokio::task::spawn_blocking(move || {
+                let pg = inner.pg.as_ref().expect("checked above");
+                pg.with(|c| pg::audit_append(c, &e))
+            })
+            .await
+            .map_err(|_| StoreError::Unavailable)?;
+        }
         self.call(|reply| Request::Audit { entry: e, reply }).await
     }
 
@@ -521,9 +707,14 @@ impl Store {
         since: Option<Timestamp>,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || match &*inner.reader.lock() {
-            Some(conn) => side::audit_since(conn, since),
-            None => Err(StoreError::Unavailable),
+        tokio::task::spawn_blocking(move || {
+            if let Some(pg) = &inner.pg {
+                return pg.with(|c| pg::audit_since(c, since));
+            }
+            match &*inner.reader.lock() {
+                Some(conn) => side::audit_since(conn, since),
+                None => Err(StoreError::Unavailable),
+            }
         })
         .await
         .map_err(|_| StoreError::Unavailable)?

@@ -93,6 +93,39 @@ pub(super) enum Request {
     Close {
         reply: oneshot::Sender<()>,
     },
+    /// Sent now and then to a PostgreSQL node: a leader checks it still
+    /// holds its database session (and so the leadership lock).
+    Heartbeat,
+}
+
+impl Request {
+    /// Answers the request with `err()` without doing it.
+    pub(super) fn refuse(self, err: impl Fn() -> StoreError) {
+        // A dropped receiver means the caller went away; nothing to tell.
+        match self {
+            Request::Records { reply, .. } | Request::Results { reply, .. } => {
+                drop(reply.send(Err(err())));
+            }
+            Request::Command { reply, .. } => drop(reply.send(Err(err()))),
+            Request::CreateToken { reply, .. } => drop(reply.send(Err(err()))),
+            Request::RevokeToken { reply, .. } => drop(reply.send(Err(err()))),
+            Request::Audit { reply, .. } | Request::MetaPut { reply, .. } => {
+                drop(reply.send(Err(err())));
+            }
+            Request::Snapshot { reply } => drop(reply.send(Err(err()))),
+            Request::Close { reply } => drop(reply.send(())),
+            Request::SnapshotIfDue | Request::Heartbeat => {}
+        }
+    }
+}
+
+/// How [`Writer::serve`] ended.
+pub(super) enum Served {
+    /// Every sender is gone, or a `Close` came (with whom to tell).
+    Closed(Option<oneshot::Sender<()>>),
+    /// The PostgreSQL session (and with it the leadership) is gone: the
+    /// node goes back to following the log.
+    Lost,
 }
 
 /// Counters of the writer's work, for tests and benches (the same figures go
@@ -115,7 +148,7 @@ pub(super) struct Counters {
 }
 
 impl Counters {
-    fn time(counter: &AtomicU64, since: Instant) {
+    pub(super) fn time(counter: &AtomicU64, since: Instant) {
         counter.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 }
@@ -131,7 +164,7 @@ pub(super) struct Visible {
 }
 
 /// One request judged into the open group.
-enum Job {
+pub(super) enum Job {
     Batch {
         event: Option<(u64, Event)>,
         verdicts: Vec<Verdict>,
@@ -258,17 +291,27 @@ impl Checkpointer {
     }
 }
 
+/// Where the writer's transactions go.
+pub(super) enum Backend {
+    /// The embedded store: its connection, the checkpoint thread, and the
+    /// data directory's exclusive lock (held for the writer's lifetime).
+    Sqlite {
+        conn: Connection,
+        checkpointer: Checkpointer,
+        lock: std::fs::File,
+    },
+    /// The leader's PostgreSQL session (which holds the leadership lock).
+    Postgres(super::pg::PgLog),
+}
+
 pub(super) struct Writer {
-    pub conn: Connection,
-    pub checkpointer: Checkpointer,
+    pub backend: Backend,
     pub engine: SharedEngine,
     pub clock: Arc<dyn Clock>,
     pub on_changed: OnChanged,
     pub visible: Arc<Visible>,
     pub next_seq: u64,
     pub next_token: u64,
-    /// Held for the writer's lifetime: the data directory's exclusive lock.
-    pub lock: std::fs::File,
     /// The integrity check still running when the store opened, and where
     /// to tell its outcome: waited for before the first request.
     pub check: Option<(CheckHandle, tokio::sync::watch::Sender<Check>)>,
@@ -314,12 +357,45 @@ impl Writer {
                 }
             }
         }
+        let Served::Closed(closer) = self.serve(&mut rx) else {
+            unreachable!("only a PostgreSQL session can be lost")
+        };
+        // A clean shutdown leaves a snapshot of everything, so the next start
+        // replays nothing.
+        if self.next_seq - 1 > self.snapshots.seq
+            && let Err(e) = self.snapshot()
+        {
+            tracing::error!(error = %e, "the snapshot at shutdown failed; the next start replays the log");
+        }
+        self.shut(rx);
+        if let Some(reply) = closer {
+            let _ = reply.send(());
+        }
+    }
+
+    /// Whether the backend lost its database session (PostgreSQL only).
+    pub(super) fn lost(&self) -> bool {
+        match &self.backend {
+            Backend::Sqlite { .. } => false,
+            Backend::Postgres(p) => p.lost(),
+        }
+    }
+
+    /// The request loop: group commits and commands, until the senders are
+    /// gone, a `Close` comes, or the PostgreSQL session is lost (then what
+    /// is still queued is for the caller to refuse).
+    pub(super) fn serve(&mut self, rx: &mut mpsc::Receiver<Request>) -> Served {
         let mut overlay = Overlay::default();
         let mut next: Option<Request> = None;
-        let mut closer = None;
         loop {
+            if self.lost() {
+                if let Some(r) = next.take() {
+                    r.refuse(|| StoreError::NotLeader(None));
+                }
+                return Served::Lost;
+            }
             let Some(first) = next.take().or_else(|| rx.blocking_recv()) else {
-                break;
+                return Served::Closed(None);
             };
             match first {
                 Request::Command { cmd, reply } => {
@@ -335,9 +411,12 @@ impl Writer {
                     self.snapshot_if_due();
                     continue;
                 }
-                Request::Close { reply } => {
-                    closer = Some(reply);
-                    break;
+                Request::Close { reply } => return Served::Closed(Some(reply)),
+                Request::Heartbeat => {
+                    if let Backend::Postgres(p) = &mut self.backend {
+                        p.check_alive();
+                    }
+                    continue;
                 }
                 _ => {}
             }
@@ -350,7 +429,8 @@ impl Writer {
                         r @ (Request::Command { .. }
                         | Request::Close { .. }
                         | Request::Snapshot { .. }
-                        | Request::SnapshotIfDue),
+                        | Request::SnapshotIfDue
+                        | Request::Heartbeat),
                     ) => {
                         next = Some(r);
                         break;
@@ -367,41 +447,38 @@ impl Writer {
             }
             self.snapshot_if_due();
         }
-        // A clean shutdown leaves a snapshot of everything, so the next start
-        // replays nothing.
-        if self.next_seq - 1 > self.snapshots.seq
-            && let Err(e) = self.snapshot()
-        {
-            tracing::error!(error = %e, "the snapshot at shutdown failed; the next start replays the log");
-        }
-        self.shut(rx);
-        if let Some(reply) = closer {
-            let _ = reply.send(());
-        }
     }
 
     /// After a failed integrity check: closes the file without writing to
     /// it (no checkpoint on close either) and lets every request, queued or
     /// to come, find the writer gone (`Unavailable`).
     fn refuse(self, rx: mpsc::Receiver<Request>) {
-        if let Err(e) = self.conn.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-            true,
-        ) {
+        if let Backend::Sqlite { conn, .. } = &self.backend
+            && let Err(e) = conn.set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                true,
+            )
+        {
             tracing::error!(error = %e, "could not turn off the checkpoint on close");
         }
         self.shut(rx);
     }
 
     /// Closes the file, then releases the directory's lock.
-    fn shut(mut self, rx: mpsc::Receiver<Request>) {
+    fn shut(self, rx: mpsc::Receiver<Request>) {
         // The checkpointer's connection closes first, so the writer's is the
         // last one and checkpoints the whole log as it closes (unless told
         // not to); the lock goes only after that.
-        self.checkpointer.stop();
-        let Writer { conn, lock, .. } = self;
-        drop(conn);
-        drop(lock);
+        if let Backend::Sqlite {
+            conn,
+            mut checkpointer,
+            lock,
+        } = self.backend
+        {
+            checkpointer.stop();
+            drop(conn);
+            drop(lock);
+        }
         // Requests queued behind a close are refused (their senders see the
         // channel gone) rather than written after it.
         drop(rx);
@@ -511,7 +588,8 @@ impl Writer {
             Request::Command { .. }
             | Request::Close { .. }
             | Request::Snapshot { .. }
-            | Request::SnapshotIfDue => {
+            | Request::SnapshotIfDue
+            | Request::Heartbeat => {
                 unreachable!("commands, snapshots and closes never join a group")
             }
         }
@@ -540,7 +618,9 @@ impl Writer {
     /// oldest snapshot kept lets go.
     fn snapshot(&mut self) -> Result<SnapshotInfo, StoreError> {
         let seq = self.next_seq - 1;
-        if seq == 0 {
+        // The PostgreSQL store keeps no snapshot files (its servers share
+        // no directory); a start there replays the log.
+        if seq == 0 || matches!(self.backend, Backend::Postgres(_)) {
             return Ok(SnapshotInfo::default());
         }
         let started = Instant::now();
@@ -580,7 +660,10 @@ impl Writer {
         let window_start = now.as_millis() - crate::engine::ACCEPT_WINDOW_MS;
         let audit_start =
             now.as_millis() - i64::from(self.snapshots.options.audit_retention_days) * 86_400_000;
-        let tx = begin(&mut self.conn)?;
+        let Backend::Sqlite { conn, .. } = &mut self.backend else {
+            return Ok((0, 0));
+        };
+        let tx = begin(conn)?;
         let mut rows = 0u64;
         for table in ["records", "results"] {
             let held = replay::first_id_after(&tx, table, oldest)?;
@@ -610,7 +693,7 @@ impl Writer {
             commit(tx, &self.visible)?;
             // Frees the pages of a store created with incremental
             // auto-vacuum; older stores reuse them for new rows instead.
-            self.conn.execute_batch("PRAGMA incremental_vacuum")?;
+            conn.execute_batch("PRAGMA incremental_vacuum")?;
         } else {
             tx.rollback()?;
         }
@@ -625,7 +708,7 @@ impl Writer {
 
     /// Writes the group in one transaction; on success applies and answers
     /// it, on failure answers every request `Unavailable`.
-    fn commit_group(&mut self, group: Group) -> Result<(), rusqlite::Error> {
+    fn commit_group(&mut self, group: Group) -> Result<(), StoreError> {
         let visible = self.visible.clone();
         let counters = &visible.counters;
         counters
@@ -635,7 +718,14 @@ impl Writer {
             .items
             .fetch_add(group.items as u64, Ordering::Relaxed);
         if group.jobs.iter().any(Job::writes) {
-            if let Err(e) = self.write_group(&group.jobs) {
+            let written = match &mut self.backend {
+                Backend::Sqlite {
+                    conn, checkpointer, ..
+                } => write_group(conn, checkpointer, &self.visible, &group.jobs)
+                    .map_err(StoreError::from),
+                Backend::Postgres(p) => p.write_group(&group.jobs, &self.visible),
+            };
+            if let Err(e) = written {
                 counters.failed_commits.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("rollcall_store_failed_commits_total").increment(1);
                 group.jobs.into_iter().for_each(Job::fail);
@@ -646,10 +736,17 @@ impl Writer {
         self.finish(group.jobs);
         Ok(())
     }
+}
 
-    fn write_group(&mut self, jobs: &[Job]) -> rusqlite::Result<()> {
+fn write_group(
+    conn: &mut Connection,
+    checkpointer: &mut Checkpointer,
+    visible: &Visible,
+    jobs: &[Job],
+) -> rusqlite::Result<()> {
+    {
         let started = Instant::now();
-        let tx = begin(&mut self.conn)?;
+        let tx = begin(conn)?;
         let mut rows = 0u64;
         for job in jobs {
             match job {
@@ -671,16 +768,15 @@ impl Writer {
                 Job::MetaPut { key, value, .. } => side::meta_put(&tx, key, value)?,
             }
         }
-        Counters::time(&self.visible.counters.insert_ns, started);
-        commit(tx, &self.visible)?;
-        self.checkpointer.wrote(rows);
-        self.visible
-            .counters
-            .rows
-            .fetch_add(rows, Ordering::Relaxed);
+        Counters::time(&visible.counters.insert_ns, started);
+        commit(tx, visible)?;
+        checkpointer.wrote(rows);
+        visible.counters.rows.fetch_add(rows, Ordering::Relaxed);
         Ok(())
     }
+}
 
+impl Writer {
     /// After a durable commit: apply the events in `seq` order, tell the
     /// status cache once for the group, make side-table changes visible, and
     /// answer everyone.
@@ -761,12 +857,17 @@ impl Writer {
             }
         };
         let first = self.next_seq;
-        let written = begin(&mut self.conn).and_then(|tx| {
-            for (seq, event) in (first..).zip(&events) {
-                log::write_event(&tx, seq, event)?;
-            }
-            commit(tx, &self.visible)
-        });
+        let written = match &mut self.backend {
+            Backend::Sqlite { conn, .. } => begin(conn)
+                .and_then(|tx| {
+                    for (seq, event) in (first..).zip(&events) {
+                        log::write_event(&tx, seq, event)?;
+                    }
+                    commit(tx, &self.visible)
+                })
+                .map_err(StoreError::from),
+            Backend::Postgres(p) => p.write_events(first, &events, &self.visible),
+        };
         if let Err(e) = written {
             self.visible
                 .counters
@@ -779,7 +880,9 @@ impl Writer {
         }
         self.next_seq += events.len() as u64;
         let rows: u64 = events.iter().map(event_rows).sum();
-        self.checkpointer.wrote(rows);
+        if let Backend::Sqlite { checkpointer, .. } = &mut self.backend {
+            checkpointer.wrote(rows);
+        }
         self.visible
             .counters
             .rows
@@ -813,7 +916,7 @@ fn begin(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
 }
 
 /// Commits (the fsync) and counts it.
-fn commit(tx: rusqlite::Transaction<'_>, visible: &Visible) -> rusqlite::Result<()> {
+pub(super) fn commit(tx: rusqlite::Transaction<'_>, visible: &Visible) -> rusqlite::Result<()> {
     let t = Instant::now();
     tx.commit()?;
     Counters::time(&visible.counters.commit_ns, t);
@@ -833,7 +936,7 @@ fn keep_accepted<T>(items: Vec<T>, verdicts: &[Verdict]) -> Vec<T> {
         .collect()
 }
 
-fn event_rows(ev: &Event) -> u64 {
+pub(super) fn event_rows(ev: &Event) -> u64 {
     match ev {
         Event::Register { rows, .. } => rows.len() as u64,
         Event::Heads { rows, .. } => rows.len() as u64,

@@ -592,7 +592,10 @@ async fn operations_endpoints_answer_and_every_response_is_no_store() {
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["cache-control"], "no-store");
     let r = app.req(reqwest::Method::GET, "/readyz", None, None).await;
-    assert_eq!(r.json(), json!({"store": "ready", "redis": "ok"}));
+    assert_eq!(
+        r.json(),
+        json!({"store": "ready", "redis": "ok", "role": "leader"})
+    );
     let r = app
         .req(reqwest::Method::GET, "/v1/rounds", None, None)
         .await;

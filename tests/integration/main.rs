@@ -5,6 +5,7 @@
 
 mod access;
 mod api;
+mod cluster;
 mod crash;
 mod demo;
 mod docs;

@@ -67,6 +67,10 @@ pub(crate) fn code_meaning(c: Code) -> &'static str {
         Code::Overloaded => {
             "the server is shedding writes it cannot finish in time; retry after `Retry-After` seconds"
         }
+        Code::NotLeader => {
+            "this server is a standby of several on one PostgreSQL store; the body's `leader` is \
+             the leader's advertised URL (or `null`); retry there, or here after `Retry-After` seconds"
+        }
         Code::Internal => "an unexpected failure; `request_id` names it in the server's log",
     }
 }
@@ -227,7 +231,7 @@ pub(crate) fn error_responses(codes: &[Code]) -> BTreeMap<String, Value> {
                 ]
             });
             let mut resp = json_response(&description, schema);
-            if cs.contains(&Code::Overloaded) {
+            if cs.contains(&Code::Overloaded) || cs.contains(&Code::NotLeader) {
                 resp["headers"] = retry_after();
             }
             (status.to_string(), resp)
@@ -423,7 +427,8 @@ pub(crate) const JSON_BODY_ERRORS: [Code; 3] = [
     Code::UnsupportedMediaType,
     Code::PayloadTooLarge,
 ];
-pub(crate) const WRITE_ERRORS: [Code; 2] = [Code::StorageUnavailable, Code::Overloaded];
+pub(crate) const WRITE_ERRORS: [Code; 3] =
+    [Code::StorageUnavailable, Code::Overloaded, Code::NotLeader];
 
 // ---------------------------------------------------------------------------
 // The operations.

@@ -2,6 +2,7 @@
 //!
 //! - `ops.rs`: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, the dashboard at `/`,
 //!   the Swagger UI at `/docs`.
+//! - `cluster.rs`: `/leader`, `/standby` (several servers on PostgreSQL).
 //! - `tokens.rs`: `/v1/tokens` (admin).
 //! - `register.rs`: `/v1/register` and `/v1/heads` (admin imports).
 //! - `residents.rs`: `/v1/residents/{person_id}` (look-up, move-out, clear).
@@ -21,6 +22,7 @@
 
 pub mod audit;
 pub mod batch;
+pub mod cluster;
 pub mod exemptions;
 pub mod ops;
 pub mod records;
@@ -104,6 +106,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
     records::POST,
     ops::HEALTHZ,
     ops::READYZ,
+    cluster::LEADER,
+    cluster::STANDBY,
     ops::METRICS,
     ops::OPENAPI,
     ops::DASHBOARD,
@@ -152,6 +156,7 @@ pub(crate) const SCHEMAS: &[SchemasOf] = &[
     exemptions::schemas,
     status::schemas,
     audit::schemas,
+    cluster::schemas,
 ];
 
 /// The entries of [`ENDPOINTS`].

@@ -21,6 +21,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let body = json!({
         "store": if ready { "ready" } else { "loading" },
         "redis": state.cache.redis_state().as_str(),
+        "role": super::cluster::state(&state).0.as_str(),
     });
     if ready {
         HttpResponse::Ok().json(body)
@@ -265,10 +266,11 @@ pub(crate) fn schemas() -> Vec<(&'static str, Value)> {
             "Readiness",
             object(
                 "",
-                &["store", "redis"],
+                &["store", "redis", "role"],
                 vec![
                     ("store", enum_of(["ready", "loading"])),
                     ("redis", enum_of(["ok", "unreachable", "disabled"])),
+                    ("role", enum_of(["leader", "standby", "starting"])),
                 ],
             ),
         ),
