@@ -19,7 +19,7 @@ use super::{Engine, Exemption, Policy, PositiveHit};
 use crate::domain::{AreaPath, ExemptionReason, PersonId, TestResult, Timestamp};
 
 /// The version of the encoding; a snapshot of another version is ignored.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// Appends values to a buffer.
 #[derive(Default)]
@@ -68,6 +68,17 @@ impl Enc {
         for &x in v {
             self.u32(x);
         }
+    }
+    pub fn u16s(&mut self, v: &[u16]) {
+        self.len(v.len());
+        self.buf.reserve(v.len() * 2);
+        for &x in v {
+            self.u16(x);
+        }
+    }
+    pub fn bytes(&mut self, v: &[u8]) {
+        self.len(v.len());
+        self.buf.extend_from_slice(v);
     }
     pub fn bitset(&mut self, b: &Bitset) {
         self.len(b.words().len());
@@ -162,6 +173,18 @@ impl<'a> Dec<'a> {
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
             .collect())
+    }
+    pub fn u16s(&mut self) -> DecResult<Vec<u16>> {
+        let n = self.len(2)?;
+        let raw = self.take(n * 2)?;
+        Ok(raw
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes(c.try_into().expect("2 bytes")))
+            .collect())
+    }
+    pub fn bytes(&mut self) -> DecResult<&'a [u8]> {
+        let n = self.len(1)?;
+        self.take(n)
     }
     pub fn bitset(&mut self) -> DecResult<Bitset> {
         let n = self.len(8)?;
