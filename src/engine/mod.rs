@@ -256,6 +256,12 @@ impl Engine {
         self.records
     }
 
+    /// Heap bytes of the tube storage (members, tube rows, IDs and their
+    /// index): what the records inside the window cost.
+    pub fn tube_heap_bytes(&self) -> usize {
+        self.tubes.heap_bytes()
+    }
+
     pub fn rounds(&self) -> &[Round] {
         &self.rounds
     }
