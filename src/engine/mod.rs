@@ -10,6 +10,7 @@ pub mod bitset;
 pub mod campaign;
 pub mod clock;
 pub mod event;
+mod final_counts;
 pub mod register;
 pub mod rounds;
 pub mod snapshot;
@@ -602,28 +603,34 @@ impl Engine {
             }
             Event::ExemptionCreate(spec) => {
                 let slot = self.intern_person(spec.person_id);
-                self.exemptions.insert(
-                    spec.id,
-                    Exemption {
-                        id: spec.id,
-                        slot,
-                        person_id: spec.person_id,
-                        reason: spec.reason,
-                        from: spec.from,
-                        until: spec.until,
-                        note: spec.note.clone(),
-                    },
-                );
-                self.exemptions_of.entry(slot).or_default().push(spec.id);
+                self.exemption_change(slot, |e| {
+                    e.exemptions.insert(
+                        spec.id,
+                        Exemption {
+                            id: spec.id,
+                            slot,
+                            person_id: spec.person_id,
+                            reason: spec.reason,
+                            from: spec.from,
+                            until: spec.until,
+                            note: spec.note.clone(),
+                        },
+                    );
+                    e.exemptions_of.entry(slot).or_default().push(spec.id);
+                });
                 self.next_exemption = self.next_exemption.max(spec.id + 1);
                 out.changed.push(spec.person_id);
             }
             Event::ExemptionDelete { id, .. } => {
-                if let Some(e) = self.exemptions.remove(id) {
-                    if let Some(v) = self.exemptions_of.get_mut(&e.slot) {
-                        v.retain(|x| x != id);
-                    }
-                    out.changed.push(e.person_id);
+                if let Some(slot) = self.exemptions.get(id).map(|e| e.slot) {
+                    let mut gone = None;
+                    self.exemption_change(slot, |e| {
+                        gone = e.exemptions.remove(id);
+                        if let Some(v) = e.exemptions_of.get_mut(&slot) {
+                            v.retain(|x| x != id);
+                        }
+                    });
+                    out.changed.extend(gone.map(|e| e.person_id));
                 }
             }
             Event::Clear { person_id, .. } => {
@@ -686,9 +693,7 @@ impl Engine {
             self.records += 1;
             let last = &mut self.last_sample[slot as usize];
             *last = (*last).max(collected);
-            for r in &mut self.rounds {
-                r.mark_sample(slot, member.collected_ms(), arrived_at);
-            }
+            self.mark_sample_everywhere(slot, member.collected_ms(), arrived_at);
             if let Some(res) = result {
                 self.apply_result_to(t, member, res);
                 if res == TestResult::Positive && pooled_now {
@@ -814,6 +819,7 @@ impl Engine {
             .iter_ones()
             .map(|s| self.register.person_id(s))
             .collect();
+        self.take_final_counts(ix);
         let deadline = self.rounds[ix].deadline;
         let pos = self
             .closed_order

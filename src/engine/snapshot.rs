@@ -365,7 +365,7 @@ impl Engine {
         if !d.done() {
             return Err("bytes left after the state".into());
         }
-        Ok(Engine {
+        let mut engine = Engine {
             policy,
             pool,
             register,
@@ -381,6 +381,11 @@ impl Engine {
             records,
             clock,
             next_prune,
-        })
+        };
+        // Whole-round counts are not stored: counted once here.
+        for ix in 0..engine.rounds.len() {
+            engine.take_final_counts(ix);
+        }
+        Ok(engine)
     }
 }
