@@ -419,18 +419,19 @@ impl Tubes {
             if sites[t] != NONE && sites[t] as usize >= tubes.sites.len() {
                 return Err(format!("tube {id} names site {}", sites[t]));
             }
-            let h = hash(id.as_bytes());
             let (ids, id_end) = (&tubes.ids, &tubes.id_end);
-            if tubes
-                .ix
-                .find(h, |&x| id_of(ids, id_end, x) == id.as_bytes())
-                .is_some()
-            {
-                return Err(format!("tube {id} twice"));
+            match tubes.ix.entry(
+                hash(id.as_bytes()),
+                |&x| id_of(ids, id_end, x) == id.as_bytes(),
+                |&x| hash(id_of(ids, id_end, x)),
+            ) {
+                hashbrown::hash_table::Entry::Occupied(_) => {
+                    return Err(format!("tube {id} twice"));
+                }
+                hashbrown::hash_table::Entry::Vacant(v) => {
+                    v.insert(t as u32);
+                }
             }
-            tubes
-                .ix
-                .insert_unique(h, t as u32, |&x| hash(id_of(ids, id_end, x)));
             tubes.meta.push(Meta {
                 start: index(start as usize),
                 len: lens[t],
