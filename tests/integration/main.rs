@@ -15,5 +15,6 @@ mod import;
 mod officials;
 mod openapi;
 mod retention;
+mod snapshot_kill;
 mod status_cache;
 mod store;
