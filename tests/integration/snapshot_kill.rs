@@ -81,13 +81,13 @@ fn a_process_killed_while_writing_a_snapshot_loses_nothing() {
         // written.
         for _ in 0..2 + round {
             let k = rx
-                .recv_timeout(Duration::from_secs(60))
+                .recv_timeout(Duration::from_mins(1))
                 .expect("the child acknowledges a batch");
             acked = acked.max(Some(k));
         }
         let started = Instant::now();
         let mut mid_write = false;
-        while started.elapsed() < Duration::from_secs(60) {
+        while started.elapsed() < Duration::from_mins(1) {
             if half_written(dir.path()) {
                 mid_write = true;
                 break;
