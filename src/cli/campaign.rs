@@ -73,6 +73,9 @@ pub struct DayFigures {
     pub tube_bytes: u64,
     /// Records inside the window the engine holds.
     pub records: u64,
+    /// The day's snapshot: milliseconds spent encoding the engine, the
+    /// writer's stall for a periodic snapshot.
+    pub encode_ms: f64,
     pub data_bytes: u64,
     pub snapshot_bytes: u64,
     /// The reopen's time, on the days the store was restarted.
@@ -165,7 +168,7 @@ async fn campaign(args: &CampaignArgs, dir: &Path) -> anyhow::Result<(Vec<DayFig
             register_bytes / 1_000_000
         );
         println!(
-            "day  rss_MB  anon_MB  tubes_MB  B/record  data_MB  snapshot_MB  restart_s  records_held"
+            "day  rss_MB  anon_MB  tubes_MB  B/record  data_MB  snapshot_MB  encode_ms  restart_s  records_held"
         );
     }
     let mut out = Vec::new();
@@ -270,7 +273,7 @@ async fn campaign(args: &CampaignArgs, dir: &Path) -> anyhow::Result<(Vec<DayFig
             store.results(chunk.to_vec()).await?;
         }
         clock.set(deadline.plus_millis(3 * HOUR));
-        store.snapshot().await?;
+        let snap = store.snapshot().await?;
         let mut restart_s = None;
         if args.restart_every > 0 && day % args.restart_every == 0 {
             store.close().await;
@@ -288,13 +291,14 @@ async fn campaign(args: &CampaignArgs, dir: &Path) -> anyhow::Result<(Vec<DayFig
             anon_bytes: status_kb("RssAnon:") * 1024,
             tube_bytes: engine.read().tube_heap_bytes() as u64,
             records: engine.read().record_count(),
+            encode_ms: snap.encode_us as f64 / 1000.0,
             data_bytes: dir_bytes(dir)?,
             snapshot_bytes: newest_snapshot_bytes(dir)?,
             restart_s,
         };
         if !args.json {
             println!(
-                "{:>3}  {:>6}  {:>7}  {:>8}  {:>8.1}  {:>7}  {:>11}  {:>9}  {}",
+                "{:>3}  {:>6}  {:>7}  {:>8}  {:>8.1}  {:>7}  {:>11}  {:>9.0}  {:>9}  {}",
                 day,
                 figures.rss_bytes / 1_000_000,
                 figures.anon_bytes / 1_000_000,
@@ -302,6 +306,7 @@ async fn campaign(args: &CampaignArgs, dir: &Path) -> anyhow::Result<(Vec<DayFig
                 figures.tube_bytes as f64 / figures.records.max(1) as f64,
                 figures.data_bytes / 1_000_000,
                 figures.snapshot_bytes / 1_000_000,
+                figures.encode_ms,
                 restart_s.map_or_else(|| "-".into(), |s| format!("{s:.2}")),
                 figures.records
             );

@@ -307,6 +307,10 @@ pub struct SnapshotInfo {
     pub purged_rows: u64,
     /// Audit entries past `audit_retention_days` deleted.
     pub purged_audit: u64,
+    /// Microseconds spent encoding the engine under its read lock: what a
+    /// periodic snapshot holds the writer up for (the file is written,
+    /// fsynced and renamed on another thread).
+    pub encode_us: u64,
 }
 
 impl Writer {
@@ -639,6 +643,7 @@ impl Writer {
             bytes: size,
             purged_rows,
             purged_audit,
+            encode_us: encoded.as_micros() as u64,
         })
     }
 
