@@ -62,18 +62,22 @@ impl Enc {
             self.time(t);
         }
     }
+    /// An array as its length and its values, written in place (one
+    /// resize, then a tight loop: arrays of tens of millions).
     pub fn u32s(&mut self, v: &[u32]) {
         self.len(v.len());
-        self.buf.reserve(v.len() * 4);
-        for &x in v {
-            self.u32(x);
+        let start = self.buf.len();
+        self.buf.resize(start + v.len() * 4, 0);
+        for (c, x) in self.buf[start..].chunks_exact_mut(4).zip(v) {
+            c.copy_from_slice(&x.to_le_bytes());
         }
     }
     pub fn u16s(&mut self, v: &[u16]) {
         self.len(v.len());
-        self.buf.reserve(v.len() * 2);
-        for &x in v {
-            self.u16(x);
+        let start = self.buf.len();
+        self.buf.resize(start + v.len() * 2, 0);
+        for (c, x) in self.buf[start..].chunks_exact_mut(2).zip(v) {
+            c.copy_from_slice(&x.to_le_bytes());
         }
     }
     pub fn bytes(&mut self, v: &[u8]) {
@@ -82,9 +86,10 @@ impl Enc {
     }
     pub fn bitset(&mut self, b: &Bitset) {
         self.len(b.words().len());
-        self.buf.reserve(b.words().len() * 8);
-        for &w in b.words() {
-            self.u64(w);
+        let start = self.buf.len();
+        self.buf.resize(start + b.words().len() * 8, 0);
+        for (c, w) in self.buf[start..].chunks_exact_mut(8).zip(b.words()) {
+            c.copy_from_slice(&w.to_le_bytes());
         }
     }
 }
