@@ -65,6 +65,17 @@ pub struct CampaignArgs {
 pub struct DayFigures {
     pub day: u32,
     pub rss_bytes: u64,
+    /// `RssAnon`: resident memory without file pages (a restart's integrity
+    /// check reads the log through a memory map, which `VmRSS` counts
+    /// while it runs).
+    pub anon_bytes: u64,
+    /// What the engine's tube storage (records and tubes) holds on the heap.
+    pub tube_bytes: u64,
+    /// Records inside the window the engine holds.
+    pub records: u64,
+    /// The day's snapshot: milliseconds spent encoding the engine, the
+    /// writer's stall for a periodic snapshot.
+    pub encode_ms: f64,
     pub data_bytes: u64,
     pub snapshot_bytes: u64,
     /// The reopen's time, on the days the store was restarted.
@@ -156,7 +167,9 @@ async fn campaign(args: &CampaignArgs, dir: &Path) -> anyhow::Result<(Vec<DayFig
             dir.display(),
             register_bytes / 1_000_000
         );
-        println!("day  rss_MB  data_MB  snapshot_MB  restart_s  records_held");
+        println!(
+            "day  rss_MB  anon_MB  tubes_MB  B/record  data_MB  snapshot_MB  encode_ms  restart_s  records_held"
+        );
     }
     let mut out = Vec::new();
     let mut missed_yesterday: Vec<usize> = Vec::new();
@@ -260,7 +273,7 @@ async fn campaign(args: &CampaignArgs, dir: &Path) -> anyhow::Result<(Vec<DayFig
             store.results(chunk.to_vec()).await?;
         }
         clock.set(deadline.plus_millis(3 * HOUR));
-        store.snapshot().await?;
+        let snap = store.snapshot().await?;
         let mut restart_s = None;
         if args.restart_every > 0 && day % args.restart_every == 0 {
             store.close().await;
@@ -275,19 +288,27 @@ async fn campaign(args: &CampaignArgs, dir: &Path) -> anyhow::Result<(Vec<DayFig
         let figures = DayFigures {
             day,
             rss_bytes: rss_bytes(),
+            anon_bytes: status_kb("RssAnon:") * 1024,
+            tube_bytes: engine.read().tube_heap_bytes() as u64,
+            records: engine.read().record_count(),
+            encode_ms: snap.encode_us as f64 / 1000.0,
             data_bytes: dir_bytes(dir)?,
             snapshot_bytes: newest_snapshot_bytes(dir)?,
             restart_s,
         };
         if !args.json {
             println!(
-                "{:>3}  {:>6}  {:>7}  {:>11}  {:>9}  {}",
+                "{:>3}  {:>6}  {:>7}  {:>8}  {:>8.1}  {:>7}  {:>11}  {:>9.0}  {:>9}  {}",
                 day,
                 figures.rss_bytes / 1_000_000,
+                figures.anon_bytes / 1_000_000,
+                figures.tube_bytes / 1_000_000,
+                figures.tube_bytes as f64 / figures.records.max(1) as f64,
                 figures.data_bytes / 1_000_000,
                 figures.snapshot_bytes / 1_000_000,
+                figures.encode_ms,
                 restart_s.map_or_else(|| "-".into(), |s| format!("{s:.2}")),
-                engine.read().record_count()
+                figures.records
             );
         }
         out.push(figures);
@@ -324,15 +345,20 @@ fn verdicts(days: &[DayFigures], register_bytes: u64) -> String {
 
 /// This process's resident memory (`VmRSS` in `/proc/self/status`).
 pub fn rss_bytes() -> u64 {
+    status_kb("VmRSS:") * 1024
+}
+
+/// A `kB` line of `/proc/self/status` (0 when missing).
+fn status_kb(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
-        .map_or(0, |kb| kb * 1024)
+        .unwrap_or(0)
 }
 
 fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {

@@ -10,6 +10,7 @@ pub mod bitset;
 pub mod campaign;
 pub mod clock;
 pub mod event;
+mod final_counts;
 pub mod register;
 pub mod rounds;
 pub mod snapshot;
@@ -256,6 +257,12 @@ impl Engine {
         self.records
     }
 
+    /// Heap bytes of the tube storage (members, tube rows, IDs and their
+    /// index): what the records inside the window cost.
+    pub fn tube_heap_bytes(&self) -> usize {
+        self.tubes.heap_bytes()
+    }
+
     pub fn rounds(&self) -> &[Round] {
         &self.rounds
     }
@@ -310,20 +317,21 @@ impl Engine {
                     return Verdict::Rejected(RejectCode::InvalidTime);
                 }
                 let key = (it.tube_id.clone(), it.person_id);
-                let tube = self.tubes.get(&it.tube_id).map(|(_, t)| t);
+                let tube = self.tubes.find(it.tube_id.as_str());
                 let slot = self.register.slot(it.person_id);
-                let in_engine = matches!((tube, slot), (Some(t), Some(s)) if t.has(s));
+                let in_engine = matches!((tube, slot), (Some(t), Some(s)) if self.tubes.has(t, s));
                 if in_engine || overlay.keys.contains(&key) {
                     return Verdict::Duplicate;
                 }
                 let first_site = tube
-                    .filter(|t| t.site != NONE)
-                    .map(|t| self.tubes.site_name(t.site))
+                    .map(|t| self.tubes.site_of(t))
+                    .filter(|&s| s != NONE)
+                    .map(|s| self.tubes.site_name(s))
                     .or_else(|| overlay.sites.get(&it.tube_id).map(|s| &**s));
                 if first_site.is_some_and(|s| s != &*it.site) {
                     return Verdict::Rejected(RejectCode::TubeSiteConflict);
                 }
-                let held = tube.map_or(0, |t| t.members.len() as u32)
+                let held = tube.map_or(0, |t| self.tubes.members_len(t))
                     + overlay.members.get(&it.tube_id).copied().unwrap_or(0);
                 if held >= self.policy.pool_max {
                     return Verdict::Rejected(RejectCode::TubeFull);
@@ -355,9 +363,9 @@ impl Engine {
                 if !Self::time_ok(it.reported_at, now) {
                     return Verdict::Rejected(RejectCode::InvalidTime);
                 }
-                let tube = self.tubes.get(&it.tube_id).map(|(_, t)| t);
+                let tube = self.tubes.find(it.tube_id.as_str());
                 let prev = tube
-                    .and_then(|t| t.result)
+                    .and_then(|t| self.tubes.result(t))
                     .or_else(|| overlay.results.get(&it.tube_id).copied());
                 match prev {
                     Some(p) if p == it.result => return Verdict::Duplicate,
@@ -365,7 +373,7 @@ impl Engine {
                     None => {}
                 }
                 overlay.results.insert(it.tube_id.clone(), it.result);
-                let has_records = tube.is_some_and(|t| !t.members.is_empty())
+                let has_records = tube.is_some_and(|t| self.tubes.members_len(t) > 0)
                     || overlay.members.contains_key(&it.tube_id);
                 Verdict::Accepted { flag: !has_records }
             })
@@ -595,28 +603,34 @@ impl Engine {
             }
             Event::ExemptionCreate(spec) => {
                 let slot = self.intern_person(spec.person_id);
-                self.exemptions.insert(
-                    spec.id,
-                    Exemption {
-                        id: spec.id,
-                        slot,
-                        person_id: spec.person_id,
-                        reason: spec.reason,
-                        from: spec.from,
-                        until: spec.until,
-                        note: spec.note.clone(),
-                    },
-                );
-                self.exemptions_of.entry(slot).or_default().push(spec.id);
+                self.exemption_change(slot, |e| {
+                    e.exemptions.insert(
+                        spec.id,
+                        Exemption {
+                            id: spec.id,
+                            slot,
+                            person_id: spec.person_id,
+                            reason: spec.reason,
+                            from: spec.from,
+                            until: spec.until,
+                            note: spec.note.clone(),
+                        },
+                    );
+                    e.exemptions_of.entry(slot).or_default().push(spec.id);
+                });
                 self.next_exemption = self.next_exemption.max(spec.id + 1);
                 out.changed.push(spec.person_id);
             }
             Event::ExemptionDelete { id, .. } => {
-                if let Some(e) = self.exemptions.remove(id) {
-                    if let Some(v) = self.exemptions_of.get_mut(&e.slot) {
-                        v.retain(|x| x != id);
-                    }
-                    out.changed.push(e.person_id);
+                if let Some(slot) = self.exemptions.get(id).map(|e| e.slot) {
+                    let mut gone = None;
+                    self.exemption_change(slot, |e| {
+                        gone = e.exemptions.remove(id);
+                        if let Some(v) = e.exemptions_of.get_mut(&slot) {
+                            v.retain(|x| x != id);
+                        }
+                    });
+                    out.changed.extend(gone.map(|e| e.person_id));
                 }
             }
             Event::Clear { person_id, .. } => {
@@ -659,7 +673,7 @@ impl Engine {
         let mut last_site: Option<(&str, u32)> = None;
         for (it, slot) in items.zip(slots) {
             let t = self.tubes.intern(it.tube_id);
-            if self.tubes.tubes[t as usize].has(slot) {
+            if self.tubes.has(t, slot) {
                 continue;
             }
             let site = match last_site {
@@ -672,25 +686,24 @@ impl Engine {
             };
             let member = Member::new(slot, it.collected_at);
             let collected = member.collected;
-            let tube = &mut self.tubes.tubes[t as usize];
-            if tube.site == NONE {
-                tube.site = site;
-            }
-            tube.members.push(member);
-            tube.touched = tube.touched.max(collected);
-            let result = tube.result;
-            let pooled_now = tube.members.len() == 2;
+            self.tubes.set_site_once(t, site);
+            self.tubes.push(t, member);
+            let result = self.tubes.result(t);
+            let pooled_now = self.tubes.members_len(t) == 2;
             self.records += 1;
             let last = &mut self.last_sample[slot as usize];
             *last = (*last).max(collected);
-            for r in &mut self.rounds {
-                r.mark_sample(slot, member.collected_ms(), arrived_at);
-            }
+            self.mark_sample_everywhere(slot, member.collected_ms(), arrived_at);
             if let Some(res) = result {
                 self.apply_result_to(t, member, res);
                 if res == TestResult::Positive && pooled_now {
                     // A single positive just became a pooled positive.
-                    let first = self.tubes.tubes[t as usize].members[0].slot;
+                    let first = self
+                        .tubes
+                        .members(t)
+                        .next()
+                        .expect("a pooled tube has members")
+                        .slot;
                     if let Some(hits) = self.positives.get_mut(&first) {
                         hits.iter_mut()
                             .filter(|h| h.tube == t)
@@ -706,13 +719,12 @@ impl Engine {
     fn apply_results(&mut self, items: &[ResultItem], changed: &mut Vec<PersonId>) {
         for it in items {
             let t = self.tubes.intern(it.tube_id.as_str());
-            let tube = &mut self.tubes.tubes[t as usize];
-            tube.touched = tube.touched.max(secs::of(it.reported_at));
-            if tube.result.is_some() {
+            self.tubes.touch(t, secs::of(it.reported_at));
+            if self.tubes.result(t).is_some() {
                 continue;
             }
-            tube.result = Some(it.result);
-            let members = self.tubes.tubes[t as usize].members.clone();
+            self.tubes.set_result(t, it.result);
+            let members: Vec<Member> = self.tubes.members(t).collect();
             for m in members {
                 self.apply_result_to(t, m, it.result);
                 changed.push(self.register.person_id(m.slot));
@@ -730,7 +742,7 @@ impl Engine {
                 }
             }
             TestResult::Positive => {
-                let pooled = self.tubes.tubes[tube as usize].members.len() > 1;
+                let pooled = self.tubes.members_len(tube) > 1;
                 self.positives.entry(m.slot).or_default().push(PositiveHit {
                     tube,
                     pooled,
@@ -750,13 +762,10 @@ impl Engine {
         // late (only those that arrived between the deadline and the creation
         // are misjudged, as on time).
         let arrived = spec.created_at.min(spec.deadline);
-        let negative = |t: &tubes::Tube| t.result == Some(TestResult::Negative);
-        for tube in &self.tubes.tubes {
-            for m in &tube.members {
-                round.mark_sample(m.slot, m.collected_ms(), arrived);
-                if negative(tube) {
-                    round.mark_negative(m.slot, m.collected_ms());
-                }
+        for (m, result) in self.tubes.all_members() {
+            round.mark_sample(m.slot, m.collected_ms(), arrived);
+            if result == Some(TestResult::Negative) {
+                round.mark_negative(m.slot, m.collected_ms());
             }
         }
         self.rounds.push(round);
@@ -774,12 +783,10 @@ impl Engine {
             let round = &mut self.rounds[ix];
             round.deadline = at;
             round.reset_samples();
-            for tube in &self.tubes.tubes {
-                for m in &tube.members {
-                    round.mark_sample(m.slot, m.collected_ms(), at);
-                    if tube.result == Some(TestResult::Negative) {
-                        round.mark_negative(m.slot, m.collected_ms());
-                    }
+            for (m, result) in self.tubes.all_members() {
+                round.mark_sample(m.slot, m.collected_ms(), at);
+                if result == Some(TestResult::Negative) {
+                    round.mark_negative(m.slot, m.collected_ms());
                 }
             }
         }
@@ -812,6 +819,7 @@ impl Engine {
             .iter_ones()
             .map(|s| self.register.person_id(s))
             .collect();
+        self.take_final_counts(ix);
         let deadline = self.rounds[ix].deadline;
         let pos = self
             .closed_order
@@ -902,14 +910,7 @@ impl Engine {
     /// rounds closed `retention_days` ago are archived.
     fn prune(&mut self, now: i64) {
         let cutoff = secs::of(Timestamp::from_millis(now - ACCEPT_WINDOW_MS));
-        let dropped: u64 = self
-            .tubes
-            .tubes
-            .iter()
-            .filter(|t| t.touched < cutoff)
-            .map(|t| t.members.len() as u64)
-            .sum();
-        let remap = self.tubes.prune(cutoff);
+        let (remap, dropped) = self.tubes.prune(cutoff);
         if dropped > 0 || remap.contains(&NONE) {
             self.records -= dropped;
             for hits in self.positives.values_mut() {
@@ -1145,10 +1146,7 @@ impl Engine {
                 self.register.resident(row).person_id.hash(&mut h);
             }
         }
-        for (id, t) in self.tubes.sorted() {
-            id.hash(&mut h);
-            t.hash(&mut h);
-        }
+        self.tubes.digest(&mut h);
         for e in self.exemptions.values() {
             e.hash(&mut h);
         }

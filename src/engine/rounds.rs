@@ -166,6 +166,10 @@ pub struct Round {
     after_deadline: Vec<(Slot, Timestamp, bool)>,
     /// Retention archived it: `first` is gone, progress answers 410.
     pub archived: bool,
+    /// A closed round's whole-round counts, set at the close and kept up to
+    /// date as make-ups, late samples and exemptions change people's states
+    /// (see `final_counts.rs`): listing rounds reads them.
+    pub(super) final_counts: Option<Counts>,
 }
 
 /// Per slot, the hour (counted from the window's first hour) of the first
@@ -254,6 +258,7 @@ impl Round {
             frozen: None,
             after_deadline: Vec::new(),
             archived: false,
+            final_counts: None,
         }
     }
 
@@ -277,6 +282,7 @@ impl Round {
             frozen: None,
             after_deadline: Vec::new(),
             archived: self.archived,
+            final_counts: self.final_counts,
         }
     }
 
@@ -372,6 +378,15 @@ impl Round {
                     && (self.sampled.get(s) || self.made_up.get(s))
             })
             .count() as u64
+    }
+
+    /// `slot`'s bits: sampled, late, made up.
+    pub(super) fn bits_of(&self, slot: Slot) -> (bool, bool, bool) {
+        (
+            self.sampled.get(slot),
+            self.late.get(slot),
+            self.made_up.get(slot),
+        )
     }
 
     /// Whether `slot` is in the frozen in-scope set (false while open).
@@ -530,6 +545,7 @@ impl Round {
             frozen,
             after_deadline,
             archived,
+            final_counts: None,
         })
     }
 }
@@ -626,7 +642,9 @@ impl Engine {
         if area.is_none()
             && let Some(frozen) = &round.frozen
         {
-            return self.closed_counts(round, frozen);
+            return round
+                .final_counts
+                .unwrap_or_else(|| self.closed_counts(round, frozen));
         }
         let chunks = Self::chunks(&self.scan_ranges(round, area));
         let bits = StateBits::new(self, round);
@@ -642,7 +660,7 @@ impl Engine {
     }
 
     /// Whole-round counts of a closed round, word by word over the bitsets.
-    fn closed_counts(&self, round: &Round, frozen: &Bitset) -> Counts {
+    pub(super) fn closed_counts(&self, round: &Round, frozen: &Bitset) -> Counts {
         let exempt = self.exempt_bits(round);
         let mut c = Counts::default();
         for i in 0..frozen.words().len() {

@@ -19,7 +19,7 @@ use super::{Engine, Exemption, Policy, PositiveHit};
 use crate::domain::{AreaPath, ExemptionReason, PersonId, TestResult, Timestamp};
 
 /// The version of the encoding; a snapshot of another version is ignored.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// Appends values to a buffer.
 #[derive(Default)]
@@ -62,18 +62,34 @@ impl Enc {
             self.time(t);
         }
     }
+    /// An array as its length and its values, written in place (one
+    /// resize, then a tight loop: arrays of tens of millions).
     pub fn u32s(&mut self, v: &[u32]) {
         self.len(v.len());
-        self.buf.reserve(v.len() * 4);
-        for &x in v {
-            self.u32(x);
+        let start = self.buf.len();
+        self.buf.resize(start + v.len() * 4, 0);
+        for (c, x) in self.buf[start..].chunks_exact_mut(4).zip(v) {
+            c.copy_from_slice(&x.to_le_bytes());
         }
+    }
+    pub fn u16s(&mut self, v: &[u16]) {
+        self.len(v.len());
+        let start = self.buf.len();
+        self.buf.resize(start + v.len() * 2, 0);
+        for (c, x) in self.buf[start..].chunks_exact_mut(2).zip(v) {
+            c.copy_from_slice(&x.to_le_bytes());
+        }
+    }
+    pub fn bytes(&mut self, v: &[u8]) {
+        self.len(v.len());
+        self.buf.extend_from_slice(v);
     }
     pub fn bitset(&mut self, b: &Bitset) {
         self.len(b.words().len());
-        self.buf.reserve(b.words().len() * 8);
-        for &w in b.words() {
-            self.u64(w);
+        let start = self.buf.len();
+        self.buf.resize(start + b.words().len() * 8, 0);
+        for (c, w) in self.buf[start..].chunks_exact_mut(8).zip(b.words()) {
+            c.copy_from_slice(&w.to_le_bytes());
         }
     }
 }
@@ -162,6 +178,18 @@ impl<'a> Dec<'a> {
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
             .collect())
+    }
+    pub fn u16s(&mut self) -> DecResult<Vec<u16>> {
+        let n = self.len(2)?;
+        let raw = self.take(n * 2)?;
+        Ok(raw
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes(c.try_into().expect("2 bytes")))
+            .collect())
+    }
+    pub fn bytes(&mut self) -> DecResult<&'a [u8]> {
+        let n = self.len(1)?;
+        self.take(n)
     }
     pub fn bitset(&mut self) -> DecResult<Bitset> {
         let n = self.len(8)?;
@@ -342,7 +370,7 @@ impl Engine {
         if !d.done() {
             return Err("bytes left after the state".into());
         }
-        Ok(Engine {
+        let mut engine = Engine {
             policy,
             pool,
             register,
@@ -358,6 +386,11 @@ impl Engine {
             records,
             clock,
             next_prune,
-        })
+        };
+        // Whole-round counts are not stored: counted once here.
+        for ix in 0..engine.rounds.len() {
+            engine.take_final_counts(ix);
+        }
+        Ok(engine)
     }
 }

@@ -1,7 +1,21 @@
 //! Tubes: who was sampled into which tube, at which site, and the tube's lab
 //! result (kept even when it arrives before any record).
+//!
+//! Stored flat, because a 30-day window holds tens of millions of records
+//! (issue 13 aims at ≤ 16 B a record): a record is one row of three
+//! parallel member arrays (person slot, second, millisecond: 10 B), each tube
+//! owning one contiguous range of them; tube IDs sit back to back in one byte
+//! array and are found through a table of tube indices hashed by those bytes;
+//! a tube's own fields are one 20-byte row. Nothing is allocated per tube or
+//! per record. A tube that gains a member while its range is not the last
+//! one moves its range to the end; ranges nobody owns any more (moved, or
+//! dropped by retention) are squeezed out by [`Tubes::prune`] once they are
+//! a sixteenth of the arrays.
 
-use rustc_hash::FxHashMap;
+use std::hash::{BuildHasher, Hasher};
+
+use hashbrown::HashTable;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use super::register::{NONE, Slot};
 use crate::domain::{TestResult, TubeId};
@@ -33,51 +47,177 @@ impl Member {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Tube {
-    pub members: Vec<Member>,
+/// A tube's own fields; its members are `start..start + len` of the arrays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Meta {
+    start: u32,
+    len: u32,
     /// Index into the site table; `NONE` until a record arrives.
-    pub site: u32,
-    pub result: Option<TestResult>,
+    site: u32,
     /// The latest sample or report time the tube has seen (compact seconds):
     /// once older than the acceptance window, nothing can touch it again.
-    pub touched: u32,
-}
-
-impl Tube {
-    pub fn has(&self, slot: Slot) -> bool {
-        self.members.iter().any(|m| m.slot == slot)
-    }
+    touched: u32,
+    result: Option<TestResult>,
 }
 
 #[derive(Debug, Default)]
 pub struct Tubes {
-    ix: FxHashMap<TubeId, u32>,
-    pub tubes: Vec<Tube>,
+    /// Tube indices, hashed by their IDs' bytes.
+    ix: HashTable<u32>,
+    /// Every tube's ID, back to back; tube `t`'s ends at `id_end[t]`.
+    ids: Vec<u8>,
+    id_end: Vec<u32>,
+    meta: Vec<Meta>,
+    /// The member arrays (see the module doc).
+    slot: Vec<u32>,
+    secs: Vec<u32>,
+    ms: Vec<u16>,
+    /// Member rows no tube owns (moved or dropped), until the next squeeze.
+    dead: usize,
     sites: Vec<Box<str>>,
     site_ix: FxHashMap<Box<str>, u32>,
 }
 
+fn hash(id: &[u8]) -> u64 {
+    let mut h = FxBuildHasher.build_hasher();
+    h.write(id);
+    h.finish()
+}
+
+fn id_of<'a>(ids: &'a [u8], id_end: &[u32], t: u32) -> &'a [u8] {
+    let t = t as usize;
+    let start = if t == 0 { 0 } else { id_end[t - 1] as usize };
+    &ids[start..id_end[t] as usize]
+}
+
+fn index(n: usize) -> u32 {
+    u32::try_from(n).expect("tube storage past 4 G entries")
+}
+
 impl Tubes {
-    pub fn get(&self, id: &TubeId) -> Option<(u32, &Tube)> {
-        self.ix.get(id).map(|&t| (t, &self.tubes[t as usize]))
+    /// The index of tube `id`, if held.
+    pub fn find(&self, id: &str) -> Option<u32> {
+        let (ids, id_end) = (&self.ids, &self.id_end);
+        self.ix
+            .find(hash(id.as_bytes()), |&t| {
+                id_of(ids, id_end, t) == id.as_bytes()
+            })
+            .copied()
     }
 
     /// The index of tube `id` (a valid tube ID), creating it if new.
     pub fn intern(&mut self, id: &str) -> u32 {
-        if let Some(&t) = self.ix.get(id) {
+        if let Some(t) = self.find(id) {
             return t;
         }
-        let id = TubeId::parse(id).expect("the engine is given valid tube IDs");
-        let t = self.tubes.len() as u32;
-        self.tubes.push(Tube {
-            members: Vec::new(),
+        assert!(
+            TubeId::validate(id).is_ok(),
+            "the engine is given valid tube IDs"
+        );
+        let t = index(self.meta.len());
+        self.ids.extend_from_slice(id.as_bytes());
+        self.id_end.push(index(self.ids.len()));
+        self.meta.push(Meta {
+            start: 0,
+            len: 0,
             site: NONE,
-            result: None,
             touched: 0,
+            result: None,
         });
-        self.ix.insert(id, t);
+        let (ids, id_end) = (&self.ids, &self.id_end);
+        self.ix
+            .insert_unique(hash(id.as_bytes()), t, |&x| hash(id_of(ids, id_end, x)));
         t
+    }
+
+    /// Tube `t`'s ID.
+    pub fn id(&self, t: u32) -> &str {
+        std::str::from_utf8(id_of(&self.ids, &self.id_end, t)).expect("tube IDs are ASCII")
+    }
+
+    /// How many members tube `t` holds.
+    pub fn members_len(&self, t: u32) -> u32 {
+        self.meta[t as usize].len
+    }
+
+    /// Tube `t`'s site (an index into the site table), `NONE` before any record.
+    pub fn site_of(&self, t: u32) -> u32 {
+        self.meta[t as usize].site
+    }
+
+    pub fn result(&self, t: u32) -> Option<TestResult> {
+        self.meta[t as usize].result
+    }
+
+    fn range(&self, t: u32) -> std::ops::Range<usize> {
+        let m = &self.meta[t as usize];
+        m.start as usize..(m.start + m.len) as usize
+    }
+
+    fn member_at(&self, i: usize) -> Member {
+        Member {
+            slot: self.slot[i],
+            collected: self.secs[i],
+            sub_ms: self.ms[i],
+        }
+    }
+
+    /// Whether `slot` is a member of tube `t`.
+    pub fn has(&self, t: u32, slot: Slot) -> bool {
+        self.slot[self.range(t)].contains(&slot)
+    }
+
+    /// Tube `t`'s members, in the order they came.
+    pub fn members(&self, t: u32) -> impl Iterator<Item = Member> + '_ {
+        self.range(t).map(|i| self.member_at(i))
+    }
+
+    /// Every member of every tube, with its tube's result.
+    pub fn all_members(&self) -> impl Iterator<Item = (Member, Option<TestResult>)> + '_ {
+        self.meta.iter().flat_map(|m| {
+            (m.start as usize..(m.start + m.len) as usize).map(|i| (self.member_at(i), m.result))
+        })
+    }
+
+    /// Adds a member to tube `t`: at the end of the arrays, moving the
+    /// tube's range there first unless it already is the last one.
+    pub fn push(&mut self, t: u32, m: Member) {
+        let end = self.slot.len();
+        let meta = self.meta[t as usize];
+        if meta.len == 0 {
+            self.meta[t as usize].start = index(end);
+        } else if (meta.start + meta.len) as usize != end {
+            let r = meta.start as usize..(meta.start + meta.len) as usize;
+            self.slot.extend_from_within(r.clone());
+            self.secs.extend_from_within(r.clone());
+            self.ms.extend_from_within(r);
+            self.dead += meta.len as usize;
+            self.meta[t as usize].start = index(end);
+        }
+        self.slot.push(m.slot);
+        self.secs.push(m.collected);
+        self.ms.push(m.sub_ms);
+        let meta = &mut self.meta[t as usize];
+        meta.len += 1;
+        meta.touched = meta.touched.max(m.collected);
+    }
+
+    /// Gives tube `t` its site unless it has one.
+    pub fn set_site_once(&mut self, t: u32, site: u32) {
+        let m = &mut self.meta[t as usize];
+        if m.site == NONE {
+            m.site = site;
+        }
+    }
+
+    /// Notes that tube `t` was touched at `secs` (compact seconds).
+    pub fn touch(&mut self, t: u32, secs: u32) {
+        let m = &mut self.meta[t as usize];
+        m.touched = m.touched.max(secs);
+    }
+
+    pub fn set_result(&mut self, t: u32, result: TestResult) {
+        self.meta[t as usize].result = Some(result);
     }
 
     pub fn site_ix(&self, site: &str) -> Option<u32> {
@@ -99,67 +239,139 @@ impl Tubes {
     }
 
     pub fn len(&self) -> usize {
-        self.tubes.len()
+        self.meta.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tubes.is_empty()
+        self.meta.is_empty()
+    }
+
+    /// Bytes the tube storage holds on the heap (its arrays' capacities and
+    /// the index table; the site table aside).
+    pub fn heap_bytes(&self) -> usize {
+        self.ix.allocation_size()
+            + self.ids.capacity()
+            + self.id_end.capacity() * 4
+            + self.meta.capacity() * std::mem::size_of::<Meta>()
+            + self.slot.capacity() * 4
+            + self.secs.capacity() * 4
+            + self.ms.capacity() * 2
     }
 
     /// Drops every tube last touched before `cutoff` (compact seconds); the
-    /// site table (a few hundred names) stays. Returns each old index's new one (`NONE`
-    /// when dropped), for whoever holds tube indices.
-    pub fn prune(&mut self, cutoff: u32) -> Vec<u32> {
-        let mut remap = Vec::with_capacity(self.tubes.len());
+    /// site table (a few hundred names) stays. Returns each old index's new
+    /// one (`NONE` when dropped), for whoever holds tube indices, and how
+    /// many members were dropped with them.
+    pub fn prune(&mut self, cutoff: u32) -> (Vec<u32>, u64) {
+        let mut remap = Vec::with_capacity(self.meta.len());
         let mut next = 0u32;
-        for t in &self.tubes {
-            if t.touched < cutoff {
+        let mut dropped = 0u64;
+        for m in &self.meta {
+            if m.touched < cutoff {
                 remap.push(NONE);
+                dropped += u64::from(m.len);
             } else {
                 remap.push(next);
                 next += 1;
             }
         }
-        if next as usize == self.tubes.len() {
-            return remap;
+        if next as usize == self.meta.len() {
+            return (remap, 0);
         }
-        let mut i = 0;
-        self.tubes.retain(|_| {
-            i += 1;
-            remap[i - 1] != NONE
-        });
-        self.tubes.shrink_to_fit();
-        self.ix.retain(|_, t| {
+        // Ids and rows move down in index order, so a copy never overwrites
+        // what is still to be read.
+        let (mut w, mut from) = (0usize, 0usize);
+        for (t, &to) in remap.iter().enumerate() {
+            let end = self.id_end[t] as usize;
+            if to != NONE {
+                self.ids.copy_within(from..end, w);
+                w += end - from;
+                self.id_end[to as usize] = index(w);
+                self.meta[to as usize] = self.meta[t];
+            }
+            from = end;
+        }
+        self.ids.truncate(w);
+        self.ids.shrink_to_fit();
+        self.id_end.truncate(next as usize);
+        self.id_end.shrink_to_fit();
+        self.meta.truncate(next as usize);
+        self.meta.shrink_to_fit();
+        self.ix.retain(|t| {
             *t = remap[*t as usize];
             *t != NONE
         });
-        self.ix.shrink_to_fit();
-        remap
+        self.dead += dropped as usize;
+        if self.dead > 0 && self.dead * 16 >= self.slot.len() {
+            self.squeeze();
+        }
+        (remap, dropped)
     }
 
-    /// The tubes as snapshot bytes, by index, with the site table.
+    /// Moves every owned range down over the unowned ones, in the order of
+    /// their starts, and gives the memory left at the end back.
+    fn squeeze(&mut self) {
+        let mut order: Vec<u32> = (0..index(self.meta.len()))
+            .filter(|&t| self.meta[t as usize].len > 0)
+            .collect();
+        order.sort_unstable_by_key(|&t| self.meta[t as usize].start);
+        let mut w = 0usize;
+        for t in order {
+            let m = &mut self.meta[t as usize];
+            let (s, n) = (m.start as usize, m.len as usize);
+            if s != w {
+                self.slot.copy_within(s..s + n, w);
+                self.secs.copy_within(s..s + n, w);
+                self.ms.copy_within(s..s + n, w);
+                m.start = index(w);
+            }
+            w += n;
+        }
+        for v in [&mut self.slot, &mut self.secs] {
+            v.truncate(w);
+            v.shrink_to_fit();
+        }
+        self.ms.truncate(w);
+        self.ms.shrink_to_fit();
+        let (ids, id_end) = (&self.ids, &self.id_end);
+        self.ix.shrink_to_fit(|&x| hash(id_of(ids, id_end, x)));
+        self.dead = 0;
+    }
+
+    /// The tubes as snapshot bytes, by index, with the site table: whole
+    /// arrays, each member range written in tube order.
     pub(super) fn encode(&self, e: &mut super::snapshot::Enc) {
         e.len(self.sites.len());
         for s in &self.sites {
             e.str(s);
         }
-        let mut ids = vec![""; self.tubes.len()];
-        for (id, &t) in &self.ix {
-            ids[t as usize] = id.as_str();
+        e.bytes(&self.ids);
+        e.u32s(&self.id_end);
+        let col = |f: fn(&Meta) -> u32| self.meta.iter().map(f).collect::<Vec<u32>>();
+        e.u32s(&col(|m| m.len));
+        e.u32s(&col(|m| m.site));
+        e.u32s(&col(|m| m.touched));
+        let results: Vec<u8> = self
+            .meta
+            .iter()
+            .map(|m| super::snapshot::result_code(m.result))
+            .collect();
+        e.bytes(&results);
+        let owned = self.slot.len() - self.dead;
+        let (mut slot, mut secs, mut ms) = (
+            Vec::with_capacity(owned),
+            Vec::with_capacity(owned),
+            Vec::with_capacity(owned),
+        );
+        for t in 0..index(self.meta.len()) {
+            let r = self.range(t);
+            slot.extend_from_slice(&self.slot[r.clone()]);
+            secs.extend_from_slice(&self.secs[r.clone()]);
+            ms.extend_from_slice(&self.ms[r]);
         }
-        e.len(self.tubes.len());
-        for (t, id) in self.tubes.iter().zip(ids) {
-            e.str(id);
-            e.u32(t.site);
-            e.u8(super::snapshot::result_code(t.result));
-            e.u32(t.touched);
-            e.len(t.members.len());
-            for m in &t.members {
-                e.u32(m.slot);
-                e.u32(m.collected);
-                e.u16(m.sub_ms);
-            }
-        }
+        e.u32s(&slot);
+        e.u32s(&secs);
+        e.u16s(&ms);
     }
 
     /// The tubes [`Tubes::encode`] wrote, for a register of `slots` people.
@@ -171,52 +383,189 @@ impl Tubes {
                 return Err(format!("site {s:?} twice"));
             }
         }
-        let n = d.len(25)?;
-        tubes.tubes.reserve(n);
-        tubes.ix.reserve(n);
-        for i in 0..n {
-            let id = d.str()?;
-            let id = TubeId::parse(id).map_err(|e| format!("tube {id:?}: {e}"))?;
-            let site = d.u32()?;
-            let result = super::snapshot::result_of(d.u8()?)?;
-            let touched = d.u32()?;
-            let m = d.len(10)?;
-            let mut members = Vec::with_capacity(m);
-            for _ in 0..m {
-                let member = Member {
-                    slot: d.u32()?,
-                    collected: d.u32()?,
-                    sub_ms: d.u16()?,
-                };
-                if member.slot as usize >= slots || member.sub_ms >= 1000 {
-                    return Err(format!("tube {id} has a member out of range"));
+        tubes.ids = d.bytes()?.to_vec();
+        tubes.id_end = d.u32s()?;
+        let n = tubes.id_end.len();
+        let lens = d.u32s()?;
+        let sites = d.u32s()?;
+        let touched = d.u32s()?;
+        let results = d.bytes()?;
+        if lens.len() != n || sites.len() != n || touched.len() != n || results.len() != n {
+            return Err("tube columns of different lengths".into());
+        }
+        tubes.slot = d.u32s()?;
+        tubes.secs = d.u32s()?;
+        tubes.ms = d.u16s()?;
+        let members = tubes.slot.len();
+        if tubes.secs.len() != members || tubes.ms.len() != members {
+            return Err("member columns of different lengths".into());
+        }
+        if tubes.slot.iter().any(|&s| s as usize >= slots) || tubes.ms.iter().any(|&m| m >= 1000) {
+            return Err("a tube member out of range".into());
+        }
+        tubes.meta.reserve_exact(n);
+        tubes.ix.reserve(n, |_| 0);
+        let mut start = 0u64;
+        let mut prev_end = 0u32;
+        for t in 0..n {
+            let end = tubes.id_end[t];
+            if end < prev_end || end as usize > tubes.ids.len() {
+                return Err(format!("tube {t}'s ID out of range"));
+            }
+            prev_end = end;
+            let id = id_of(&tubes.ids, &tubes.id_end, t as u32);
+            let id = std::str::from_utf8(id).map_err(|e| format!("tube {t}: {e}"))?;
+            TubeId::validate(id).map_err(|e| format!("tube {id:?}: {e}"))?;
+            if sites[t] != NONE && sites[t] as usize >= tubes.sites.len() {
+                return Err(format!("tube {id} names site {}", sites[t]));
+            }
+            let (ids, id_end) = (&tubes.ids, &tubes.id_end);
+            match tubes.ix.entry(
+                hash(id.as_bytes()),
+                |&x| id_of(ids, id_end, x) == id.as_bytes(),
+                |&x| hash(id_of(ids, id_end, x)),
+            ) {
+                hashbrown::hash_table::Entry::Occupied(_) => {
+                    return Err(format!("tube {id} twice"));
                 }
-                members.push(member);
+                hashbrown::hash_table::Entry::Vacant(v) => {
+                    v.insert(t as u32);
+                }
             }
-            if site != NONE && site as usize >= tubes.sites.len() {
-                return Err(format!("tube {id} names site {site}"));
-            }
-            if tubes.ix.insert(id.clone(), i as u32).is_some() {
-                return Err(format!("tube {id} twice"));
-            }
-            tubes.tubes.push(Tube {
-                members,
-                site,
-                result,
-                touched,
+            tubes.meta.push(Meta {
+                start: index(start as usize),
+                len: lens[t],
+                site: sites[t],
+                touched: touched[t],
+                result: super::snapshot::result_of(results[t])?,
             });
+            start += u64::from(lens[t]);
+        }
+        if prev_end as usize != tubes.ids.len() || start != members as u64 {
+            return Err("tube IDs or members left over".into());
         }
         Ok(tubes)
     }
 
-    /// Tube ids with their tubes, sorted by id (for digests).
-    pub fn sorted(&self) -> Vec<(&TubeId, &Tube)> {
-        let mut v: Vec<_> = self
-            .ix
-            .iter()
-            .map(|(id, &t)| (id, &self.tubes[t as usize]))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(b.0));
-        v
+    /// Feeds every tube — ID, members, site, result, last touch — to `h` in
+    /// the order of the IDs (for digests: independent of indices and of
+    /// where the ranges sit).
+    pub fn digest(&self, h: &mut impl Hasher) {
+        use std::hash::Hash;
+        let mut order: Vec<u32> = (0..index(self.meta.len())).collect();
+        order.sort_unstable_by(|&a, &b| self.id(a).cmp(self.id(b)));
+        for t in order {
+            self.id(t).hash(h);
+            let m = &self.meta[t as usize];
+            (m.site, m.touched, m.result, m.len).hash(h);
+            for member in self.members(t) {
+                member.hash(h);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(slot: Slot, collected: u32) -> Member {
+        Member {
+            slot,
+            collected,
+            sub_ms: (slot % 1000) as u16,
+        }
+    }
+
+    fn members(t: &Tubes, id: &str) -> Vec<Member> {
+        t.members(t.find(id).expect("held")).collect()
+    }
+
+    #[test]
+    fn interleaved_members_move_their_tube_to_the_end_and_keep_their_order() {
+        let mut t = Tubes::default();
+        let (a, b) = (t.intern("A-1"), t.intern("B-1"));
+        for i in 0..5 {
+            t.push(a, m(i, 100 + i));
+            t.push(b, m(10 + i, 200 + i));
+        }
+        assert_eq!(
+            members(&t, "A-1"),
+            (0..5).map(|i| m(i, 100 + i)).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            members(&t, "B-1"),
+            (0..5).map(|i| m(10 + i, 200 + i)).collect::<Vec<_>>()
+        );
+        assert!(t.has(a, 3) && !t.has(a, 13) && t.has(b, 13));
+        assert!(t.dead > 0, "moved ranges leave rows behind");
+        assert_eq!(t.intern("A-1"), a);
+        assert_eq!(t.find("a-1"), None, "case is kept");
+    }
+
+    #[test]
+    fn pruning_drops_old_tubes_squeezes_the_rows_and_keeps_the_rest_findable() {
+        let mut t = Tubes::default();
+        for i in 0..200u32 {
+            let id = format!("T{i}");
+            let tube = t.intern(&id);
+            for k in 0..3 {
+                t.push(tube, m(i * 3 + k, 1000 + i));
+            }
+        }
+        // One tube gets a late member (its range moves) and a result.
+        let late = t.find("T7").expect("held");
+        t.push(late, m(9999, 5000));
+        t.set_result(late, TestResult::Positive);
+        let (remap, dropped) = t.prune(1100);
+        assert_eq!(dropped, 99 * 3, "T0..T99 but T7, which was touched late");
+        assert_eq!(remap[7], 0);
+        assert_eq!(remap[0], NONE);
+        assert_eq!(t.dead, 0, "more than a sixteenth was free: squeezed");
+        assert_eq!(t.slot.len(), 101 * 3 + 1);
+        assert_eq!(t.find("T0"), None);
+        assert_eq!(t.find("T7"), Some(0));
+        assert_eq!(t.result(0), Some(TestResult::Positive));
+        assert_eq!(members(&t, "T7").last(), Some(&m(9999, 5000)));
+        for i in 100..200u32 {
+            let id = format!("T{i}");
+            let want: Vec<Member> = (0..3).map(|k| m(i * 3 + k, 1000 + i)).collect();
+            assert_eq!(members(&t, &id), want, "{id}");
+        }
+        // A dropped ID comes back as a new, empty tube.
+        let again = t.intern("T0");
+        assert_eq!(t.members_len(again), 0);
+        assert_eq!(again as usize, t.len() - 1);
+    }
+
+    #[test]
+    fn a_snapshot_of_the_tubes_decodes_to_the_same_tubes() {
+        let mut t = Tubes::default();
+        let site = t.intern_site("site-1");
+        for i in 0..50u32 {
+            let tube = t.intern(&format!("X-{i}"));
+            t.set_site_once(tube, site);
+            t.push(tube, m(i, 10 + i));
+        }
+        for i in (0..50u32).step_by(3) {
+            let tube = t.find(&format!("X-{i}")).expect("held");
+            t.push(tube, m(100 + i, 90));
+            t.set_result(tube, TestResult::Negative);
+        }
+        t.intern("results-first");
+        let mut e = crate::engine::snapshot::Enc::default();
+        t.encode(&mut e);
+        let back =
+            Tubes::decode(&mut crate::engine::snapshot::Dec::new(&e.buf), 200).expect("decodes");
+        let digest = |t: &Tubes| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            t.digest(&mut h);
+            h.finish()
+        };
+        assert_eq!(digest(&back), digest(&t));
+        assert_eq!(back.dead, 0, "a decoded arena has no gaps");
+        assert_eq!(back.find("X-3"), t.find("X-3"));
+        // A member slot past the register is refused, not trusted.
+        assert!(Tubes::decode(&mut crate::engine::snapshot::Dec::new(&e.buf), 100).is_err());
     }
 }

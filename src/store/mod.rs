@@ -396,6 +396,7 @@ impl Store {
                 options,
                 seq: stats.snapshot_seq,
                 at: Instant::now(),
+                writing: None,
             },
         };
         let handle = std::thread::Builder::new()

@@ -88,36 +88,81 @@ pub fn write(dir: &Path, seq: u64, payload: &[u8]) -> std::io::Result<(PathBuf, 
     Ok((path, size))
 }
 
+/// A snapshot file read whole, its header checked; its checksum is
+/// checked by [`Loaded::check_sum`], which may run beside the decoding.
+struct Loaded {
+    seq: u64,
+    bytes: Vec<u8>,
+}
+
+impl Loaded {
+    fn open(path: &Path) -> Result<Loaded, String> {
+        let bytes = fs::read(path).map_err(|e| e.to_string())?;
+        if bytes.len() < HEADER + 32 || &bytes[..8] != MAGIC {
+            return Err("not a whole rollcall snapshot (short, or no magic)".into());
+        }
+        let le64 = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+        let format = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        if format != FORMAT {
+            return Err(format!(
+                "snapshot format {format}, this build reads {FORMAT}"
+            ));
+        }
+        let seq = le64(12);
+        let len = usize::try_from(le64(20)).map_err(|_| "an impossible length".to_owned())?;
+        if Some(bytes.len()) != len.checked_add(HEADER + 32) {
+            return Err(format!(
+                "{} bytes where the header says {len} and {}",
+                bytes.len(),
+                HEADER + 32
+            ));
+        }
+        Ok(Loaded { seq, bytes })
+    }
+
+    fn payload(&self) -> &[u8] {
+        &self.bytes[HEADER..self.bytes.len() - 32]
+    }
+
+    fn check_sum(&self) -> Result<(), String> {
+        let (body, sum) = self.bytes.split_at(self.bytes.len() - 32);
+        if Sha256::digest(body).as_slice() == sum {
+            Ok(())
+        } else {
+            Err("checksum mismatch".into())
+        }
+    }
+}
+
 /// The payload of a snapshot file, with its `seq`, if the file is whole.
-pub fn read(path: &Path) -> Result<(u64, Vec<u8>), String> {
-    let bytes = fs::read(path).map_err(|e| e.to_string())?;
-    if bytes.len() < HEADER + 32 || &bytes[..8] != MAGIC {
-        return Err("not a whole rollcall snapshot (short, or no magic)".into());
+#[cfg(test)]
+fn read(path: &Path) -> Result<(u64, Vec<u8>), String> {
+    let file = Loaded::open(path)?;
+    file.check_sum()?;
+    Ok((file.seq, file.payload().to_vec()))
+}
+
+/// The engine a snapshot file holds. The checksum is computed on another
+/// thread while the payload decodes (the decoder trusts nothing, so decoding
+/// a damaged payload is an error or a state thrown away, never a panic):
+/// a restart waits for the longer of the two, not their sum.
+fn load(
+    path: &Path,
+    seq: u64,
+    policy: Policy,
+    pool: &Arc<rayon::ThreadPool>,
+) -> Result<Engine, String> {
+    let file = Loaded::open(path)?;
+    if file.seq != seq {
+        return Err(format!("holds seq {}, not the {seq} of its name", file.seq));
     }
-    let le64 = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
-    let format = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if format != FORMAT {
-        return Err(format!(
-            "snapshot format {format}, this build reads {FORMAT}"
-        ));
-    }
-    let seq = le64(12);
-    let len = usize::try_from(le64(20)).map_err(|_| "an impossible length".to_owned())?;
-    if bytes.len() != HEADER + len + 32 {
-        return Err(format!(
-            "{} bytes where the header says {}",
-            bytes.len(),
-            HEADER + len + 32
-        ));
-    }
-    let (body, sum) = bytes.split_at(HEADER + len);
-    if Sha256::digest(body).as_slice() != sum {
-        return Err("checksum mismatch".into());
-    }
-    let mut bytes = bytes;
-    bytes.truncate(HEADER + len);
-    bytes.drain(..HEADER);
-    Ok((seq, bytes))
+    let (sum, engine) = std::thread::scope(|s| {
+        let sum = s.spawn(|| file.check_sum());
+        let engine = Engine::decode_snapshot(file.payload(), policy, pool.clone());
+        (sum.join(), engine)
+    });
+    sum.map_err(|_| "the checksum thread panicked".to_owned())??;
+    engine
 }
 
 /// Removes temporary files a crash left behind while writing a snapshot.
@@ -144,13 +189,7 @@ pub fn load_newest(
     pool: &Arc<rayon::ThreadPool>,
 ) -> std::io::Result<Option<(u64, Engine)>> {
     for (seq, path) in list(dir)? {
-        let decoded = read(&path).and_then(|(s, payload)| {
-            if s != seq {
-                return Err(format!("holds seq {s}, not the {seq} of its name"));
-            }
-            Engine::decode_snapshot(&payload, policy, pool.clone())
-        });
-        match decoded {
+        match load(&path, seq, policy, pool) {
             Ok(engine) => return Ok(Some((seq, engine))),
             Err(why) => tracing::warn!(
                 file = %path.display(),

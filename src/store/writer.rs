@@ -326,6 +326,18 @@ pub(super) struct Snapshots {
     /// The `seq` the newest snapshot holds, and when it was written.
     pub seq: u64,
     pub at: Instant,
+    /// A periodic snapshot being written on its own thread (the writer only
+    /// encodes it, under the engine's read lock): reaped once it is done.
+    pub writing: Option<Writing>,
+}
+
+/// A snapshot file being written off the writer thread.
+pub(super) struct Writing {
+    seq: u64,
+    started: Instant,
+    /// How long the writer spent encoding (the stall writes see).
+    encode: std::time::Duration,
+    thread: std::thread::JoinHandle<std::io::Result<(std::path::PathBuf, u64)>>,
 }
 
 /// What one snapshot wrote and purged.
@@ -338,6 +350,10 @@ pub struct SnapshotInfo {
     pub purged_rows: u64,
     /// Audit entries past `audit_retention_days` deleted.
     pub purged_audit: u64,
+    /// Microseconds spent encoding the engine under its read lock: what a
+    /// periodic snapshot holds the writer up for (the file is written,
+    /// fsynced and renamed on another thread).
+    pub encode_us: u64,
 }
 
 impl Writer {
@@ -362,6 +378,7 @@ impl Writer {
         };
         // A clean shutdown leaves a snapshot of everything, so the next start
         // replays nothing.
+        self.reap_snapshot(true);
         if self.next_seq - 1 > self.snapshots.seq
             && let Err(e) = self.snapshot()
         {
@@ -597,19 +614,79 @@ impl Writer {
     }
 
     /// A snapshot once `snapshot_every` has passed since the last one, if
-    /// anything was logged since.
+    /// anything was logged since: encoded here at one log position (the
+    /// writer is between requests, so the state is exactly what is
+    /// committed), written, fsynced and renamed on another thread, so the
+    /// writes that come meanwhile wait only for the encoding. Purges once a
+    /// later call finds the file written.
     fn snapshot_if_due(&mut self) {
+        self.reap_snapshot(false);
         let every = self.snapshots.options.snapshot_every;
         if every.is_zero()
+            || self.snapshots.writing.is_some()
             || self.snapshots.at.elapsed() < every
             || self.next_seq - 1 <= self.snapshots.seq
         {
             return;
         }
-        if let Err(e) = self.snapshot() {
-            // Retried at the next interval; the log still holds everything.
-            self.snapshots.at = Instant::now();
-            tracing::error!(error = %e, "writing a snapshot failed");
+        let seq = self.next_seq - 1;
+        let started = Instant::now();
+        let bytes = self.engine.read().encode_snapshot();
+        let encode = started.elapsed();
+        let dir = self.snapshots.dir.clone();
+        let thread = std::thread::Builder::new()
+            .name("rollcall-snapshot".into())
+            .spawn(move || snapshot::write(&dir, seq, &bytes));
+        // Not retried before the next interval; the log still holds everything.
+        self.snapshots.at = Instant::now();
+        match thread {
+            Ok(thread) => {
+                self.snapshots.writing = Some(Writing {
+                    seq,
+                    started,
+                    encode,
+                    thread,
+                });
+            }
+            Err(e) => tracing::error!(error = %e, "starting the snapshot thread failed"),
+        }
+    }
+
+    /// Takes the outcome of a snapshot written off the thread: when it is
+    /// done, or (`wait`) waiting for it. A written file moves `seq` and lets
+    /// retention purge what it holds.
+    fn reap_snapshot(&mut self, wait: bool) {
+        let done = self
+            .snapshots
+            .writing
+            .as_ref()
+            .is_some_and(|w| wait || w.thread.is_finished());
+        let Some(w) = done.then(|| self.snapshots.writing.take()).flatten() else {
+            return;
+        };
+        let written = w
+            .thread
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the snapshot thread panicked")));
+        match written {
+            Ok((_, size)) => {
+                self.snapshots.seq = self.snapshots.seq.max(w.seq);
+                let purged = self.purge();
+                if let Err(e) = &purged {
+                    tracing::error!(error = %e, "purging after a snapshot failed");
+                }
+                let (rows, audit) = purged.unwrap_or_default();
+                tracing::info!(
+                    seq = w.seq,
+                    bytes = size,
+                    encode_ms = w.encode.as_millis() as u64,
+                    total_ms = w.started.elapsed().as_millis() as u64,
+                    purged_rows = rows,
+                    purged_audit = audit,
+                    "snapshot written off the writer thread"
+                );
+            }
+            Err(e) => tracing::error!(error = %e, seq = w.seq, "writing a snapshot failed"),
         }
     }
 
@@ -617,6 +694,7 @@ impl Writer {
     /// writer is between requests) as a snapshot, then purges what the
     /// oldest snapshot kept lets go.
     fn snapshot(&mut self) -> Result<SnapshotInfo, StoreError> {
+        self.reap_snapshot(true);
         let seq = self.next_seq - 1;
         // The PostgreSQL store keeps no snapshot files (its servers share
         // no directory); a start there replays the log.
@@ -645,6 +723,7 @@ impl Writer {
             bytes: size,
             purged_rows,
             purged_audit,
+            encode_us: encoded.as_micros() as u64,
         })
     }
 

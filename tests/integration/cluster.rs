@@ -342,6 +342,9 @@ async fn a_standby_takes_over_from_a_killed_leader_with_every_acknowledged_recor
     let sent: Sent = Arc::default();
     let first_ack_after_kill: Arc<Mutex<Option<Instant>>> = Arc::default();
     let killed_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+    // The clients write until told to stop: after the failover, once a write
+    // was acknowledged by the new leader (however fast or slow the machine).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let at = recent();
     let mut tasks = Vec::new();
     for client in 0..4u32 {
@@ -353,9 +356,13 @@ async fn a_standby_takes_over_from_a_killed_leader_with_every_acknowledged_recor
             sent.clone(),
         );
         let (first_ack, killed) = (first_ack_after_kill.clone(), killed_at.clone());
+        let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             let mut target = 0usize;
-            for b in 0..60u32 {
+            for b in 0..1_000u32 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
                 let (ids, body) = batch(client, b, 10, &at);
                 let ix = {
                     let mut s = sent.lock();
@@ -423,6 +430,11 @@ async fn a_standby_takes_over_from_a_killed_leader_with_every_acknowledged_recor
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let leader = leader.expect("a standby became leader within 10 s");
+    let waited = Instant::now();
+    while first_ack_after_kill.lock().is_none() && waited.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for t in tasks {
         t.await.unwrap();
     }

@@ -17,5 +17,6 @@ mod officials;
 mod openapi;
 mod retention;
 mod schemas;
+mod snapshot_kill;
 mod status_cache;
 mod store;

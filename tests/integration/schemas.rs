@@ -311,7 +311,14 @@ async fn every_answer_matches_the_schema_its_operation_documents() {
 }
 
 async fn operations_endpoints(c: &mut Client) {
-    for p in ["/healthz", "/readyz", "/leader", "/metrics", "/openapi.json", "/"] {
+    for p in [
+        "/healthz",
+        "/readyz",
+        "/leader",
+        "/metrics",
+        "/openapi.json",
+        "/",
+    ] {
         expect(c.get(p, p, ADMIN).await, 200, "");
     }
     // The one server on SQLite is the leader, never a standby: `/standby` is

@@ -205,3 +205,70 @@ fn progress_counts_first_samples_by_hour_over_windows_longer_than_a_byte() {
     assert_eq!(p[290].1, 0);
     fx.check_snapshots(at(400 * HOUR));
 }
+
+#[test]
+fn a_closed_rounds_kept_counts_follow_make_ups_late_samples_exemptions_and_clears() {
+    let mut fx = city(Policy::default());
+    let mut rounds = Vec::new();
+    for d in 0..3 {
+        let opens = at(d * DAY);
+        let r = fx.round(&[SCOPE], opens, opens.plus_millis(12 * HOUR), opens);
+        // Person 1 comes every day, person 2 only on day 0.
+        let tube = format!("D{d}-1");
+        fx.records(
+            vec![rec(1, &tube, opens.plus_millis(HOUR))],
+            opens.plus_millis(HOUR),
+        );
+        if d == 0 {
+            fx.records(
+                vec![rec(2, "D0-2", opens.plus_millis(HOUR))],
+                opens.plus_millis(HOUR),
+            );
+        }
+        fx.close_at_deadline(r, opens.plus_millis(13 * HOUR));
+        rounds.push(r);
+        fx.check_final_counts();
+    }
+    let missing = |fx: &Fx, r: u32| fx.counts(r).missing;
+    assert_eq!(missing(&fx, rounds[1]), 3);
+    // A make-up for rounds 1 and 2 (collected after both deadlines).
+    let now = at(2 * DAY + 14 * HOUR);
+    fx.records(vec![rec(3, "MU-3", now)], now);
+    assert_eq!(fx.counts(rounds[1]).made_up, 1);
+    assert_eq!(missing(&fx, rounds[1]), 2);
+    fx.check_final_counts();
+    // A late in-window sample uploaded after the close: sampled and late.
+    fx.records(vec![rec(4, "LATE-4", at(DAY + 2 * HOUR))], now);
+    assert_eq!(fx.counts(rounds[1]).late, 1);
+    fx.check_final_counts();
+    // An exemption over day 1's deadline, then one overlapping it, then the
+    // deletion of the first: person 2 stays exempt until both are gone.
+    let e1 = fx.exempt(2, at(DAY), at(DAY + 20 * HOUR), now);
+    assert_eq!(fx.counts(rounds[1]).exempt, 1);
+    let e2 = fx.exempt(2, at(DAY + 6 * HOUR), at(3 * DAY), now);
+    fx.check_final_counts();
+    fx.unexempt(e1, now);
+    assert_eq!(fx.counts(rounds[1]).exempt, 1, "the second still covers it");
+    fx.check_final_counts();
+    fx.unexempt(e2, now);
+    assert_eq!(fx.counts(rounds[1]).exempt, 0);
+    // Exempting someone already sampled changes no count.
+    fx.exempt(1, at(0), at(3 * DAY), now);
+    fx.check_final_counts();
+    // A positive, its clear, and the rounds archived: the counts stay.
+    fx.results(vec![res("MU-3", TestResult::Positive, now)], now);
+    fx.clear(3, now);
+    fx.check_final_counts();
+    let before: Vec<_> = rounds.iter().map(|&r| fx.counts(r)).collect();
+    let later = at(40 * DAY);
+    fx.records(vec![rec(1, "LATER-1", later)], later);
+    assert!(
+        rounds
+            .iter()
+            .all(|&r| fx.engine.round(r).expect("round").archived)
+    );
+    let after: Vec<_> = rounds.iter().map(|&r| fx.counts(r)).collect();
+    assert_eq!(after, before);
+    fx.check_final_counts();
+    fx.check_snapshots(later);
+}

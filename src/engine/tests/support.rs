@@ -276,6 +276,7 @@ impl Fx {
     /// given the rest of the log, is the engine a replay of the whole log
     /// builds, byte for byte and by digest at `now`.
     pub fn check_snapshots(&self, now: Timestamp) {
+        self.check_final_counts();
         let policy = *self.engine.policy();
         let replay = |events: &[Event], mut e: Engine| {
             for ev in events {
@@ -308,6 +309,13 @@ impl Fx {
                 digest,
                 "digest after a snapshot at {k} of {n}"
             );
+        }
+    }
+
+    /// Every closed round's kept counts equal a recount over its bitsets.
+    pub fn check_final_counts(&self) {
+        for (id, kept, recounted) in self.engine.final_counts_against_recount() {
+            assert_eq!(kept, recounted, "round {id}'s kept counts");
         }
     }
 

@@ -232,6 +232,7 @@ impl Node {
                 },
                 seq: 0,
                 at: Instant::now(),
+                writing: None,
             },
         };
         match w.serve(rx) {
