@@ -10,6 +10,7 @@ pub mod bitset;
 pub mod campaign;
 pub mod clock;
 pub mod event;
+mod index;
 pub mod register;
 pub mod rounds;
 pub mod snapshot;

@@ -8,11 +8,9 @@
 //! who moves out keeps their row, marked inactive, so closed rounds still know
 //! where they lived.
 
-use std::collections::hash_map::Entry;
-use std::hash::Hasher;
-
 use rayon::prelude::*;
-use rustc_hash::{FxHashMap, FxHasher};
+
+use super::index::{Index, Strings, str_hash};
 
 use crate::domain::register::{HeadRow, RegisterRow};
 use crate::domain::{AreaPath, PersonId};
@@ -71,53 +69,6 @@ pub struct ResidentRef<'a> {
     pub household: &'a str,
     pub active: bool,
     pub node: u32,
-}
-
-/// Strings to their index without a second copy of each string: keyed by a
-/// 64-bit hash and checked against the caller's copy; a string whose hash
-/// another one already holds goes to a small exact map. Households and area
-/// nodes number in the millions in a city: a copy each would cost about 12
-/// bytes per resident.
-#[derive(Debug, Default)]
-struct StrIndex {
-    by_hash: FxHashMap<u64, u32>,
-    collided: FxHashMap<Box<str>, u32>,
-}
-
-impl StrIndex {
-    fn key(s: &str) -> u64 {
-        let mut h = FxHasher::default();
-        h.write(s.as_bytes());
-        h.finish()
-    }
-
-    /// The index of `s`, where `stored(i)` is the string at index `i`.
-    fn get<'a>(&self, s: &str, stored: impl Fn(u32) -> &'a str) -> Option<u32> {
-        match self.by_hash.get(&Self::key(s)) {
-            Some(&i) if stored(i) == s => Some(i),
-            Some(_) => self.collided.get(s).copied(),
-            None => None,
-        }
-    }
-
-    /// Records a string that `get` does not find.
-    fn insert(&mut self, s: &str, i: u32) {
-        match self.by_hash.entry(Self::key(s)) {
-            Entry::Vacant(v) => {
-                v.insert(i);
-            }
-            Entry::Occupied(_) => {
-                self.collided.insert(s.into(), i);
-            }
-        }
-    }
-}
-
-/// The key of a person in `slot_of`: an ID as two halves, so that an entry
-/// takes 12 bytes rather than 16 (ten million of them).
-fn id_key(id: PersonId) -> (u32, u32) {
-    let v = id.as_u64();
-    (v as u32, (v >> 32) as u32)
 }
 
 /// One register row as the register reads it: borrowed from a
@@ -217,18 +168,19 @@ impl PackedRows {
 #[derive(Debug, Default)]
 pub struct Register {
     ids: Vec<PersonId>,
-    slot_of: FxHashMap<(u32, u32), Slot>,
+    /// Slots by person ID (the IDs are `ids`).
+    slot_of: Index,
     row_of: Vec<u32>,
     rows: Vec<Row>,
     arena: String,
-    households: Vec<Box<str>>,
-    household_ix: StrIndex,
+    households: Strings,
+    household_ix: Index,
     nodes: Vec<Node>,
     /// By rank (place in depth-first order): where the node's own rows end. Rows are sorted by node rank,
     /// so the own rows of rank `r` are `own_ends[r - 1]..own_ends[r]`: a
     /// scan over a subtree reads this instead of a node each.
     own_ends: Vec<u32>,
-    node_ix: StrIndex,
+    node_ix: Index,
     active: u64,
     heads: u64,
 }
@@ -239,18 +191,21 @@ pub type Diff = (u64, u64, u64);
 impl Register {
     /// The slot of a person, if the engine has heard of them.
     pub fn slot(&self, id: PersonId) -> Option<Slot> {
-        self.slot_of.get(&id_key(id)).copied()
+        let ids = &self.ids;
+        self.slot_of.get(id.as_u64(), |s| ids[s as usize] == id)
     }
 
     /// The slot of a person, creating one for a newcomer.
     pub fn intern(&mut self, id: PersonId) -> Slot {
-        if let Some(&s) = self.slot_of.get(&id_key(id)) {
+        if let Some(s) = self.slot(id) {
             return s;
         }
         let s = self.ids.len() as Slot;
         self.ids.push(id);
         self.row_of.push(NONE);
-        self.slot_of.insert(id_key(id), s);
+        let ids = &self.ids;
+        self.slot_of
+            .insert(id.as_u64(), s, |s| ids[s as usize].as_u64());
         s
     }
 
@@ -292,8 +247,9 @@ impl Register {
 
     pub fn node(&self, path: &AreaPath) -> Option<u32> {
         let nodes = &self.nodes;
+        let path = path.as_str();
         self.node_ix
-            .get(path.as_str(), |n| nodes[n as usize].path.as_str())
+            .get(str_hash(path), |n| nodes[n as usize].path.as_str() == path)
     }
 
     /// The row of a slot, if they are (or were) registered.
@@ -333,14 +289,14 @@ impl Register {
             name: self.str_at(r.name_off, r.name_len.into()),
             phone: self.str_at(r.phone_off, r.phone_len.into()),
             area: &self.nodes[r.node as usize].path,
-            household: &self.households[r.household as usize],
+            household: self.households.get(r.household),
             active: r.active,
             node: r.node,
         }
     }
 
     pub fn household(&self, ix: u32) -> &str {
-        &self.households[ix as usize]
+        self.households.get(ix)
     }
 
     pub fn name_of(&self, row: &Row) -> &str {
@@ -402,7 +358,8 @@ impl Register {
 
     /// Room for `n` more people without regrowing the index.
     pub fn reserve(&mut self, n: usize) {
-        self.slot_of.reserve(n);
+        let ids = &self.ids;
+        self.slot_of.reserve(n, |s| ids[s as usize].as_u64());
         self.ids.reserve(n);
         self.row_of.reserve(n);
         self.rows.reserve(n);
@@ -533,12 +490,14 @@ impl Register {
 
     fn intern_household(&mut self, h: &str) -> u32 {
         let households = &self.households;
-        if let Some(ix) = self.household_ix.get(h, |i| &households[i as usize]) {
+        let hash = str_hash(h);
+        if let Some(ix) = self.household_ix.get(hash, |i| households.get(i) == h) {
             return ix;
         }
-        let ix = self.households.len() as u32;
-        self.households.push(h.into());
-        self.household_ix.insert(h, ix);
+        let ix = self.households.push(h);
+        let households = &self.households;
+        self.household_ix
+            .insert(hash, ix, |i| str_hash(households.get(i)));
         ix
     }
 
@@ -563,7 +522,10 @@ impl Register {
         if parent != NONE {
             self.nodes[parent as usize].children.push(n);
         }
-        self.node_ix.insert(path.as_str(), n);
+        let nodes = &self.nodes;
+        self.node_ix.insert(str_hash(path.as_str()), n, |i| {
+            str_hash(nodes[i as usize].path.as_str())
+        });
         n
     }
 
@@ -614,8 +576,9 @@ impl Register {
             .par_chunk_by_mut(|a, b| a.node == b.node)
             .for_each(|run| {
                 run.sort_unstable_by(|a, b| {
-                    households[a.household as usize]
-                        .cmp(&households[b.household as usize])
+                    households
+                        .get(a.household)
+                        .cmp(households.get(b.household))
                         .then_with(|| name(a).cmp(name(b)))
                         .then_with(|| ids[a.slot as usize].cmp(&ids[b.slot as usize]))
                 });
@@ -680,6 +643,33 @@ impl Register {
 }
 
 impl Register {
+    /// Heap bytes each structure of the register has reserved (capacities,
+    /// not lengths; allocator overhead not included except where noted), for
+    /// the memory benchmark's breakdown.
+    pub fn footprint(&self) -> Vec<(&'static str, usize)> {
+        use std::mem::size_of;
+        let nodes = self.nodes.capacity() * size_of::<Node>()
+            + self
+                .nodes
+                .iter()
+                .map(|n| n.path.as_str().len() + n.children.capacity() * 4)
+                .sum::<usize>();
+        vec![
+            ("ids", self.ids.capacity() * size_of::<PersonId>()),
+            ("slot_of", self.slot_of.bytes()),
+            ("row_of", self.row_of.capacity() * 4),
+            ("rows", self.rows.capacity() * size_of::<Row>()),
+            ("arena", self.arena.capacity()),
+            ("households", self.households.bytes()),
+            ("household_ix", self.household_ix.bytes()),
+            ("nodes", nodes),
+            ("node_ix", self.node_ix.bytes()),
+            ("own_ends", self.own_ends.capacity() * 4),
+        ]
+    }
+}
+
+impl Register {
     /// The register as snapshot bytes: people by slot, nodes by index (with
     /// their heads), households, the string arena and the rows in order.
     pub(super) fn encode(&self, e: &mut super::snapshot::Enc) {
@@ -701,7 +691,7 @@ impl Register {
             }
         }
         e.len(self.households.len());
-        for h in &self.households {
+        for h in self.households.iter() {
             e.str(h);
         }
         e.str(&self.arena);
@@ -981,20 +971,6 @@ mod tests {
                 unchanged: 1
             }
         );
-    }
-
-    #[test]
-    fn a_string_whose_hash_is_taken_is_indexed_apart() {
-        let stored = ["a", "b"];
-        let mut ix = super::StrIndex::default();
-        ix.insert("a", 0);
-        // Pretend "b" hashes like "a".
-        ix.by_hash.insert(super::StrIndex::key("b"), 0);
-        assert_eq!(ix.get("b", |i| stored[i as usize]), None);
-        ix.insert("b", 1);
-        assert_eq!(ix.get("b", |i| stored[i as usize]), Some(1));
-        assert_eq!(ix.get("a", |i| stored[i as usize]), Some(0));
-        assert_eq!(ix.get("c", |i| stored[i as usize]), None);
     }
 
     #[test]

@@ -1,0 +1,70 @@
+//! Memory of the register alone at city scale: builds the seeded city's
+//! register in the engine as the engine bench does (imports of 200,000 rows)
+//! and prints `VmRSS` per resident (register strings included) and each
+//! structure's reserved bytes per resident. Much quicker than the criterion
+//! bench, which goes on to ingest and close rounds.
+//!
+//! `cargo run --release --example register_mem -- 10000000`
+
+use std::time::Instant;
+
+use rollcall::domain::Timestamp;
+use rollcall::engine::{Engine, Event, Policy};
+use rollcall::synth::city;
+
+const SEED: u64 = 1;
+const CHUNK: usize = 200_000;
+
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("a VmRSS line");
+    let kb: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in kB");
+    kb * 1024
+}
+
+fn main() {
+    let n: u64 = std::env::args()
+        .nth(1)
+        .map(|s| s.parse().expect("a number of residents"))
+        .unwrap_or(1_000_000);
+    let at = Timestamp::parse("2022-04-19T08:00:00+08:00").expect("a valid time");
+    let mut engine = Engine::new(Policy::default(), Engine::build_pool(2));
+    let before = rss();
+    let t0 = Instant::now();
+    let mut rows = city(n, SEED);
+    loop {
+        let chunk: Vec<_> = rows.by_ref().take(CHUNK).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        engine.apply(&Event::Register { rows: chunk, at });
+    }
+    let built = t0.elapsed();
+    let after = rss();
+    assert_eq!(engine.resident_count(), n);
+    let reg = engine.register();
+    println!(
+        "{n} residents in {built:.1?}; {} area nodes; VmRSS {:.0} -> {:.0} MiB: {:.1} B/resident",
+        reg.nodes().len(),
+        before as f64 / 1_048_576.0,
+        after as f64 / 1_048_576.0,
+        (after - before) as f64 / n as f64
+    );
+    let parts = reg.footprint();
+    let total: usize = parts.iter().map(|p| p.1).sum();
+    for (name, bytes) in parts {
+        println!("  {name:<32} {:>6.1} B/resident", bytes as f64 / n as f64);
+    }
+    println!(
+        "  {:<32} {:>6.1} B/resident",
+        "register total",
+        total as f64 / n as f64
+    );
+}

@@ -1,0 +1,192 @@
+//! Compact indexes for the register: the ID index, the household and area
+//! node lookups, and the household strings.
+//!
+//! A hash map from a person's ID to their slot holds the key, the value and
+//! a control byte per bucket — 13 bytes times 1.6 buckets per person, about
+//! 22 bytes a resident at 10 M. The keys are already stored once (the
+//! register's ID list, its household text, its nodes' paths), so [`Index`]
+//! keeps only the `u32` each entry points at and checks a candidate against
+//! the stored key: 4 bytes per bucket. Households were one boxed string each
+//! (16 bytes of pointer plus a heap allocation); [`Strings`] keeps them in
+//! one text with a `u32` end each.
+
+use std::hash::Hasher;
+
+use rustc_hash::FxHasher;
+
+/// No entry in a bucket.
+const EMPTY: u32 = u32::MAX;
+
+/// The 64-bit hash [`Index`] is keyed by, for a string key.
+pub fn str_hash(s: &str) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(s.as_bytes());
+    h.finish()
+}
+
+/// An open-addressing (linear probing) table of `u32` values by a 64-bit
+/// hash of their key. The caller owns the keys: lookups take a test of
+/// "does value `v` have the key I am looking for", growth takes the hash of
+/// value `v`'s key. At most three quarters full, so a lookup probes about
+/// 1.5 buckets when it finds the key (2.5 when it does not).
+#[derive(Debug, Default)]
+pub struct Index {
+    table: Vec<u32>,
+    len: usize,
+}
+
+impl Index {
+    /// Bucket of hash `h`: Fibonacci hashing, the product's top bits (the
+    /// IDs are sequential in places; the multiplication spreads them).
+    fn bucket(&self, h: u64) -> usize {
+        let bits = self.table.len().trailing_zeros();
+        (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
+    }
+
+    /// The value whose key hashes to `h` and passes `is`.
+    #[inline]
+    pub fn get(&self, h: u64, is: impl Fn(u32) -> bool) -> Option<u32> {
+        if self.table.is_empty() {
+            return None;
+        }
+        let mask = self.table.len() - 1;
+        let mut i = self.bucket(h);
+        loop {
+            let v = self.table[i];
+            if v == EMPTY {
+                return None;
+            }
+            if is(v) {
+                return Some(v);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Adds `v` (whose key `get` does not find) under hash `h`; `hash_of`
+    /// gives the hash of any value already in, for when the table grows.
+    pub fn insert(&mut self, h: u64, v: u32, hash_of: impl Fn(u32) -> u64) {
+        debug_assert_ne!(v, EMPTY, "u32::MAX marks an empty bucket");
+        self.reserve(1, hash_of);
+        self.place(h, v);
+        self.len += 1;
+    }
+
+    /// Room for `more` values without growing.
+    pub fn reserve(&mut self, more: usize, hash_of: impl Fn(u32) -> u64) {
+        let want = self.len + more;
+        if want * 4 <= self.table.len() * 3 {
+            return;
+        }
+        let cap = (want * 4 / 3 + 1).next_power_of_two().max(8);
+        let old = std::mem::replace(&mut self.table, vec![EMPTY; cap]);
+        for v in old.into_iter().filter(|&v| v != EMPTY) {
+            self.place(hash_of(v), v);
+        }
+    }
+
+    fn place(&mut self, h: u64, v: u32) {
+        let mask = self.table.len() - 1;
+        let mut i = self.bucket(h);
+        while self.table[i] != EMPTY {
+            i = (i + 1) & mask;
+        }
+        self.table[i] = v;
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Bytes of the table.
+    pub fn bytes(&self) -> usize {
+        self.table.capacity() * 4
+    }
+}
+
+/// Strings by index in one text: string `i` ends at `ends[i]` and starts
+/// where string `i - 1` ends.
+#[derive(Debug, Default)]
+pub struct Strings {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl Strings {
+    pub fn get(&self, i: u32) -> &str {
+        let i = i as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.text[start..self.ends[i] as usize]
+    }
+
+    /// Appends `s`; its index.
+    pub fn push(&mut self, s: &str) -> u32 {
+        self.text.push_str(s);
+        self.ends
+            .push(u32::try_from(self.text.len()).expect("household text fits in 4 GiB"));
+        self.ends.len() as u32 - 1
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        (0..self.ends.len() as u32).map(|i| self.get(i))
+    }
+
+    /// Bytes of the text and the ends.
+    pub fn bytes(&self) -> usize {
+        self.text.capacity() + self.ends.capacity() * 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_whose_hashes_collide_are_told_apart_by_their_keys() {
+        let keys = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
+        let mut ix = Index::default();
+        // Every key hashes alike: each lookup walks the run and checks keys.
+        for v in 0..keys.len() as u32 {
+            assert_eq!(ix.get(7, |w| keys[w as usize] == keys[v as usize]), None);
+            ix.insert(7, v, |_| 7);
+        }
+        assert_eq!(ix.len(), keys.len());
+        for (v, k) in keys.iter().enumerate() {
+            assert_eq!(ix.get(7, |w| keys[w as usize] == *k), Some(v as u32));
+        }
+        assert_eq!(ix.get(7, |w| keys[w as usize] == "z"), None);
+    }
+
+    #[test]
+    fn an_index_finds_every_value_after_growing() {
+        let ids: Vec<u64> = (0..100_000u64)
+            .map(|i| 10_000_000_000_000_000 + i * 7)
+            .collect();
+        let mut ix = Index::default();
+        for (v, &id) in ids.iter().enumerate() {
+            ix.insert(id, v as u32, |w| ids[w as usize]);
+        }
+        assert!(ix.len() * 4 <= ix.bytes() / 4 * 3);
+        for (v, &id) in ids.iter().enumerate() {
+            assert_eq!(ix.get(id, |w| ids[w as usize] == id), Some(v as u32));
+        }
+        assert_eq!(ix.get(3, |w| ids[w as usize] == 3), None);
+    }
+
+    #[test]
+    fn strings_come_back_by_index_empty_ones_included() {
+        let mut s = Strings::default();
+        let all = ["兰居01-101", "", "枣林02-301", "x"];
+        for (i, h) in all.iter().enumerate() {
+            assert_eq!(s.push(h), i as u32);
+        }
+        assert_eq!(s.iter().collect::<Vec<_>>(), all);
+        assert_eq!(s.get(1), "");
+        assert_eq!(s.len(), 4);
+    }
+}
