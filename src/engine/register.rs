@@ -51,12 +51,18 @@ pub struct Row {
     pub slot: Slot,
     pub node: u32,
     pub household: u32,
-    name_off: u32,
-    phone_off: u32,
+    /// Where the name starts in the arena; the phone follows it.
+    text_off: u32,
     /// `u16`: 64 characters of up to 4 bytes each do not fit in a `u8`.
     name_len: u16,
     phone_len: u8,
     pub active: bool,
+}
+
+impl Row {
+    fn phone_off(&self) -> u32 {
+        self.text_off + u32::from(self.name_len)
+    }
 }
 
 /// The details of one resident, borrowed from the register.
@@ -286,8 +292,8 @@ impl Register {
         let r = &self.rows[row as usize];
         ResidentRef {
             person_id: self.ids[r.slot as usize],
-            name: self.str_at(r.name_off, r.name_len.into()),
-            phone: self.str_at(r.phone_off, r.phone_len.into()),
+            name: self.name_of(r),
+            phone: self.phone_of(r),
             area: &self.nodes[r.node as usize].path,
             household: self.households.get(r.household),
             active: r.active,
@@ -300,7 +306,11 @@ impl Register {
     }
 
     pub fn name_of(&self, row: &Row) -> &str {
-        self.str_at(row.name_off, row.name_len.into())
+        self.str_at(row.text_off, row.name_len.into())
+    }
+
+    fn phone_of(&self, row: &Row) -> &str {
+        self.str_at(row.phone_off(), row.phone_len.into())
     }
 
     fn str_at(&self, off: u32, len: usize) -> &str {
@@ -386,27 +396,26 @@ impl Register {
                 }
             };
             let household = self.intern_household(r.household);
-            // An unchanged name or phone keeps its place in the arena, so
+            // An unchanged name and phone keep their place in the arena, so
             // re-importing the same register does not grow it.
             let old = self.row_of(slot).map(|ix| self.rows[ix as usize]);
-            let (name_off, name_len) = match old {
-                Some(o) if self.name_of(&o) == r.name => (o.name_off, o.name_len.into()),
-                _ => self.push_str(r.name, u16::MAX.into()),
-            };
-            let (phone_off, phone_len) = match old {
-                Some(o) if self.str_at(o.phone_off, o.phone_len.into()) == r.phone => {
-                    (o.phone_off, o.phone_len.into())
+            let (text_off, name_len, phone_len) = match old {
+                Some(o) if self.name_of(&o) == r.name && self.phone_of(&o) == r.phone => {
+                    (o.text_off, o.name_len, o.phone_len)
                 }
-                _ => self.push_str(r.phone, u8::MAX.into()),
+                _ => {
+                    let (off, name_len) = self.push_str(r.name, u16::MAX.into());
+                    let (_, phone_len) = self.push_str(r.phone, u8::MAX.into());
+                    (off, name_len as u16, phone_len as u8)
+                }
             };
             let row = Row {
                 slot,
                 node,
                 household,
-                name_off,
-                phone_off,
-                name_len: name_len as u16,
-                phone_len: phone_len as u8,
+                text_off,
+                name_len,
+                phone_len,
                 active: true,
             };
             match self.row_of(slot) {
@@ -565,7 +574,7 @@ impl Register {
         let households = &self.households;
         let ids = &self.ids;
         let name =
-            |r: &Row| &arena[r.name_off as usize..r.name_off as usize + usize::from(r.name_len)];
+            |r: &Row| &arena[r.text_off as usize..r.text_off as usize + usize::from(r.name_len)];
         // By node rank first (an integer key), then each node's own rows by
         // household, name and ID: string comparisons stay inside a node's
         // run of about ten rows instead of every merge of a city-wide sort.
@@ -700,8 +709,8 @@ impl Register {
             e.u32(r.slot);
             e.u32(r.node);
             e.u32(r.household);
-            e.u32(r.name_off);
-            e.u32(r.phone_off);
+            e.u32(r.text_off);
+            e.u32(r.phone_off());
             e.u16(r.name_len);
             e.u8(r.phone_len);
             e.bool(r.active);
@@ -745,23 +754,35 @@ impl Register {
         let rows = d.len(24)?;
         reg.rows.reserve(rows);
         for _ in 0..rows {
-            let r = Row {
+            let mut r = Row {
                 slot: d.u32()?,
                 node: d.u32()?,
                 household: d.u32()?,
-                name_off: d.u32()?,
-                phone_off: d.u32()?,
-                name_len: d.u16()?,
-                phone_len: d.u8()?,
-                active: d.bool()?,
+                text_off: 0,
+                name_len: 0,
+                phone_len: 0,
+                active: false,
             };
-            let in_arena =
-                |off: u32, len: usize| reg.arena.get(off as usize..off as usize + len).is_some();
+            let (name_off, phone_off) = (d.u32()?, d.u32()?);
+            (r.name_len, r.phone_len, r.active) = (d.u16()?, d.u8()?, d.bool()?);
+            let at = |off: u32, len: usize| reg.arena.get(off as usize..off as usize + len);
+            let (Some(name), Some(phone)) = (
+                at(name_off, r.name_len.into()),
+                at(phone_off, r.phone_len.into()),
+            ) else {
+                return Err(format!("register row {} is out of range", reg.rows.len()));
+            };
+            r.text_off = name_off;
+            if phone_off != name_off + u32::from(r.name_len) {
+                // A snapshot whose phone does not follow the name (written
+                // before they were kept together): both copied to the end.
+                let pair = format!("{name}{phone}");
+                r.text_off = reg.arena.len() as u32;
+                reg.arena.push_str(&pair);
+            }
             if r.slot as usize >= reg.ids.len()
                 || r.node as usize >= reg.nodes.len()
                 || r.household as usize >= reg.households.len()
-                || !in_arena(r.name_off, r.name_len.into())
-                || !in_arena(r.phone_off, r.phone_len.into())
                 || reg.row_of[r.slot as usize] != NONE
             {
                 return Err(format!("register row {} is out of range", reg.rows.len()));
@@ -974,8 +995,64 @@ mod tests {
     }
 
     #[test]
-    fn a_row_stays_twenty_four_bytes() {
-        assert_eq!(std::mem::size_of::<super::Row>(), 24);
+    fn a_snapshot_whose_phones_do_not_follow_the_names_decodes_to_the_same_residents() {
+        use super::super::snapshot::{Dec, Enc};
+        // The register's part as the former encoding wrote it: the arena
+        // holds every name, then every phone.
+        let mut e = Enc::default();
+        e.len(2);
+        e.u64(pid(1).as_u64());
+        e.u64(pid(2).as_u64());
+        e.len(1);
+        e.str("甲");
+        e.bool(false);
+        e.len(1);
+        e.str("兰居01-101");
+        e.str("王芳李雷1390000000113900000002");
+        e.len(2);
+        for (slot, name_off, name_len, phone_off) in [(0, 0, 6, 12), (1, 6, 6, 23)] {
+            e.u32(slot);
+            e.u32(0);
+            e.u32(0);
+            e.u32(name_off);
+            e.u32(phone_off);
+            e.u16(name_len);
+            e.u8(11);
+            e.bool(true);
+        }
+        let reg = super::Register::decode(&mut Dec::new(&e.buf)).unwrap();
+        let people: Vec<_> = (0..2)
+            .map(|r| {
+                let p = reg.resident(r);
+                (p.person_id, p.name, p.phone, p.household)
+            })
+            .collect();
+        assert_eq!(
+            people,
+            [
+                (pid(2), "李雷", "13900000002", "兰居01-101"),
+                (pid(1), "王芳", "13900000001", "兰居01-101")
+            ]
+        );
+        // Encoded again, it decodes to the same residents.
+        let mut again = Enc::default();
+        reg.encode(&mut again);
+        let back = super::Register::decode(&mut Dec::new(&again.buf)).unwrap();
+        assert_eq!(
+            (0..2).map(|r| back.resident(r)).collect::<Vec<_>>(),
+            (0..2).map(|r| reg.resident(r)).collect::<Vec<_>>()
+        );
+        // A phone out of the arena is still refused (the last row's phone
+        // offset: 8 bytes from the end).
+        let mut bad = e.buf.clone();
+        let at = bad.len() - 8;
+        bad[at..at + 4].copy_from_slice(&900u32.to_le_bytes());
+        assert!(super::Register::decode(&mut Dec::new(&bad)).is_err());
+    }
+
+    #[test]
+    fn a_row_stays_twenty_bytes() {
+        assert_eq!(std::mem::size_of::<super::Row>(), 20);
     }
 
     #[test]
@@ -992,7 +1069,11 @@ mod tests {
         fx.register(rows(), now);
         assert_eq!(fx.engine.register().arena.len(), size);
         fx.register(vec![row(3, "甲/a", "1", "王芳芳")], now);
-        assert_eq!(fx.engine.register().arena.len(), size + "王芳芳".len());
+        // A changed name is written again with its phone, which follows it.
+        assert_eq!(
+            fx.engine.register().arena.len(),
+            size + "王芳芳".len() + "13900000003".len()
+        );
         let reg = fx.engine.register();
         let r = reg.row_of(reg.slot(pid(3)).unwrap()).unwrap();
         assert_eq!(
