@@ -28,7 +28,9 @@ pub fn str_hash(s: &str) -> u64 {
 /// hash of their key. The caller owns the keys: lookups take a test of
 /// "does value `v` have the key I am looking for", growth takes the hash of
 /// value `v`'s key. At most three quarters full, so a lookup probes about
-/// 1.5 buckets when it finds the key (2.5 when it does not).
+/// 1.5 buckets when it finds the key (2.5 when it does not). Any number of
+/// buckets, not a power of two: a register reserved for `n` people holds
+/// `4n/3` buckets (5.3 bytes a person), not up to twice that.
 #[derive(Debug, Default)]
 pub struct Index {
     table: Vec<u32>,
@@ -36,11 +38,16 @@ pub struct Index {
 }
 
 impl Index {
-    /// Bucket of hash `h`: Fibonacci hashing, the product's top bits (the
-    /// IDs are sequential in places; the multiplication spreads them).
+    /// Bucket of hash `h`: the top 32 bits of a Fibonacci product (the IDs
+    /// are sequential in places; the multiplication spreads them), scaled
+    /// to the table's length by a multiply and a shift.
     fn bucket(&self, h: u64) -> usize {
-        let bits = self.table.len().trailing_zeros();
-        (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
+        let mixed = h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        ((mixed * self.table.len() as u64) >> 32) as usize
+    }
+
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.table.len() { 0 } else { i + 1 }
     }
 
     /// The value whose key hashes to `h` and passes `is`.
@@ -49,7 +56,6 @@ impl Index {
         if self.table.is_empty() {
             return None;
         }
-        let mask = self.table.len() - 1;
         let mut i = self.bucket(h);
         loop {
             let v = self.table[i];
@@ -59,15 +65,18 @@ impl Index {
             if is(v) {
                 return Some(v);
             }
-            i = (i + 1) & mask;
+            i = self.next(i);
         }
     }
 
     /// Adds `v` (whose key `get` does not find) under hash `h`; `hash_of`
-    /// gives the hash of any value already in, for when the table grows.
+    /// gives the hash of any value already in, for when the table grows
+    /// (to twice its values, so that growing one at a time stays linear).
     pub fn insert(&mut self, h: u64, v: u32, hash_of: impl Fn(u32) -> u64) {
         debug_assert_ne!(v, EMPTY, "u32::MAX marks an empty bucket");
-        self.reserve(1, hash_of);
+        if (self.len + 1) * 4 > self.table.len() * 3 {
+            self.reserve(self.len.max(8), &hash_of);
+        }
         self.place(h, v);
         self.len += 1;
     }
@@ -78,7 +87,7 @@ impl Index {
         if want * 4 <= self.table.len() * 3 {
             return;
         }
-        let cap = (want * 4 / 3 + 1).next_power_of_two().max(8);
+        let cap = (want * 4).div_ceil(3).max(8);
         let old = std::mem::replace(&mut self.table, vec![EMPTY; cap]);
         for v in old.into_iter().filter(|&v| v != EMPTY) {
             self.place(hash_of(v), v);
@@ -86,10 +95,9 @@ impl Index {
     }
 
     fn place(&mut self, h: u64, v: u32) {
-        let mask = self.table.len() - 1;
         let mut i = self.bucket(h);
         while self.table[i] != EMPTY {
-            i = (i + 1) & mask;
+            i = self.next(i);
         }
         self.table[i] = v;
     }
