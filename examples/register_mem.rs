@@ -86,6 +86,23 @@ fn main() {
         after as f64 / 1_048_576.0,
         (after - before) as f64 / n as f64
     );
+    // Every resident's ID looked up once, in an order that jumps about
+    // the register (a stride coprime with n), as a batch of records does.
+    let stride = (1..)
+        .map(|k| n / 3 + k)
+        .find(|s| gcd(*s, n) == 1)
+        .expect("a stride");
+    let ids: Vec<_> = (0..n)
+        .map(|i| reg.resident(((i * stride) % n) as u32).person_id)
+        .collect();
+    let t0 = Instant::now();
+    let found = ids.iter().filter(|&&id| reg.slot(id).is_some()).count();
+    let looked = t0.elapsed();
+    assert_eq!(found as u64, n);
+    println!(
+        "  {n} ID lookups in {looked:.2?}: {:.1} ns each",
+        looked.as_nanos() as f64 / n as f64
+    );
     let parts = reg.footprint();
     let total: usize = parts.iter().map(|p| p.1).sum();
     for (name, bytes) in parts {
@@ -96,4 +113,8 @@ fn main() {
         "register total",
         total as f64 / n as f64
     );
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
