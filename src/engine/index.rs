@@ -27,14 +27,24 @@ pub fn str_hash(s: &str) -> u64 {
 /// An open-addressing (linear probing) table of `u32` values by a 64-bit
 /// hash of their key. The caller owns the keys: lookups take a test of
 /// "does value `v` have the key I am looking for", growth takes the hash of
-/// value `v`'s key. At most three quarters full, so a lookup probes about
-/// 1.5 buckets when it finds the key (2.5 when it does not). Any number of
-/// buckets, not a power of two: a register reserved for `n` people holds
-/// `4n/3` buckets (5.3 bytes a person), not up to twice that.
+/// value `v`'s key. At most three quarters full (about 2.5 buckets probed
+/// per lookup); the bits a value does not need (8 of 32 at 10 M people)
+/// hold a tag from the key's hash, so the caller's key is read for about
+/// one bucket in a lookup, not each. Any number of buckets, not a power of
+/// two: a register reserved for `n` people holds `4n/3` buckets (5.3 bytes
+/// a person), not up to twice that.
 #[derive(Debug, Default)]
 pub struct Index {
     table: Vec<u32>,
     len: usize,
+    /// Low bits of an entry that hold its value; the rest are its tag.
+    value_bits: u32,
+}
+
+/// Bits that hold values up to `v` with the all-ones pattern to spare.
+fn bits_for(v: usize) -> u32 {
+    let v = u32::try_from(v).unwrap_or(u32::MAX - 1);
+    32 - (v + 1).leading_zeros()
 }
 
 impl Index {
@@ -44,6 +54,17 @@ impl Index {
     fn bucket(&self, h: u64) -> usize {
         let mixed = h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
         ((mixed * self.table.len() as u64) >> 32) as usize
+    }
+
+    fn value_mask(&self) -> u32 {
+        u32::MAX.checked_shr(32 - self.value_bits).unwrap_or(0)
+    }
+
+    /// The tag of hash `h`, in the bits above the value (from another
+    /// product than the bucket's, so that neighbours' tags differ).
+    fn tag(&self, h: u64) -> u32 {
+        let t = ((h ^ (h >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9) >> 32) as u32;
+        t & !self.value_mask()
     }
 
     fn next(&self, i: usize) -> usize {
@@ -56,14 +77,15 @@ impl Index {
         if self.table.is_empty() {
             return None;
         }
+        let (tag, mask) = (self.tag(h), self.value_mask());
         let mut i = self.bucket(h);
         loop {
-            let v = self.table[i];
-            if v == EMPTY {
+            let e = self.table[i];
+            if e == EMPTY {
                 return None;
             }
-            if is(v) {
-                return Some(v);
+            if e & !mask == tag && is(e & mask) {
+                return Some(e & mask);
             }
             i = self.next(i);
         }
@@ -73,23 +95,34 @@ impl Index {
     /// gives the hash of any value already in, for when the table grows
     /// (to twice its values, so that growing one at a time stays linear).
     pub fn insert(&mut self, h: u64, v: u32, hash_of: impl Fn(u32) -> u64) {
-        debug_assert_ne!(v, EMPTY, "u32::MAX marks an empty bucket");
+        assert!(v < u32::MAX, "u32::MAX marks an empty bucket");
         if (self.len + 1) * 4 > self.table.len() * 3 {
             self.reserve(self.len.max(8), &hash_of);
+        }
+        if v >= self.value_mask() {
+            self.rebuild(self.table.len(), bits_for(v as usize), &hash_of);
         }
         self.place(h, v);
         self.len += 1;
     }
 
-    /// Room for `more` values without growing.
+    /// Room for `more` values without growing (values taken to be below
+    /// the count, as the register numbers its people, households, nodes).
     pub fn reserve(&mut self, more: usize, hash_of: impl Fn(u32) -> u64) {
         let want = self.len + more;
         if want * 4 <= self.table.len() * 3 {
             return;
         }
         let cap = (want * 4).div_ceil(3).max(8);
+        self.rebuild(cap, bits_for(want).max(self.value_bits), hash_of);
+    }
+
+    fn rebuild(&mut self, cap: usize, value_bits: u32, hash_of: impl Fn(u32) -> u64) {
+        let old_mask = self.value_mask();
         let old = std::mem::replace(&mut self.table, vec![EMPTY; cap]);
-        for v in old.into_iter().filter(|&v| v != EMPTY) {
+        self.value_bits = value_bits;
+        for e in old.into_iter().filter(|&e| e != EMPTY) {
+            let v = e & old_mask;
             self.place(hash_of(v), v);
         }
     }
@@ -99,7 +132,7 @@ impl Index {
         while self.table[i] != EMPTY {
             i = self.next(i);
         }
-        self.table[i] = v;
+        self.table[i] = self.tag(h) | v;
     }
 
     #[cfg(test)]
@@ -184,6 +217,21 @@ mod tests {
             assert_eq!(ix.get(id, |w| ids[w as usize] == id), Some(v as u32));
         }
         assert_eq!(ix.get(3, |w| ids[w as usize] == 3), None);
+    }
+
+    #[test]
+    fn a_value_past_the_reserved_bits_widens_them_and_keeps_the_others() {
+        let keys: Vec<u64> = (0..20u64).map(|k| k * 1_000_003).collect();
+        let value = |k: usize| if k == 19 { 1 << 30 } else { k as u32 };
+        let key_of = |v: u32| keys[if v == 1 << 30 { 19 } else { v as usize }];
+        let mut ix = Index::default();
+        ix.reserve(4, key_of);
+        for k in 0..keys.len() {
+            ix.insert(keys[k], value(k), key_of);
+        }
+        for (k, &key) in keys.iter().enumerate() {
+            assert_eq!(ix.get(key, |v| key_of(v) == key), Some(value(k)));
+        }
     }
 
     #[test]
