@@ -88,8 +88,7 @@ fn main() {
     );
     // Every resident's ID looked up once, in an order that jumps about
     // the register (a stride coprime with n), as a batch of records does.
-    let stride = (1..)
-        .map(|k| n / 3 + k)
+    let stride = (n / 3 + 1..=n + n / 3 + 1)
         .find(|s| gcd(*s, n) == 1)
         .expect("a stride");
     let ids: Vec<_> = (0..n)

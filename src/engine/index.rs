@@ -226,8 +226,8 @@ mod tests {
         let key_of = |v: u32| keys[if v == 1 << 30 { 19 } else { v as usize }];
         let mut ix = Index::default();
         ix.reserve(4, key_of);
-        for k in 0..keys.len() {
-            ix.insert(keys[k], value(k), key_of);
+        for (k, &key) in keys.iter().enumerate() {
+            ix.insert(key, value(k), key_of);
         }
         for (k, &key) in keys.iter().enumerate() {
             assert_eq!(ix.get(key, |v| key_of(v) == key), Some(value(k)));
