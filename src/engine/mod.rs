@@ -11,6 +11,7 @@ pub mod campaign;
 pub mod clock;
 pub mod event;
 mod final_counts;
+mod index;
 pub mod register;
 pub mod rounds;
 pub mod snapshot;
