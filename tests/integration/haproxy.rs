@@ -56,17 +56,23 @@ struct Haproxy {
 impl Haproxy {
     /// `None` (after saying so) when `haproxy` is not installed.
     fn start(dir: &std::path::Path, cfg: &str) -> Option<Haproxy> {
-        if Command::new("haproxy").arg("-v").output().is_err() {
+        // Debian puts it in /usr/sbin, which is not on every user's PATH.
+        let Some(bin) = ["haproxy", "/usr/sbin/haproxy"].into_iter().find(|b| {
+            Command::new(b)
+                .arg("-v")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        }) else {
             eprintln!(
                 "SKIPPED: haproxy is not installed; .ci/run installs it (apt-get install haproxy)"
             );
             return None;
-        }
+        };
         let path = dir.join("haproxy.cfg");
         std::fs::write(&path, cfg).unwrap();
         let log = dir.join("haproxy.log");
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new("haproxy")
+        let child = Command::new(bin)
             .arg("-f")
             .arg(&path)
             .arg("-db")
@@ -272,8 +278,18 @@ async fn writes_resume_through_haproxy_after_the_leader_is_killed() {
     let killed = Instant::now();
     *killed_at.lock() = Some(killed);
 
+    // The anchor: when a standby itself answers `GET /leader` 200 (what
+    // HAProxy's check waits for).
+    let mut leads = None;
     while first_ack_after_kill.lock().is_none() && killed.elapsed() < Duration::from_secs(30) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        if leads.is_none() {
+            for s in [&b, &d] {
+                if let Some((200, _)) = get(&c, &format!("{}/leader", s.base)).await {
+                    leads = Some(killed.elapsed());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.store(true, Ordering::Relaxed);
     for w in writers {
@@ -285,7 +301,8 @@ async fn writes_resume_through_haproxy_after_the_leader_is_killed() {
         .map(|t| t.duration_since(killed));
     let acked = sent.lock().iter().filter(|(_, acked)| *acked).count();
     eprintln!(
-        "failover through HAProxy: first acknowledged write {took:?} after the SIGKILL; \
+        "failover through HAProxy: first acknowledged write {took:?} after the SIGKILL \
+         (a standby answered /leader 200 after {leads:?}); \
          {acked} batches acknowledged ({before} before the kill); \
          {} reads or gate lookups unanswered during the failover",
         failed_reads.load(Ordering::Relaxed)
