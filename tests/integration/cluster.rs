@@ -166,17 +166,22 @@ async fn postgres_and_sqlite_replay_the_same_campaign_to_the_same_engine() {
 }
 
 /// Every batch sent: its people, and whether it was acknowledged.
-type Sent = Arc<Mutex<Vec<(Vec<String>, bool)>>>;
+pub(crate) type Sent = Arc<Mutex<Vec<(Vec<String>, bool)>>>;
 
 /// A `rollcall serve` child on the shared store.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Server {
-    fn start(url: &str) -> Server {
-        let port = free_port();
+    pub(crate) fn start(url: &str) -> Server {
+        Server::start_on(url, free_port())
+    }
+
+    /// On a given port: a killed server restarted where a load balancer
+    /// expects it.
+    pub(crate) fn start_on(url: &str, port: u16) -> Server {
         let base = format!("http://127.0.0.1:{port}");
         let child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -191,7 +196,7 @@ impl Server {
         Server { child, base }
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -203,7 +208,7 @@ impl Drop for Server {
     }
 }
 
-async fn get(c: &reqwest::Client, url: &str) -> Option<(u16, Value)> {
+pub(crate) async fn get(c: &reqwest::Client, url: &str) -> Option<(u16, Value)> {
     let r = c
         .get(url)
         .bearer_auth(ADMIN)
@@ -216,7 +221,12 @@ async fn get(c: &reqwest::Client, url: &str) -> Option<(u16, Value)> {
 }
 
 /// Waits until `path` answers 200 on `base` (at most `within`).
-async fn wait_for(c: &reqwest::Client, base: &str, path: &str, within: Duration) -> bool {
+pub(crate) async fn wait_for(
+    c: &reqwest::Client,
+    base: &str,
+    path: &str,
+    within: Duration,
+) -> bool {
     let t = Instant::now();
     while t.elapsed() < within {
         if let Some((200, _)) = get(c, &format!("{base}{path}")).await {
@@ -227,7 +237,7 @@ async fn wait_for(c: &reqwest::Client, base: &str, path: &str, within: Duration)
     false
 }
 
-async fn post(
+pub(crate) async fn post(
     c: &reqwest::Client,
     url: &str,
     token: &str,
@@ -251,7 +261,7 @@ async fn post(
 }
 
 /// A batch of `n` records, one person each, identified by (client, batch).
-fn batch(client: u32, b: u32, n: u32, at: &str) -> (Vec<String>, Value) {
+pub(crate) fn batch(client: u32, b: u32, n: u32, at: &str) -> (Vec<String>, Value) {
     let ids: Vec<String> = (0..n)
         .map(|i| {
             let k = client * 10_000 + b * 10 + i;
@@ -268,14 +278,14 @@ fn batch(client: u32, b: u32, n: u32, at: &str) -> (Vec<String>, Value) {
     (ids, json!({ "records": recs }))
 }
 
-fn recent() -> String {
+pub(crate) fn recent() -> String {
     rollcall::domain::Timestamp::from_datetime(chrono::Utc::now())
         .plus_millis(-60_000)
         .to_rfc3339()
 }
 
 /// How many of `ids` have a sample on the server at `base`.
-async fn present(c: &reqwest::Client, base: &str, ids: &[String]) -> usize {
+pub(crate) async fn present(c: &reqwest::Client, base: &str, ids: &[String]) -> usize {
     let mut n = 0;
     for id in ids {
         let (_, st) = get(c, &format!("{base}/v1/status/{id}"))

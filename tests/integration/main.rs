@@ -10,6 +10,7 @@ mod crash;
 mod demo;
 mod docs;
 mod exports;
+mod haproxy;
 mod hardening;
 mod helpers;
 mod import;
