@@ -13,6 +13,7 @@ pub mod event;
 mod final_counts;
 pub mod register;
 pub mod rounds;
+mod slots;
 pub mod snapshot;
 pub mod status;
 pub mod tubes;
