@@ -329,7 +329,10 @@ fn benches(c: &mut Criterion) {
     // sets hold, per closed round, before and after.
     let held = |e: &Engine| -> (usize, usize) {
         let closed = e.rounds().iter().filter(|r| r.is_closed());
-        (closed.clone().count(), closed.map(|r| r.heap_bytes()).sum())
+        (
+            closed.clone().count(),
+            closed.map(rollcall::engine::Round::heap_bytes).sum(),
+        )
     };
     let (closed, bytes_before) = held(&engine);
     let rss_before = rss();

@@ -371,7 +371,7 @@ fn archived_rounds_hold_their_flagged_people_sparsely_and_answer_as_unarchived_o
             assert_eq!(
                 answers(&fx.engine, &rounds, N, now),
                 answers(&unarchived(fx), &rounds, N, now)
-            )
+            );
         };
         let mut after = answers(&fx.engine, &rounds, N, now);
         after.1[0] = before.1[0].clone(); // person 1's own last sample moved
