@@ -322,6 +322,42 @@ fn benches(c: &mut Criterion) {
         });
     });
     group.finish();
+
+    // ------------------------------------------- archiving the closed rounds
+    // Retention archives a round `retention_days` (30) after its close; an
+    // event a day past that archives them all. The bytes their per-person
+    // sets hold, per closed round, before and after.
+    let held = |e: &Engine| -> (usize, usize) {
+        let closed = e.rounds().iter().filter(|r| r.is_closed());
+        (
+            closed.clone().count(),
+            closed.map(rollcall::engine::Round::heap_bytes).sum(),
+        )
+    };
+    let (closed, bytes_before) = held(&engine);
+    let rss_before = rss();
+    engine.apply(&Event::Records {
+        arrived_at: now.plus_millis(31 * 24 * HOUR),
+        items: Vec::new(),
+    });
+    let (_, bytes_after) = held(&engine);
+    assert!(
+        engine
+            .rounds()
+            .iter()
+            .filter(|r| r.is_closed())
+            .all(|r| r.archived)
+    );
+    let per = |b: usize| b as f64 / closed.max(1) as f64;
+    println!(
+        "archiving: {closed} closed rounds; {:.0} B per round before, {:.0} B archived ({:.1}x less); \
+         VmRSS {:.0} MiB -> {:.0} MiB",
+        per(bytes_before),
+        per(bytes_after),
+        bytes_before as f64 / bytes_after.max(1) as f64,
+        rss_before as f64 / 1_048_576.0,
+        rss() as f64 / 1_048_576.0
+    );
     println!(
         "{} rounds; final VmRSS {:.0} MiB",
         engine.rounds().len(),

@@ -9,6 +9,7 @@
 use rayon::prelude::*;
 
 use super::bitset::Bitset;
+use super::slots::Slots;
 use super::{Engine, Exemption, Slot};
 use crate::domain::Timestamp;
 
@@ -16,7 +17,7 @@ use crate::domain::Timestamp;
 pub struct ClosedRound<'a> {
     pub id: u32,
     /// The round's frozen scope: who it covered.
-    pub covered: &'a Bitset,
+    pub covered: &'a Slots,
     /// Who the round still flags.
     pub flagged: &'a Bitset,
 }
@@ -144,14 +145,16 @@ mod tests {
         f2.set(1);
         f2.set(2);
         let f3 = Bitset::default();
-        let mut all = Bitset::default();
-        let mut not_two = Bitset::default();
+        let mut all = Slots::default();
+        let mut not_two = Slots::default();
         for s in 0..4 {
             all.set(s);
             if s != 2 {
                 not_two.set(s);
             }
         }
+        // The same sets packed, as an archived round holds them.
+        let not_two = not_two.packed();
         let rounds = [
             ClosedRound {
                 id: 1,

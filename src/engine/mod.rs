@@ -14,6 +14,7 @@ mod final_counts;
 mod index;
 pub mod register;
 pub mod rounds;
+mod slots;
 pub mod snapshot;
 pub mod status;
 pub mod tubes;

@@ -4,8 +4,11 @@
 
 use rayon::prelude::*;
 
+use std::borrow::Cow;
+
 use super::bitset::Bitset;
 use super::register::{NONE, Register, Row, Slot};
+use super::slots::Slots;
 use super::{Engine, RestoreOn, RoundSpec, secs};
 use crate::domain::{AreaPath, Timestamp};
 
@@ -89,20 +92,20 @@ impl Tally {
 struct StateBits<'a> {
     /// `None` while the round is open: every active row of the scanned
     /// ranges is in scope.
-    frozen: Option<&'a Bitset>,
-    sampled: &'a Bitset,
-    late: &'a Bitset,
-    made_up: &'a Bitset,
+    frozen: Option<Cow<'a, Bitset>>,
+    sampled: Cow<'a, Bitset>,
+    late: Cow<'a, Bitset>,
+    made_up: Cow<'a, Bitset>,
     exempt: Bitset,
 }
 
 impl<'a> StateBits<'a> {
     fn new(engine: &Engine, round: &'a Round) -> StateBits<'a> {
         StateBits {
-            frozen: round.frozen.as_ref(),
-            sampled: &round.sampled,
-            late: &round.late,
-            made_up: &round.made_up,
+            frozen: round.frozen.as_ref().map(Slots::dense),
+            sampled: round.sampled.dense(),
+            late: round.late.dense(),
+            made_up: round.made_up.dense(),
             exempt: engine.exempt_bits(round),
         }
     }
@@ -111,7 +114,7 @@ impl<'a> StateBits<'a> {
     fn tally(&self, t: &mut Tally, rows: &[Row]) {
         for r in rows {
             let s = r.slot;
-            let f = u32::from(match self.frozen {
+            let f = u32::from(match &self.frozen {
                 Some(b) => b.get(s),
                 None => r.active,
             });
@@ -152,13 +155,13 @@ pub struct Round {
     pub closed_at: Option<Timestamp>,
     /// How many people the close flagged.
     pub flipped: u64,
-    sampled: Bitset,
-    late: Bitset,
-    made_up: Bitset,
-    made_up_neg: Bitset,
+    sampled: Slots,
+    late: Slots,
+    made_up: Slots,
+    made_up_neg: Slots,
     /// The hour of the first in-window sample per slot, for progress.
     first: FirstHours,
-    frozen: Option<Bitset>,
+    frozen: Option<Slots>,
     /// While open: people whose first in-window sample (`true`) or first
     /// make-up (`false`) arrived after the deadline, with the arrival time.
     /// A close dated at the deadline (the scheduler's) must not count them:
@@ -250,10 +253,10 @@ impl Round {
             created_at: spec.created_at,
             closed_at: None,
             flipped: 0,
-            sampled: Bitset::default(),
-            late: Bitset::default(),
-            made_up: Bitset::default(),
-            made_up_neg: Bitset::default(),
+            sampled: Slots::default(),
+            late: Slots::default(),
+            made_up: Slots::default(),
+            made_up_neg: Slots::default(),
             first: FirstHours::for_window(spec.opens_at, spec.deadline),
             frozen: None,
             after_deadline: Vec::new(),
@@ -274,10 +277,10 @@ impl Round {
             created_at: self.created_at,
             closed_at: self.closed_at,
             flipped: self.flipped,
-            sampled: Bitset::default(),
-            late: Bitset::default(),
-            made_up: Bitset::default(),
-            made_up_neg: Bitset::default(),
+            sampled: Slots::default(),
+            late: Slots::default(),
+            made_up: Slots::default(),
+            made_up_neg: Slots::default(),
             first: FirstHours::Narrow(Vec::new()),
             frozen: None,
             after_deadline: Vec::new(),
@@ -286,11 +289,39 @@ impl Round {
         }
     }
 
-    /// Retention: the round keeps its bitsets (its counts, coverage, missing
-    /// list and flags answer as before) but drops what only progress reads.
+    /// Retention: the round drops what only progress reads and packs its
+    /// sets (see `slots.rs`): its counts, coverage, missing list and flags
+    /// answer as before, from a few bytes per person in a sparse set rather
+    /// than a bit per resident in each.
     pub(super) fn archive(&mut self) {
         self.first.clear();
+        for s in [
+            &mut self.sampled,
+            &mut self.late,
+            &mut self.made_up,
+            &mut self.made_up_neg,
+        ] {
+            *s = s.packed();
+        }
+        if let Some(f) = &mut self.frozen {
+            *f = f.packed();
+        }
         self.archived = true;
+    }
+
+    /// Bytes the round's per-person sets hold on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        let first = match &self.first {
+            FirstHours::Narrow(v) => v.capacity(),
+            FirstHours::Wide(v) => v.capacity() * 2,
+        };
+        [&self.sampled, &self.late, &self.made_up, &self.made_up_neg]
+            .into_iter()
+            .chain(self.frozen.as_ref())
+            .map(Slots::heap_bytes)
+            .sum::<usize>()
+            + first
+            + self.after_deadline.capacity() * std::mem::size_of::<(Slot, Timestamp, bool)>()
     }
 
     pub fn is_closed(&self) -> bool {
@@ -341,7 +372,7 @@ impl Round {
     }
 
     pub(super) fn freeze(&mut self, in_scope: Bitset, at: Timestamp) {
-        self.frozen = Some(in_scope);
+        self.frozen = Some(Slots::Dense(in_scope));
         self.closed_at = Some(at);
     }
 
@@ -395,7 +426,7 @@ impl Round {
     }
 
     /// The frozen in-scope set (`None` while open).
-    pub(super) fn frozen(&self) -> Option<&Bitset> {
+    pub(super) fn frozen(&self) -> Option<&Slots> {
         self.frozen.as_ref()
     }
 
@@ -422,7 +453,7 @@ impl Round {
     /// make-up has no negative result yet).
     pub(super) fn flag_sets(&self, exempt: &Bitset, restore_on: RestoreOn) -> (u64, Bitset) {
         let frozen = self.frozen.as_ref().expect("flag_sets after freeze");
-        let n = frozen.words().len();
+        let n = frozen.words_len();
         let mut flagged = Vec::with_capacity(n);
         let mut missing = 0u64;
         for i in 0..n {
@@ -454,13 +485,16 @@ impl Round {
         e.time(self.created_at);
         e.opt_time(self.closed_at);
         e.u64(self.flipped);
+        // An archived round's sets in their packed form, computed afresh:
+        // the same sets give the same bytes however they were reached (a
+        // packed list may have grown back into a bitset since).
         for b in [&self.sampled, &self.late, &self.made_up, &self.made_up_neg] {
-            e.bitset(b);
+            e.slots(&b.canonical(self.archived));
         }
         match &self.frozen {
             Some(f) => {
                 e.bool(true);
-                e.bitset(f);
+                e.slots(&f.canonical(self.archived));
             }
             None => e.bool(false),
         }
@@ -506,11 +540,11 @@ impl Round {
         let created_at = d.time()?;
         let closed_at = d.opt_time()?;
         let flipped = d.u64()?;
-        let sampled = d.bitset()?;
-        let late = d.bitset()?;
-        let made_up = d.bitset()?;
-        let made_up_neg = d.bitset()?;
-        let frozen = if d.bool()? { Some(d.bitset()?) } else { None };
+        let sampled = d.slots()?;
+        let late = d.slots()?;
+        let made_up = d.slots()?;
+        let made_up_neg = d.slots()?;
+        let frozen = if d.bool()? { Some(d.slots()?) } else { None };
         let first = match d.u8()? {
             1 => {
                 let n = d.len(1)?;
@@ -660,10 +694,10 @@ impl Engine {
     }
 
     /// Whole-round counts of a closed round, word by word over the bitsets.
-    pub(super) fn closed_counts(&self, round: &Round, frozen: &Bitset) -> Counts {
+    pub(super) fn closed_counts(&self, round: &Round, frozen: &Slots) -> Counts {
         let exempt = self.exempt_bits(round);
         let mut c = Counts::default();
-        for i in 0..frozen.words().len() {
+        for i in 0..frozen.words_len() {
             let f = frozen.word(i);
             if f == 0 {
                 continue;

@@ -15,11 +15,13 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use super::bitset::Bitset;
+use super::slots::Slots;
 use super::{Engine, Exemption, Policy, PositiveHit};
 use crate::domain::{AreaPath, ExemptionReason, PersonId, TestResult, Timestamp};
 
 /// The version of the encoding; a snapshot of another version is ignored.
-pub const FORMAT: u32 = 2;
+/// 3: a round's sets in their packed forms (archived rounds).
+pub const FORMAT: u32 = 3;
 
 /// Appends values to a buffer.
 #[derive(Default)]
@@ -83,6 +85,25 @@ impl Enc {
     pub fn bytes(&mut self, v: &[u8]) {
         self.len(v.len());
         self.buf.extend_from_slice(v);
+    }
+    /// A set of slots in its form: 0 a bitset, 1 the slots in it, 2 a
+    /// length and the slots below it missing from it.
+    pub fn slots(&mut self, s: &Slots) {
+        match s {
+            Slots::Dense(b) => {
+                self.u8(0);
+                self.bitset(b);
+            }
+            Slots::Ones(v) => {
+                self.u8(1);
+                self.u32s(v);
+            }
+            Slots::Zeros { len, zeros } => {
+                self.u8(2);
+                self.u32(*len);
+                self.u32s(zeros);
+            }
+        }
     }
     pub fn bitset(&mut self, b: &Bitset) {
         self.len(b.words().len());
@@ -190,6 +211,30 @@ impl<'a> Dec<'a> {
     pub fn bytes(&mut self) -> DecResult<&'a [u8]> {
         let n = self.len(1)?;
         self.take(n)
+    }
+    /// The set [`Enc::slots`] wrote; lists must ascend (and zeros stay
+    /// below their length), as reads search them.
+    pub fn slots(&mut self) -> DecResult<Slots> {
+        let ascending = |v: &[u32]| v.windows(2).all(|w| w[0] < w[1]);
+        match self.u8()? {
+            0 => Ok(Slots::Dense(self.bitset()?)),
+            1 => {
+                let v = self.u32s()?;
+                if !ascending(&v) {
+                    return Err("a set's slots out of order".into());
+                }
+                Ok(Slots::Ones(v))
+            }
+            2 => {
+                let len = self.u32()?;
+                let zeros = self.u32s()?;
+                if !ascending(&zeros) || zeros.last().is_some_and(|&z| z >= len) {
+                    return Err("a set's missing slots out of order".into());
+                }
+                Ok(Slots::Zeros { len, zeros })
+            }
+            other => Err(format!("set form {other}")),
+        }
     }
     pub fn bitset(&mut self) -> DecResult<Bitset> {
         let n = self.len(8)?;

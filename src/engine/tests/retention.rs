@@ -6,7 +6,7 @@
 
 use super::support::*;
 use crate::domain::{ReasonCode, TestResult, Timestamp};
-use crate::engine::{Policy, Reason, Verdict};
+use crate::engine::{Policy, Reason, RestoreOn, Verdict};
 
 const SCOPE: &str = "甲";
 
@@ -271,4 +271,132 @@ fn a_closed_rounds_kept_counts_follow_make_ups_late_samples_exemptions_and_clear
     assert_eq!(after, before);
     fx.check_final_counts();
     fx.check_snapshots(later);
+}
+
+/// Every answer an archived round gives, for `rounds` of `e` at `now`:
+/// counts, missing lists and coverage per round, the statuses of people
+/// `1..=n`, and the repeat missers of the last two rounds.
+type Answers = (
+    Vec<(crate::engine::Counts, Vec<u32>, crate::engine::CoverageNode)>,
+    Vec<crate::engine::Status>,
+    Vec<crate::engine::campaign::RepeatMiss>,
+);
+
+fn answers(e: &crate::engine::Engine, rounds: &[u32], n: u32, now: Timestamp) -> Answers {
+    let root = e.register().node(&area(SCOPE)).expect("the scope's node");
+    let per_round = rounds
+        .iter()
+        .map(|&r| {
+            let round = e.round(r).expect("round");
+            (
+                e.counts(round, None),
+                e.missing(round, None),
+                e.coverage(round, root, 3),
+            )
+        })
+        .collect();
+    let statuses = (1..=n).map(|p| e.status(pid(p), now)).collect();
+    (per_round, statuses, e.repeat_missing(None, 2, 2))
+}
+
+#[test]
+fn archived_rounds_hold_their_flagged_people_sparsely_and_answer_as_unarchived_ones() {
+    const N: u32 = 640;
+    for (retention_days, restore_on) in [(0, RestoreOn::Sample), (30, RestoreOn::NegativeResult)] {
+        let policy = Policy {
+            retention_days,
+            restore_on,
+            red_after_consecutive_misses: Some(2),
+            ..Policy::default()
+        };
+        // The same log, replayed where retention never archives a round.
+        let unarchived = |fx: &Fx| {
+            let mut e = crate::engine::Engine::new(
+                Policy {
+                    retention_days: 100_000,
+                    ..policy
+                },
+                pool(),
+            );
+            fx.log.iter().for_each(|ev| {
+                e.apply(ev);
+            });
+            e
+        };
+        let mut fx = Fx::new(policy);
+        let areas = ["甲/a", "甲/b", "甲/c", "甲/d"];
+        fx.register(
+            (1..=N)
+                .map(|n| row(n, areas[(n % 4) as usize], &(n / 8).to_string(), "王芳"))
+                .collect(),
+            at(-DAY),
+        );
+        // Two daily rounds; 5% miss both, another 5% only the second, and
+        // the first round's make-ups come a day late.
+        let mut rounds = Vec::new();
+        for d in 0..2 {
+            let opens = at(d * DAY);
+            let r = fx.round(&[SCOPE], opens, opens.plus_millis(12 * HOUR), opens);
+            let came = (1..=N).filter(|n| n % 20 != 7 && (d == 0 || n % 20 != 11));
+            let recs = came.map(|n| rec(n, &format!("D{d}-{n}"), opens.plus_millis(HOUR)));
+            fx.records(recs.collect(), opens.plus_millis(HOUR));
+            fx.close_at_deadline(r, opens.plus_millis(13 * HOUR));
+            rounds.push(r);
+        }
+        let now = at(40 * DAY);
+        // (Archived at the close already when retention_days is 0.)
+        let bytes_open: Vec<usize> = rounds
+            .iter()
+            .map(|&r| fx.engine.round(r).expect("round").heap_bytes())
+            .collect();
+        let before = answers(&fx.engine, &rounds, N, now);
+        assert_eq!(before.0[1].1.len(), 64, "10% missing the second round");
+        assert_eq!(before.2.len(), 32, "5% missed both");
+        // Forty days on: archived, every answer as before.
+        fx.records(vec![rec(1, "LATER-1", now)], now);
+        for (i, &r) in rounds.iter().enumerate() {
+            let round = fx.engine.round(r).expect("round");
+            assert!(round.archived);
+            // Structural: the sampled set's bits and a few bytes per person
+            // outside it, not five bits a resident and the first hours.
+            let packed = round.heap_bytes();
+            assert!(
+                packed <= N as usize / 8 + 4 * 64 + 64
+                    && (retention_days == 0 || packed * 3 < bytes_open[i]),
+                "round {r}: {packed} bytes archived, {} open",
+                bytes_open[i]
+            );
+        }
+        let same = |fx: &Fx| {
+            assert_eq!(
+                answers(&fx.engine, &rounds, N, now),
+                answers(&unarchived(fx), &rounds, N, now)
+            );
+        };
+        let mut after = answers(&fx.engine, &rounds, N, now);
+        after.1[0] = before.1[0].clone(); // person 1's own last sample moved
+        assert_eq!(after, before);
+        same(&fx);
+        assert!(fx.status(7, now).reasons.contains(&missed(rounds[0])));
+        // A make-up (with its negative result) lifts both flags of person 7.
+        fx.records(vec![rec(7, "MU-7", now)], now);
+        fx.results(vec![res("MU-7", TestResult::Negative, now)], now);
+        assert!(!fx.status(7, now).reasons.contains(&missed(rounds[0])));
+        same(&fx);
+        // An exemption over the second deadline lifts person 11's flag;
+        // deleting it restores the flag.
+        let x = fx.exempt(11, at(DAY), at(2 * DAY), now);
+        assert!(!fx.status(11, now).reasons.contains(&missed(rounds[1])));
+        same(&fx);
+        fx.unexempt(x, now);
+        assert!(fx.status(11, now).reasons.contains(&missed(rounds[1])));
+        same(&fx);
+        // A positive make-up of person 27, then its clear.
+        fx.records(vec![rec(27, "MU-27", now)], now);
+        fx.results(vec![res("MU-27", TestResult::Positive, now)], now);
+        same(&fx);
+        fx.clear(27, now);
+        same(&fx);
+        fx.check_snapshots(at(41 * DAY));
+    }
 }
