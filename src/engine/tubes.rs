@@ -315,6 +315,9 @@ impl Tubes {
             .filter(|&t| self.meta[t as usize].len > 0)
             .collect();
         order.sort_unstable_by_key(|&t| self.meta[t as usize].start);
+        for m in self.meta.iter_mut().filter(|m| m.len == 0) {
+            m.start = 0;
+        }
         let mut w = 0usize;
         for t in order {
             let m = &mut self.meta[t as usize];
@@ -433,7 +436,14 @@ impl Tubes {
                 }
             }
             tubes.meta.push(Meta {
-                start: index(start as usize),
+                // An empty tube's range is 0..0 wherever it sits, so no
+                // squeeze (which moves only owned rows) can leave it past
+                // the end of the arrays.
+                start: if lens[t] == 0 {
+                    0
+                } else {
+                    index(start as usize)
+                },
                 len: lens[t],
                 site: sites[t],
                 touched: touched[t],
@@ -567,5 +577,40 @@ mod tests {
         assert_eq!(back.find("X-3"), t.find("X-3"));
         // A member slot past the register is refused, not trusted.
         assert!(Tubes::decode(&mut crate::engine::snapshot::Dec::new(&e.buf), 100).is_err());
+    }
+
+    /// Found by the property test: an empty tube decoded after others kept
+    /// its place in the arrays as its start; once a prune squeezed the
+    /// arrays shorter, that start lay past their end and reading the tube
+    /// (or encoding the next snapshot) panicked.
+    #[test]
+    fn an_empty_tube_stays_readable_after_a_decode_and_a_squeeze() {
+        let mut t = Tubes::default();
+        for i in 0..4u32 {
+            let tube = t.intern(&format!("OLD-{i}"));
+            for k in 0..3 {
+                t.push(tube, m(i * 3 + k, 100));
+            }
+        }
+        let keep = t.intern("KEEP");
+        t.push(keep, m(50, 5000));
+        // Results first: a tube with no member yet, after all the others.
+        let empty = t.intern("RESULT-FIRST");
+        t.touch(empty, 5000);
+        let mut e = crate::engine::snapshot::Enc::default();
+        t.encode(&mut e);
+        let mut back =
+            Tubes::decode(&mut crate::engine::snapshot::Dec::new(&e.buf), 200).expect("decodes");
+        let (remap, dropped) = back.prune(1000);
+        assert_eq!(dropped, 12);
+        assert_eq!(back.dead, 0, "squeezed");
+        let empty = remap[empty as usize];
+        assert_eq!(back.members(empty).count(), 0);
+        assert!(!back.has(empty, 50));
+        let mut again = crate::engine::snapshot::Enc::default();
+        back.encode(&mut again);
+        back.push(empty, m(60, 5001));
+        assert_eq!(back.members(empty).collect::<Vec<_>>(), vec![m(60, 5001)]);
+        assert_eq!(members(&back, "KEEP"), vec![m(50, 5000)]);
     }
 }
