@@ -168,6 +168,27 @@ async fn postgres_and_sqlite_replay_the_same_campaign_to_the_same_engine() {
 /// Every batch sent: its people, and whether it was acknowledged.
 pub(crate) type Sent = Arc<Mutex<Vec<(Vec<String>, bool)>>>;
 
+/// Notes an answered batch of ten: sent entry `ix` is acknowledged, and the
+/// first acknowledgement after the kill is timed. A retry of a batch whose
+/// answer was lost with the killed leader finds it there: duplicates.
+pub(crate) fn acknowledged(
+    j: &Value,
+    sent: &Sent,
+    ix: usize,
+    killed: &Mutex<Option<Instant>>,
+    first_ack: &Mutex<Option<Instant>>,
+) {
+    let (acc, dup) = (
+        j["accepted"].as_u64().unwrap(),
+        j["duplicates"].as_u64().unwrap(),
+    );
+    assert_eq!(acc + dup, 10, "{j}");
+    sent.lock()[ix].1 = true;
+    if killed.lock().is_some() {
+        first_ack.lock().get_or_insert_with(Instant::now);
+    }
+}
+
 /// A `rollcall serve` child on the shared store.
 pub(crate) struct Server {
     child: Child,
@@ -390,17 +411,7 @@ async fn a_standby_takes_over_from_a_killed_leader_with_every_acknowledged_recor
                     .await
                     {
                         Some((200, j, _)) => {
-                            // A retry of a batch whose answer was lost with the
-                            // killed leader finds it there: duplicates.
-                            let (acc, dup) = (
-                                j["accepted"].as_u64().unwrap(),
-                                j["duplicates"].as_u64().unwrap(),
-                            );
-                            assert_eq!(acc + dup, 10, "{j}");
-                            sent.lock()[ix].1 = true;
-                            if killed.lock().is_some() {
-                                first_ack.lock().get_or_insert_with(Instant::now);
-                            }
+                            acknowledged(&j, &sent, ix, &killed, &first_ack);
                             break;
                         }
                         Some((503, j, retry)) if j["error"]["code"] == "not_leader" => {

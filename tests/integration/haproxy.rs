@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::json;
 
-use crate::cluster::{PgDb, Sent, Server, batch, get, post, recent, wait_for};
+use crate::cluster::{PgDb, Sent, Server, acknowledged, batch, get, post, recent, wait_for};
 use crate::helpers::{ADMIN, free_port};
 
 /// The committed configuration, as operators deploy it.
@@ -227,17 +227,7 @@ async fn writes_resume_through_haproxy_after_the_leader_is_killed() {
                 while started.elapsed() < Duration::from_secs(20) {
                     match post(&c, &format!("{front}/v1/records"), &scanner, &body).await {
                         Some((200, j, _)) => {
-                            // A retry of a batch whose answer was lost with
-                            // the killed leader finds it there: duplicates.
-                            let (acc, dup) = (
-                                j["accepted"].as_u64().unwrap(),
-                                j["duplicates"].as_u64().unwrap(),
-                            );
-                            assert_eq!(acc + dup, 10, "{j}");
-                            sent.lock()[ix].1 = true;
-                            if killed.lock().is_some() {
-                                first_ack.lock().get_or_insert_with(Instant::now);
-                            }
+                            acknowledged(&j, &sent, ix, &killed, &first_ack);
                             break;
                         }
                         // HAProxy's own 502/503 while its checks catch up, a
