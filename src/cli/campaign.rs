@@ -73,8 +73,9 @@ pub struct DayFigures {
     pub tube_bytes: u64,
     /// Records inside the window the engine holds.
     pub records: u64,
-    /// The day's snapshot: milliseconds spent encoding the engine, the
-    /// writer's stall for a periodic snapshot.
+    /// The day's snapshot: milliseconds the writer spent copying the engine
+    /// (the stall writes see), and spent encoding the copy beside them.
+    pub copy_ms: f64,
     pub encode_ms: f64,
     pub data_bytes: u64,
     pub snapshot_bytes: u64,
@@ -168,7 +169,7 @@ async fn campaign(args: &CampaignArgs, dir: &Path) -> anyhow::Result<(Vec<DayFig
             register_bytes / 1_000_000
         );
         println!(
-            "day  rss_MB  anon_MB  tubes_MB  B/record  data_MB  snapshot_MB  encode_ms  restart_s  records_held"
+            "day  rss_MB  anon_MB  tubes_MB  B/record  data_MB  snapshot_MB  copy_ms  encode_ms  restart_s  records_held"
         );
     }
     let mut out = Vec::new();
@@ -291,6 +292,7 @@ async fn campaign(args: &CampaignArgs, dir: &Path) -> anyhow::Result<(Vec<DayFig
             anon_bytes: status_kb("RssAnon:") * 1024,
             tube_bytes: engine.read().tube_heap_bytes() as u64,
             records: engine.read().record_count(),
+            copy_ms: snap.copy_us as f64 / 1000.0,
             encode_ms: snap.encode_us as f64 / 1000.0,
             data_bytes: dir_bytes(dir)?,
             snapshot_bytes: newest_snapshot_bytes(dir)?,
@@ -298,7 +300,7 @@ async fn campaign(args: &CampaignArgs, dir: &Path) -> anyhow::Result<(Vec<DayFig
         };
         if !args.json {
             println!(
-                "{:>3}  {:>6}  {:>7}  {:>8}  {:>8.1}  {:>7}  {:>11}  {:>9.0}  {:>9}  {}",
+                "{:>3}  {:>6}  {:>7}  {:>8}  {:>8.1}  {:>7}  {:>11}  {:>7.0}  {:>9.0}  {:>9}  {}",
                 day,
                 figures.rss_bytes / 1_000_000,
                 figures.anon_bytes / 1_000_000,
@@ -306,6 +308,7 @@ async fn campaign(args: &CampaignArgs, dir: &Path) -> anyhow::Result<(Vec<DayFig
                 figures.tube_bytes as f64 / figures.records.max(1) as f64,
                 figures.data_bytes / 1_000_000,
                 figures.snapshot_bytes / 1_000_000,
+                figures.copy_ms,
                 figures.encode_ms,
                 restart_s.map_or_else(|| "-".into(), |s| format!("{s:.2}")),
                 figures.records

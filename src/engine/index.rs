@@ -33,7 +33,7 @@ pub fn str_hash(s: &str) -> u64 {
 /// one bucket in a lookup, not each. Any number of buckets, not a power of
 /// two: a register reserved for `n` people holds `4n/3` buckets (5.3 bytes
 /// a person), not up to twice that.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Index {
     table: Vec<u32>,
     len: usize,
@@ -148,7 +148,7 @@ impl Index {
 
 /// Strings by index in one text: string `i` ends at `ends[i]` and starts
 /// where string `i - 1` ends.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Strings {
     text: String,
     ends: Vec<u32>,

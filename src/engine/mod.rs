@@ -176,10 +176,17 @@ pub struct ResidentView {
 }
 
 /// All compliance state.
+///
+/// `Clone` is what a snapshot encodes from ([`Engine::frozen`]).
+#[derive(Clone)]
 pub struct Engine {
     policy: Policy,
     pool: Arc<rayon::ThreadPool>,
-    register: Register,
+    /// Shared with a snapshot being encoded (see [`Engine::frozen`]): the
+    /// register changes only on imports and unknown IDs, so it is copied
+    /// (by [`Engine::register_mut`]) only when one of those meets a
+    /// snapshot in flight.
+    register: Arc<Register>,
     tubes: Tubes,
     last_sample: Vec<u32>,
     last_negative: Vec<u32>,
@@ -204,7 +211,7 @@ impl Engine {
         Engine {
             policy,
             pool,
-            register: Register::default(),
+            register: Arc::default(),
             tubes: Tubes::default(),
             last_sample: Vec::new(),
             last_negative: Vec::new(),
@@ -229,6 +236,15 @@ impl Engine {
                 .build()
                 .expect("building the engine's rayon pool"),
         )
+    }
+
+    /// A copy of the whole state for a snapshot to encode off the writer
+    /// thread, taken between two events: the register is shared (copied on
+    /// write by the rare event that changes it while the snapshot is
+    /// encoded), the rest is copied — flat arrays and tables, so the time of
+    /// a memory copy, which is all the stall writes see.
+    pub fn frozen(&self) -> Engine {
+        self.clone()
     }
 
     pub fn policy(&self) -> &Policy {
@@ -541,18 +557,24 @@ impl Engine {
     /// [`Event::Register`] (or all of them as one). Nothing may read the
     /// engine between the first part and `register_done`.
     pub fn register_part(&mut self, rows: &register::PackedRows) {
-        self.register.upsert_unordered(rows.iter());
+        self.register_mut().upsert_unordered(rows.iter());
     }
 
     /// Ends a run of [`Engine::register_part`] calls.
     pub fn register_done(&mut self) {
-        self.register.reorder();
+        self.register_mut().reorder();
         self.grow_people();
     }
 
     /// Room for `n` more residents (a replay knows how many are coming).
     pub fn reserve_register(&mut self, n: usize) {
-        self.register.reserve(n);
+        self.register_mut().reserve(n);
+    }
+
+    /// The register, to change: copied first if a snapshot being encoded
+    /// still shares it.
+    fn register_mut(&mut self) -> &mut Register {
+        Arc::make_mut(&mut self.register)
     }
 
     fn grow_people(&mut self) {
@@ -564,7 +586,10 @@ impl Engine {
     }
 
     fn intern_person(&mut self, id: PersonId) -> Slot {
-        let s = self.register.intern(id);
+        if let Some(s) = self.register.slot(id) {
+            return s;
+        }
+        let s = self.register_mut().intern(id);
         self.grow_people();
         s
     }
@@ -579,12 +604,12 @@ impl Engine {
         let mut out = Applied::default();
         match event {
             Event::Register { rows, .. } => {
-                self.register.upsert(rows);
+                self.register_mut().upsert(rows);
                 self.grow_people();
             }
-            Event::Heads { rows, .. } => self.register.set_heads(rows),
+            Event::Heads { rows, .. } => self.register_mut().set_heads(rows),
             Event::ResidentDelete { person_id, .. } => {
-                self.register.deactivate(*person_id);
+                self.register_mut().deactivate(*person_id);
             }
             Event::Records { arrived_at, items } => {
                 self.apply_records(

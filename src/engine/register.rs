@@ -103,7 +103,7 @@ impl<'a> From<&'a RegisterRow> for RowView<'a> {
 /// Register rows in a few flat buffers instead of three strings each: how a
 /// replay carries millions of rows from the decoder to the engine without
 /// thirty million allocations (and as many frees).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct PackedRows {
     ids: Vec<PersonId>,
     /// Consecutive rows in one area share an entry.
@@ -171,7 +171,7 @@ impl PackedRows {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Register {
     ids: Vec<PersonId>,
     /// Slots by person ID (the IDs are `ids`).

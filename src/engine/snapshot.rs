@@ -418,7 +418,7 @@ impl Engine {
         let mut engine = Engine {
             policy,
             pool,
-            register,
+            register: Arc::new(register),
             tubes,
             last_sample,
             last_negative,

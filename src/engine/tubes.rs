@@ -60,7 +60,7 @@ struct Meta {
     result: Option<TestResult>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Tubes {
     /// Tube indices, hashed by their IDs' bytes.
     ix: HashTable<u32>,

@@ -326,8 +326,8 @@ pub(super) struct Snapshots {
     /// The `seq` the newest snapshot holds, and when it was written.
     pub seq: u64,
     pub at: Instant,
-    /// A periodic snapshot being written on its own thread (the writer only
-    /// encodes it, under the engine's read lock): reaped once it is done.
+    /// A periodic snapshot being encoded and written on its own thread
+    /// (the writer only copies the engine): reaped once it is done.
     pub writing: Option<Writing>,
 }
 
@@ -335,9 +335,10 @@ pub(super) struct Snapshots {
 pub(super) struct Writing {
     seq: u64,
     started: Instant,
-    /// How long the writer spent encoding (the stall writes see).
-    encode: std::time::Duration,
-    thread: std::thread::JoinHandle<std::io::Result<(std::path::PathBuf, u64)>>,
+    /// How long the writer spent copying the engine (the stall writes see).
+    copy: std::time::Duration,
+    /// The file's size and how long the encoding took.
+    thread: std::thread::JoinHandle<std::io::Result<(u64, std::time::Duration)>>,
 }
 
 /// What one snapshot wrote and purged.
@@ -350,9 +351,11 @@ pub struct SnapshotInfo {
     pub purged_rows: u64,
     /// Audit entries past `audit_retention_days` deleted.
     pub purged_audit: u64,
-    /// Microseconds spent encoding the engine under its read lock: what a
-    /// periodic snapshot holds the writer up for (the file is written,
-    /// fsynced and renamed on another thread).
+    /// Microseconds the writer spent copying the engine: all a snapshot
+    /// holds writes up for.
+    pub copy_us: u64,
+    /// Microseconds spent encoding the copy (on the snapshot's own thread,
+    /// beside the writes).
     pub encode_us: u64,
 }
 
@@ -378,7 +381,7 @@ impl Writer {
         };
         // A clean shutdown leaves a snapshot of everything, so the next start
         // replays nothing.
-        self.reap_snapshot(true);
+        self.reap_snapshot_logged(true);
         if self.next_seq - 1 > self.snapshots.seq
             && let Err(e) = self.snapshot()
         {
@@ -614,13 +617,10 @@ impl Writer {
     }
 
     /// A snapshot once `snapshot_every` has passed since the last one, if
-    /// anything was logged since: encoded here at one log position (the
-    /// writer is between requests, so the state is exactly what is
-    /// committed), written, fsynced and renamed on another thread, so the
-    /// writes that come meanwhile wait only for the encoding. Purges once a
-    /// later call finds the file written.
+    /// anything was logged since (see [`Writer::start_snapshot`]). Purges
+    /// once a later call finds the file written.
     fn snapshot_if_due(&mut self) {
-        self.reap_snapshot(false);
+        self.reap_snapshot_logged(false);
         let every = self.snapshots.options.snapshot_every;
         if every.is_zero()
             || self.snapshots.writing.is_some()
@@ -629,102 +629,107 @@ impl Writer {
         {
             return;
         }
-        let seq = self.next_seq - 1;
-        let started = Instant::now();
-        let bytes = self.engine.read().encode_snapshot();
-        let encode = started.elapsed();
-        let dir = self.snapshots.dir.clone();
-        let thread = std::thread::Builder::new()
-            .name("rollcall-snapshot".into())
-            .spawn(move || snapshot::write(&dir, seq, &bytes));
         // Not retried before the next interval; the log still holds everything.
         self.snapshots.at = Instant::now();
-        match thread {
-            Ok(thread) => {
-                self.snapshots.writing = Some(Writing {
-                    seq,
-                    started,
-                    encode,
-                    thread,
-                });
-            }
-            Err(e) => tracing::error!(error = %e, "starting the snapshot thread failed"),
+        if let Err(e) = self.start_snapshot() {
+            tracing::error!(error = %e, "starting the snapshot thread failed");
         }
     }
 
-    /// Takes the outcome of a snapshot written off the thread: when it is
-    /// done, or (`wait`) waiting for it. A written file moves `seq` and lets
-    /// retention purge what it holds.
-    fn reap_snapshot(&mut self, wait: bool) {
+    /// Starts a snapshot of everything applied so far. The writer is
+    /// between requests, so the engine is exactly what is committed: it
+    /// takes a copy of it ([`crate::engine::Engine::frozen`], the only stall
+    /// the writes that come meanwhile see), and another thread encodes it,
+    /// writes, fsyncs and renames the file.
+    fn start_snapshot(&mut self) -> std::io::Result<()> {
+        let seq = self.next_seq - 1;
+        let started = Instant::now();
+        let frozen = self.engine.read().frozen();
+        let copy = started.elapsed();
+        let dir = self.snapshots.dir.clone();
+        let thread = std::thread::Builder::new()
+            .name("rollcall-snapshot".into())
+            .spawn(move || {
+                let encoding = Instant::now();
+                let bytes = frozen.encode_snapshot();
+                drop(frozen);
+                let encode = encoding.elapsed();
+                snapshot::write(&dir, seq, &bytes).map(|(_, size)| (size, encode))
+            })?;
+        self.snapshots.writing = Some(Writing {
+            seq,
+            started,
+            copy,
+            thread,
+        });
+        Ok(())
+    }
+
+    /// Takes the outcome of the snapshot being written, when it is done or
+    /// (`wait`) waiting for it; `None` if none is, or it is not done. A
+    /// written file moves `seq` and lets retention purge what it holds.
+    fn reap_snapshot(&mut self, wait: bool) -> Option<Result<SnapshotInfo, StoreError>> {
         let done = self
             .snapshots
             .writing
             .as_ref()
             .is_some_and(|w| wait || w.thread.is_finished());
-        let Some(w) = done.then(|| self.snapshots.writing.take()).flatten() else {
-            return;
-        };
+        let w = done.then(|| self.snapshots.writing.take()).flatten()?;
         let written = w
             .thread
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the snapshot thread panicked")));
-        match written {
-            Ok((_, size)) => {
-                self.snapshots.seq = self.snapshots.seq.max(w.seq);
-                let purged = self.purge();
-                if let Err(e) = &purged {
-                    tracing::error!(error = %e, "purging after a snapshot failed");
-                }
-                let (rows, audit) = purged.unwrap_or_default();
-                tracing::info!(
-                    seq = w.seq,
-                    bytes = size,
-                    encode_ms = w.encode.as_millis() as u64,
-                    total_ms = w.started.elapsed().as_millis() as u64,
-                    purged_rows = rows,
-                    purged_audit = audit,
-                    "snapshot written off the writer thread"
-                );
-            }
-            Err(e) => tracing::error!(error = %e, seq = w.seq, "writing a snapshot failed"),
-        }
-    }
-
-    /// Writes the engine's state (everything committed and applied: the
-    /// writer is between requests) as a snapshot, then purges what the
-    /// oldest snapshot kept lets go.
-    fn snapshot(&mut self) -> Result<SnapshotInfo, StoreError> {
-        self.reap_snapshot(true);
-        let seq = self.next_seq - 1;
-        // The PostgreSQL store keeps no snapshot files (its servers share
-        // no directory); a start there replays the log.
-        if seq == 0 || matches!(self.backend, Backend::Postgres(_)) {
-            return Ok(SnapshotInfo::default());
-        }
-        let started = Instant::now();
-        let bytes = self.engine.read().encode_snapshot();
-        let encoded = started.elapsed();
-        let (_, size) = snapshot::write(&self.snapshots.dir, seq, &bytes)?;
-        drop(bytes);
-        self.snapshots.seq = seq;
-        self.snapshots.at = Instant::now();
-        let (purged_rows, purged_audit) = self.purge()?;
+        let (size, encode) = match written {
+            Ok(w) => w,
+            Err(e) => return Some(Err(e.into())),
+        };
+        self.snapshots.seq = self.snapshots.seq.max(w.seq);
+        let (purged_rows, purged_audit) = match self.purge() {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
         tracing::info!(
-            seq,
+            seq = w.seq,
             bytes = size,
-            encode_ms = encoded.as_millis() as u64,
-            total_ms = started.elapsed().as_millis() as u64,
+            copy_ms = w.copy.as_millis() as u64,
+            encode_ms = encode.as_millis() as u64,
+            total_ms = w.started.elapsed().as_millis() as u64,
             purged_rows,
             purged_audit,
             "snapshot written"
         );
-        Ok(SnapshotInfo {
-            seq,
+        Some(Ok(SnapshotInfo {
+            seq: w.seq,
             bytes: size,
             purged_rows,
             purged_audit,
-            encode_us: encoded.as_micros() as u64,
-        })
+            copy_us: w.copy.as_micros() as u64,
+            encode_us: encode.as_micros() as u64,
+        }))
+    }
+
+    /// [`Writer::reap_snapshot`] where a failure is only told (the log
+    /// still holds everything; the next interval tries again).
+    fn reap_snapshot_logged(&mut self, wait: bool) {
+        if let Some(Err(e)) = self.reap_snapshot(wait) {
+            tracing::error!(error = %e, "writing a snapshot failed");
+        }
+    }
+
+    /// A snapshot of everything applied so far, now (the one being written,
+    /// if any, is finished first), then the purge it allows; the same path
+    /// as the periodic one, waited for.
+    fn snapshot(&mut self) -> Result<SnapshotInfo, StoreError> {
+        self.reap_snapshot_logged(true);
+        // The PostgreSQL store keeps no snapshot files (its servers share
+        // no directory); a start there replays the log.
+        if self.next_seq == 1 || matches!(self.backend, Backend::Postgres(_)) {
+            return Ok(SnapshotInfo::default());
+        }
+        self.snapshots.at = Instant::now();
+        self.start_snapshot()?;
+        self.reap_snapshot(true)
+            .expect("a snapshot was just started")
     }
 
     /// Retention on disk: records and results that arrived before the

@@ -295,6 +295,21 @@ impl Fx {
         for k in cuts {
             let head = replay(&self.log[..k], Engine::new(policy, pool()));
             let snap = head.encode_snapshot();
+            // What a periodic snapshot encodes: a frozen copy, while the
+            // engine it came from goes on (sharing its register until an
+            // import or an unknown ID copies it).
+            let frozen = head.frozen();
+            let went_on = replay(&self.log[k..], head);
+            assert_eq!(
+                frozen.encode_snapshot(),
+                snap,
+                "a copy frozen at {k} of {n}, after the rest was applied to its original"
+            );
+            assert_eq!(
+                went_on.encode_snapshot(),
+                bytes,
+                "the original, frozen at {k} of {n}"
+            );
             let back =
                 Engine::decode_snapshot(&snap, policy, pool()).expect("the snapshot decodes");
             assert_eq!(back.encode_snapshot(), snap, "decoded at {k} of {n}");
