@@ -8,6 +8,7 @@
 
 pub mod bitset;
 pub mod campaign;
+mod chunked;
 pub mod clock;
 pub mod event;
 mod final_counts;

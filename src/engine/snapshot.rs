@@ -200,6 +200,22 @@ impl<'a> Dec<'a> {
             .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
             .collect())
     }
+    /// [`Dec::u32s`] into chunks, without a whole array in between.
+    pub fn u32s_chunked(&mut self) -> DecResult<super::chunked::Chunked<u32>> {
+        let n = self.len(4)?;
+        let raw = self.take(n * 4)?;
+        Ok(super::chunked::Chunked::collect(raw.chunks_exact(4).map(
+            |c| u32::from_le_bytes(c.try_into().expect("4 bytes")),
+        )))
+    }
+    /// [`Dec::u16s`] into chunks.
+    pub fn u16s_chunked(&mut self) -> DecResult<super::chunked::Chunked<u16>> {
+        let n = self.len(2)?;
+        let raw = self.take(n * 2)?;
+        Ok(super::chunked::Chunked::collect(raw.chunks_exact(2).map(
+            |c| u16::from_le_bytes(c.try_into().expect("2 bytes")),
+        )))
+    }
     pub fn u16s(&mut self) -> DecResult<Vec<u16>> {
         let n = self.len(2)?;
         let raw = self.take(n * 2)?;

@@ -17,6 +17,7 @@ use std::hash::{BuildHasher, Hasher};
 use hashbrown::HashTable;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
+use super::chunked::Chunked;
 use super::register::{NONE, Slot};
 use crate::domain::{TestResult, TubeId};
 
@@ -68,10 +69,11 @@ pub struct Tubes {
     ids: Vec<u8>,
     id_end: Vec<u32>,
     meta: Vec<Meta>,
-    /// The member arrays (see the module doc).
-    slot: Vec<u32>,
-    secs: Vec<u32>,
-    ms: Vec<u16>,
+    /// The member arrays (see the module doc), in chunks a snapshot's copy
+    /// shares.
+    slot: Chunked<u32>,
+    secs: Chunked<u32>,
+    ms: Chunked<u16>,
     /// Member rows no tube owns (moved or dropped), until the next squeeze.
     dead: usize,
     sites: Vec<Box<str>>,
@@ -156,15 +158,17 @@ impl Tubes {
 
     fn member_at(&self, i: usize) -> Member {
         Member {
-            slot: self.slot[i],
-            collected: self.secs[i],
-            sub_ms: self.ms[i],
+            slot: self.slot.get(i),
+            collected: self.secs.get(i),
+            sub_ms: self.ms.get(i),
         }
     }
 
     /// Whether `slot` is a member of tube `t`.
     pub fn has(&self, t: u32, slot: Slot) -> bool {
-        self.slot[self.range(t)].contains(&slot)
+        self.slot
+            .slices(self.range(t))
+            .any(|rows| rows.contains(&slot))
     }
 
     /// Tube `t`'s members, in the order they came.
@@ -253,9 +257,9 @@ impl Tubes {
             + self.ids.capacity()
             + self.id_end.capacity() * 4
             + self.meta.capacity() * std::mem::size_of::<Meta>()
-            + self.slot.capacity() * 4
-            + self.secs.capacity() * 4
-            + self.ms.capacity() * 2
+            + self.slot.heap_bytes()
+            + self.secs.heap_bytes()
+            + self.ms.heap_bytes()
     }
 
     /// Drops every tube last touched before `cutoff` (compact seconds); the
@@ -318,24 +322,18 @@ impl Tubes {
         for m in self.meta.iter_mut().filter(|m| m.len == 0) {
             m.start = 0;
         }
+        let mut kept = Vec::with_capacity(order.len());
         let mut w = 0usize;
         for t in order {
             let m = &mut self.meta[t as usize];
-            let (s, n) = (m.start as usize, m.len as usize);
-            if s != w {
-                self.slot.copy_within(s..s + n, w);
-                self.secs.copy_within(s..s + n, w);
-                self.ms.copy_within(s..s + n, w);
-                m.start = index(w);
-            }
-            w += n;
+            kept.push((m.start, m.len));
+            m.start = index(w);
+            w += m.len as usize;
         }
-        for v in [&mut self.slot, &mut self.secs] {
-            v.truncate(w);
-            v.shrink_to_fit();
-        }
-        self.ms.truncate(w);
-        self.ms.shrink_to_fit();
+        let ranges = || kept.iter().map(|&(s, n)| s as usize..(s + n) as usize);
+        self.slot.keep(ranges());
+        self.secs.keep(ranges());
+        self.ms.keep(ranges());
         let (ids, id_end) = (&self.ids, &self.id_end);
         self.ix.shrink_to_fit(|&x| hash(id_of(ids, id_end, x)));
         self.dead = 0;
@@ -368,9 +366,13 @@ impl Tubes {
         );
         for t in 0..index(self.meta.len()) {
             let r = self.range(t);
-            slot.extend_from_slice(&self.slot[r.clone()]);
-            secs.extend_from_slice(&self.secs[r.clone()]);
-            ms.extend_from_slice(&self.ms[r]);
+            self.slot
+                .slices(r.clone())
+                .for_each(|s| slot.extend_from_slice(s));
+            self.secs
+                .slices(r.clone())
+                .for_each(|s| secs.extend_from_slice(s));
+            self.ms.slices(r).for_each(|s| ms.extend_from_slice(s));
         }
         e.u32s(&slot);
         e.u32s(&secs);
@@ -396,14 +398,20 @@ impl Tubes {
         if lens.len() != n || sites.len() != n || touched.len() != n || results.len() != n {
             return Err("tube columns of different lengths".into());
         }
-        tubes.slot = d.u32s()?;
-        tubes.secs = d.u32s()?;
-        tubes.ms = d.u16s()?;
+        tubes.slot = d.u32s_chunked()?;
+        tubes.secs = d.u32s_chunked()?;
+        tubes.ms = d.u16s_chunked()?;
         let members = tubes.slot.len();
         if tubes.secs.len() != members || tubes.ms.len() != members {
             return Err("member columns of different lengths".into());
         }
-        if tubes.slot.iter().any(|&s| s as usize >= slots) || tubes.ms.iter().any(|&m| m >= 1000) {
+        if tubes
+            .slot
+            .slices(0..members)
+            .flatten()
+            .any(|&s| s as usize >= slots)
+            || tubes.ms.slices(0..members).flatten().any(|&m| m >= 1000)
+        {
             return Err("a tube member out of range".into());
         }
         tubes.meta.reserve_exact(n);
