@@ -21,6 +21,13 @@ pub enum Slots {
     Zeros { len: u32, zeros: Vec<u32> },
 }
 
+/// The most a list form holds before it turns into the bitset, whatever
+/// the bitset's size: an insert moves up to this many bytes, so filling a
+/// list costs at most (this ÷ 4)² ÷ 2 slot moves — bounded at 10 M
+/// residents too, where the bitset (1.25 MB) would let a list reach 312 500
+/// slots and its filling take ~5·10¹⁰ moves.
+pub const MAX_LIST_BYTES: usize = 256 * 1024;
+
 impl Default for Slots {
     fn default() -> Slots {
         Slots::Dense(Bitset::default())
@@ -38,11 +45,13 @@ impl Slots {
     }
 
     /// Adds slot `i`; returns whether it was already in. A list that grows
-    /// past the bytes of the bitset becomes the bitset (an archived round's
-    /// made-up set fills as later rounds sample people).
+    /// past the bytes of the bitset, or past [`MAX_LIST_BYTES`], becomes the
+    /// bitset (an archived round's made-up set fills as later rounds sample
+    /// people; archived at its close, with `retention_days = 0`, it fills
+    /// from empty, and every insert into a list moves what follows it).
     pub fn set(&mut self, i: u32) -> bool {
         let was = self.insert(i);
-        if !was && self.heap_bytes() > self.words_len() * 8 + 64 {
+        if !was && self.heap_bytes() > (self.words_len() * 8).min(MAX_LIST_BYTES) + 64 {
             *self = Slots::Dense(self.dense().into_owned());
         }
         was
@@ -250,5 +259,24 @@ mod tests {
         assert!(matches!(near_full, Slots::Zeros { .. }));
         assert_eq!(near_full.heap_bytes(), 4_000);
         assert_eq!(most.count_ones(), 950_000);
+    }
+
+    #[test]
+    fn a_list_filling_from_empty_in_a_big_city_turns_into_the_bitset_early() {
+        let n = 10_000_000u32;
+        let mut set = Slots::Ones(Vec::new());
+        let mut plain = Slots::default();
+        let cap = (MAX_LIST_BYTES / 4) as u32;
+        for k in 0..=cap {
+            let s = n / 2 + 100 * k;
+            assert!(!set.set(s));
+            plain.set(s);
+        }
+        assert!(
+            matches!(set, Slots::Dense(_)),
+            "past {cap} slots: the bitset"
+        );
+        assert_eq!(set.count_ones(), u64::from(cap) + 1);
+        assert_eq!(set.dense().words(), plain.dense().words());
     }
 }
