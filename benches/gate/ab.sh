@@ -10,7 +10,8 @@
 #
 # usage: benches/gate/ab.sh A_BIN B_BIN PASSTHROUGH_BIN
 #   env: ROUNDS (2), DUR (seconds per wrk run, 10), REGISTER (the city,
-#        fixtures/chongwen/register.csv)
+#        fixtures/chongwen/register.csv), PERF (a file: `perf record -g` of
+#        B during its last run goes there)
 set -euo pipefail
 A=$1 B=$2 PT=$3
 ROUNDS=${ROUNDS:-2} DUR=${DUR:-10}
@@ -29,6 +30,18 @@ until redis-cli -p "$rport" ping >/dev/null 2>&1; do sleep 0.05; done
 tail -n +2 "$REGISTER" | cut -d, -f1 >"$work/ids"
 admin=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
+cat >"$work/warm.lua" <<'EOF'
+local ids, token, i = {}, nil, 0
+function init(args)
+  token = args[1]
+  for line in io.lines(args[2]) do ids[#ids + 1] = line end
+end
+function request()
+  i = i % #ids + 1
+  return wrk.format("GET", "/v1/status/" .. ids[i], { ["Authorization"] = "Bearer " .. token })
+end
+EOF
+
 declare -A url pid gate
 start() { # name bin db
   local p; p=$(port)
@@ -42,8 +55,8 @@ start() { # name bin db
   gate[$1]=$(curl -sf -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
     -d '{"role":"gate","name":"bench gate"}' "${url[$1]}/v1/tokens" |
     python3 -c 'import json,sys;print(json.load(sys.stdin)["token"])')
-  # Warm: every resident looked up (misses are written back).
-  wrk -t2 -c32 -d5s -s "$lua" "${url[$1]}" -- "${gate[$1]}" "$work/ids" >/dev/null
+  # Warm: every resident looked up, in order (misses are written back).
+  wrk -t2 -c32 -d5s -s "$work/warm.lua" "${url[$1]}" -- "${gate[$1]}" "$work/ids" >/dev/null
 }
 start A "$A" 1
 start B "$B" 2
@@ -66,6 +79,9 @@ for round in $(seq "$ROUNDS"); do
   r1=$(cpu $rpid)
   echo "round $round redis-benchmark $(echo "$rb" | cut -d, -f2) req/s  p99 $(echo "$rb" | cut -d, -f7) ms  redis $(python3 -c "print(round(($r1-$r0)/$hz/300000*1e6, 2))") us/req"
   for who in P A B; do
+    if [ -n "${PERF:-}" ] && [ "$who" = B ] && [ "$round" = "$ROUNDS" ]; then
+      perf record -e cpu-clock -F 999 -g -p "${pid[B]}" -o "$PERF" -- sleep "$DUR" >/dev/null 2>&1 &
+    fi
     s0=$(cpu "${pid[$who]}") r0=$(cpu $rpid)
     line=$(wrk -t2 -c64 -d"${DUR}s" -s "$lua" "${url[$who]}" -- "${gate[$who]}" "$work/ids" | tail -1)
     s1=$(cpu "${pid[$who]}") r1=$(cpu $rpid)
