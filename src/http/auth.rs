@@ -71,7 +71,10 @@ impl Principal {
 
 /// The live tokens, by keyed hash.
 pub struct Tokens {
-    key: [u8; 32],
+    /// HMAC-SHA256 keyed once with the tokens' key: each hash clones it
+    /// rather than deriving the keyed state again (two of its five SHA-256
+    /// blocks, on every request).
+    keyed: Hmac<Sha256>,
     // A read-mostly map: every request reads it, token changes (rare) write.
     by_hash: RwLock<FxHashMap<[u8; 32], Principal>>,
 }
@@ -79,14 +82,14 @@ pub struct Tokens {
 impl Tokens {
     pub fn new(key: [u8; 32]) -> Tokens {
         Tokens {
-            key,
+            keyed: Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key length"),
             by_hash: RwLock::new(FxHashMap::default()),
         }
     }
 
     /// The keyed hash a token is stored under.
     pub fn hash(&self, token: &str) -> [u8; 32] {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        let mut mac = self.keyed.clone();
         mac.update(token.as_bytes());
         mac.finalize().into_bytes().into()
     }

@@ -44,11 +44,13 @@
 //! - `pending`: the change queue and the set of people not yet written.
 //! - `memory`: the in-process backend.
 //! - `redis_conn`: connections, the write script, `run_id`s and the epoch.
+//! - `reads`: gate reads, coalesced into `MGET`s per connection.
 //! - `writer`: the background task that writes and resynchronises.
 
 mod format;
 mod memory;
 mod pending;
+mod reads;
 mod redis_conn;
 mod writer;
 
@@ -66,7 +68,8 @@ use crate::engine::status::Status;
 use format::{decode_value, epoch_of};
 use memory::MemoryMap;
 use pending::{Pending, Queue};
-use redis_conn::{Conn, Entry, READ_TIMEOUT, Target};
+use reads::Reader;
+use redis_conn::{Entry, READ_TIMEOUT, Target};
 
 pub use format::{KEY_PREFIX, Keyer};
 
@@ -262,10 +265,10 @@ enum Backend {
 
 struct RedisSide {
     target: Target,
-    /// The connection gate reads use, replaced by the writer at each resync.
-    /// A read/write lock: every lookup clones it (shared), a resync swaps it
-    /// (exclusive) a few times a day at most.
-    read: RwLock<Option<Conn>>,
+    /// The connection gate reads use (batched, see `reads`), replaced by the
+    /// writer at each resync. A read/write lock: every lookup clones it
+    /// (shared), a resync swaps it (exclusive) a few times a day at most.
+    read: RwLock<Option<Reader>>,
     /// The trust value the last resync granted and the `run_id`s it checked:
     /// a worker thread's own read connection is used only under that trust,
     /// and only if it reaches the same instance.
@@ -274,15 +277,16 @@ struct RedisSide {
 
 /// A worker thread's own read connection: on an actix worker (a
 /// single-threaded runtime) a connection opened there is driven there, so a
-/// lookup's `GET` does not hop to another thread and back (measured: a
-/// fifth of the server's time under load went to those context switches).
+/// lookup's read does not hop to another thread and back (measured: a
+/// fifth of the server's time under load went to those context switches),
+/// and the thread's concurrent lookups share one `MGET` (see `reads`).
 struct LocalRead {
     /// Which cache it belongs to (`Shared::id`: an address could be reused
     /// by a later cache) and under which trust value it was opened: a new
     /// resync means a new connection.
     cache: u64,
     trust: u64,
-    conn: Conn,
+    reader: Reader,
 }
 
 /// The next `Shared::id`.
@@ -498,12 +502,12 @@ impl Shared {
         if trust & 1 == 0 || self.pending.contains(person) {
             return Answer::Computed(self.fallback(person));
         }
-        let Some(mut conn) = self.read_conn(redis, trust).await else {
+        let Some(reader) = self.read_conn(redis, trust).await else {
             return Answer::Computed(self.fallback(person));
         };
         let now = self.clock.now();
         let digest = self.keyer.digest(person);
-        let found = match conn.get(&format::key_of(&digest)).await {
+        let found = match reader.get(format::key_of(&digest)).await {
             Ok(found) => found,
             Err(e) => {
                 self.distrust(trust, &e);
@@ -553,6 +557,7 @@ impl Shared {
             value: self.keyer.encode_value(&digest, version, &status),
             px: format::expiry_px(&status, now),
         };
+        let mut conn = reader.conn();
         let written = match forged {
             Some(old) => conn.replace(&entry, &old).await,
             None => conn.write_back(&entry).await,
@@ -569,7 +574,7 @@ impl Shared {
     /// reaching the verified instance could be opened, else the shared one.
     /// Opening waits at most `READ_TIMEOUT`; meanwhile nothing is trusted
     /// that the resync did not check (`run_id`s compared, trust unchanged).
-    async fn read_conn(&self, redis: &RedisSide, trust: u64) -> Option<Conn> {
+    async fn read_conn(&self, redis: &RedisSide, trust: u64) -> Option<Reader> {
         use tokio::runtime::{Handle, RuntimeFlavor};
         let shared = || redis.read.read().clone();
         let local = matches!(redis.target, Target::Single(_))
@@ -582,7 +587,7 @@ impl Shared {
         let mine = LOCAL_READ.with_borrow(|l| {
             l.as_ref()
                 .filter(|l| l.cache == me && l.trust == trust)
-                .map(|l| l.conn.clone())
+                .map(|l| l.reader.clone())
         });
         if mine.is_some() {
             return mine;
@@ -601,12 +606,13 @@ impl Shared {
         .await;
         match opened {
             Ok(Ok((conn, found))) if found == ids && self.trust.load(Ordering::SeqCst) == trust => {
+                let reader = Reader::new(conn);
                 LOCAL_READ.set(Some(LocalRead {
                     cache: me,
                     trust,
-                    conn: conn.clone(),
+                    reader: reader.clone(),
                 }));
-                Some(conn)
+                Some(reader)
             }
             // Another instance answers: the health check will see it too;
             // until then this lookup is answered from the engine.

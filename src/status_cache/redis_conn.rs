@@ -174,6 +174,27 @@ impl Conn {
         self.query(redis::cmd("GET").arg(&key[..])).await
     }
 
+    /// `MGET keys…`: what each key holds, in the keys' order (one Redis;
+    /// on a cluster the keys must share a slot).
+    pub async fn mget<'a>(
+        &mut self,
+        keys: impl ExactSizeIterator<Item = &'a Key>,
+    ) -> RedisResult<Vec<Option<Vec<u8>>>> {
+        let asked = keys.len();
+        let mut cmd = redis::cmd("MGET");
+        for key in keys {
+            cmd.arg(&key[..]);
+        }
+        let found: Vec<Option<Vec<u8>>> = self.query(&cmd).await?;
+        if found.len() != asked {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "MGET answered a different number of values than keys asked",
+            )));
+        }
+        Ok(found)
+    }
+
     /// Writes statuses through. On one Redis: `MSET`s and `SET … PX`s in one
     /// pipeline, unconditionally (see the module docs for why that is safe;
     /// the caller must send in computation order on a fenced connection). On

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::format::expiry_px;
+use super::reads::Reader;
 use super::redis_conn::{Conn, Entry, READ_TIMEOUT, WRITE_TIMEOUT};
 use super::{Backend, METRIC_WRITES, RedisSide, Shared};
 use crate::domain::PersonId;
@@ -291,7 +292,7 @@ impl RedisWriter {
     /// writes: a paused Redis is noticed within a second even when no gate
     /// asks.
     async fn health_check(&mut self) {
-        let Some(mut conn) = self.redis().read.read().clone() else {
+        let Some(mut conn) = self.redis().read.read().as_ref().map(Reader::conn) else {
             return;
         };
         let epoch = self.s.epoch.load(std::sync::atomic::Ordering::SeqCst);
@@ -371,7 +372,7 @@ impl RedisWriter {
         self.need_full = false;
         // Replaced, not cleared: a long outage's set gives its memory back.
         self.dirty = FxHashSet::default();
-        *self.redis().read.write() = Some(read);
+        *self.redis().read.write() = Some(Reader::new(read));
         self.conn = Some(write);
         // Only the writer makes `trust` odd, so this cannot race another
         // resync; a reader cannot have lowered it (it was even).

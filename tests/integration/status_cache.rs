@@ -280,6 +280,21 @@ async fn flush(cache: &StatusCache, ticket: u64) {
         .expect("flushed resolves");
 }
 
+/// Gives each of `people` the engine status `status_of(index)` and waits
+/// until the cache holds them all.
+async fn set_and_flush(
+    cache: &StatusCache,
+    engine: &FakeEngine,
+    people: &[PersonId],
+    status_of: impl Fn(usize) -> Status,
+) {
+    for (i, &p) in people.iter().enumerate() {
+        engine.set(p, status_of(i));
+    }
+    let t = cache.changed(people.to_vec());
+    flush(cache, t).await;
+}
+
 /// The status stored under `person`'s key, if any.
 async fn stored(conn: &mut impl redis::aio::ConnectionLike, person: PersonId) -> Option<Status> {
     let raw: Option<Vec<u8>> = redis::cmd("GET")
@@ -743,6 +758,174 @@ async fn opening_with_redis_unreachable_succeeds_and_trusts_it_once_it_is_up() {
     assert_eq!(cache.get(person(1)).await, engine.status(person(1)));
 }
 
+// ---------------------------------------------------------------- batched reads
+
+/// Runs `test` as an actix worker runs a lookup: on a single-threaded
+/// runtime (so the cache reads through this thread's own connection, where
+/// concurrent lookups share one `MGET`), with a metrics recorder of its own,
+/// whose Prometheus text it returns beside the result (counters of other
+/// tests in this process never mix in).
+fn on_worker_thread<T>(test: impl AsyncFnOnce() -> T) -> (T, String) {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let out = metrics::with_local_recorder(&recorder, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(test())
+    });
+    (out, handle.render())
+}
+
+/// A counter's value in Prometheus text (0 when never incremented).
+fn counter(rendered: &str, name: &str) -> u64 {
+    rendered
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// How many `MGET`s the server has run (`INFO commandstats`).
+fn mgets_run(server: &RedisServer) -> u64 {
+    let mut conn = redis::Client::open(server.connection_info())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut conn)
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_mget:calls="))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// Lookups of everyone at once, from one thread (as a worker's concurrent
+/// requests are), in the order given.
+async fn look_up_together(cache: &StatusCache, people: &[PersonId]) -> Vec<Status> {
+    futures_util::future::join_all(people.iter().map(|&p| cache.get(p))).await
+}
+
+/// 300 lookups arriving together on one worker thread are read with two
+/// `MGET`s (a batch holds at most 256 keys), and each gets its
+/// own person's status; in the middle of the batch, a value copied from
+/// another person's key is counted as forged, answered from the engine and
+/// replaced, and a person with a change not yet written is answered from the
+/// engine.
+#[test]
+fn lookups_arriving_together_share_mgets_and_each_keeps_every_check() {
+    let server = start_redis();
+    let ((), metrics) = on_worker_thread(async || {
+        let engine = Arc::new(FakeEngine::default());
+        let Setup { cache, engine, .. } = open(CacheBackend::Redis(url(&server)), engine).await;
+        wait_for_state(&cache, RedisState::Ok).await;
+        let people: Vec<PersonId> = (0..300).map(|n| person(n * 3)).collect();
+        set_and_flush(&cache, &engine, &people, |i| match i % 3 {
+            0 => red(),
+            1 => yellow(&i.to_string()),
+            _ => Status::green(),
+        })
+        .await;
+        // This thread's connection is opened by a first lookup.
+        assert_eq!(cache.get(people[0]).await, red());
+
+        // A genuine green value copied under a red person's key.
+        let (forged, source) = (people[150], people[152]);
+        assert_eq!(
+            (engine.status(forged), engine.status(source)),
+            (red(), Status::green())
+        );
+        let mut conn = raw(&server).await;
+        let copied: Vec<u8> = conn.get(cache_key(&KEY, source)).await.unwrap();
+        let _: () = conn.set(cache_key(&KEY, forged), &copied).await.unwrap();
+        // A change the writer has not written yet (it runs on this thread,
+        // and every lookup below checks before this thread yields).
+        let changed = people[200];
+        engine.set(changed, yellow("late"));
+        let _ticket = cache.changed(vec![changed]);
+
+        let mgets = mgets_run(&server);
+        let answers = look_up_together(&cache, &people).await;
+        for (&p, answer) in people.iter().zip(&answers) {
+            assert_eq!(*answer, engine.status(p), "each gets its own status");
+        }
+        assert_eq!(answers[200], yellow("late"));
+        assert_eq!(
+            mgets_run(&server),
+            mgets + 2,
+            "two MGETs: 256 keys, then the rest"
+        );
+        // The forged value was replaced by the engine's answer.
+        assert_eq!(stored(&mut conn, forged).await, Some(red()));
+        assert_eq!(cache.get(forged).await, red(), "now a hit");
+    });
+    assert_eq!(
+        counter(&metrics, "rollcall_cache_forged_total"),
+        1,
+        "{metrics}"
+    );
+    assert_eq!(
+        counter(&metrics, "rollcall_cache_fallbacks_total"),
+        1,
+        "{metrics}"
+    );
+    assert_eq!(
+        counter(&metrics, "rollcall_cache_misses_total"),
+        1,
+        "{metrics}"
+    );
+    assert_eq!(
+        counter(&metrics, "rollcall_cache_hits_total"),
+        1 + 298 + 1,
+        "{metrics}"
+    );
+}
+
+/// Redis killed while a batch is in flight: every lookup of the batch is
+/// still answered, from the engine, and Redis is no longer trusted.
+#[test]
+fn redis_killed_under_a_batch_leaves_every_lookup_answered_by_the_engine() {
+    let server = start_redis();
+    let (people, metrics) = on_worker_thread(async || {
+        let engine = Arc::new(FakeEngine::default());
+        let Setup { cache, engine, .. } = open(CacheBackend::Redis(url(&server)), engine).await;
+        wait_for_state(&cache, RedisState::Ok).await;
+        let people: Vec<PersonId> = (0..100).map(person).collect();
+        set_and_flush(&cache, &engine, &people, |i| {
+            if i % 2 == 0 { red() } else { yellow("9") }
+        })
+        .await;
+        assert_eq!(cache.get(people[1]).await, yellow("9"));
+
+        // Paused, the batch's MGET waits unanswered; then the server dies
+        // under it (or the read times out first: either is an error).
+        signal(&server, "STOP");
+        let resume = Resume(&server);
+        let kill = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            signal(&server, "KILL");
+        };
+        let (answers, ()) = tokio::join!(look_up_together(&cache, &people), kill);
+        drop(resume);
+        for (&p, answer) in people.iter().zip(&answers) {
+            assert_eq!(*answer, engine.status(p));
+        }
+        assert_eq!(cache.redis_state(), RedisState::Unreachable);
+        people
+    });
+    assert_eq!(
+        counter(&metrics, "rollcall_cache_fallbacks_total"),
+        people.len() as u64,
+        "{metrics}"
+    );
+    assert_eq!(
+        counter(&metrics, "rollcall_cache_hits_total"),
+        1,
+        "{metrics}"
+    );
+}
+
 // ---------------------------------------------------------------- cluster
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -753,11 +936,10 @@ async fn a_cluster_is_written_through_by_slot_and_serves_lookups() {
     wait_for_state(&cache, RedisState::Ok).await;
 
     let people: Vec<PersonId> = (0..3_000).map(person).collect();
-    for (i, &p) in people.iter().enumerate() {
-        engine.set(p, if i % 2 == 0 { red() } else { yellow("8") });
-    }
-    let t = cache.changed(people.clone());
-    flush(&cache, t).await;
+    set_and_flush(&cache, &engine, &people, |i| {
+        if i % 2 == 0 { red() } else { yellow("8") }
+    })
+    .await;
     assert_eq!(cache.pending_len(), 0);
 
     let client = redis::cluster::ClusterClient::new(urls).unwrap();
