@@ -628,7 +628,9 @@ impl Store {
     }
 
     /// Writes a snapshot of everything applied so far now (then purges what
-    /// retention lets go), and says what it wrote.
+    /// retention lets go), and says what it wrote. On PostgreSQL (the leader
+    /// only) it answers once the snapshot is stored there and the purge
+    /// after it has run.
     pub async fn snapshot(&self) -> Result<SnapshotInfo, StoreError> {
         self.call(|reply| Request::Snapshot { reply }).await
     }
