@@ -27,8 +27,8 @@ load() { # target, extra args…
   local target=$1; shift
   "$bin" load --target "$target" --token "$ROLLCALL_ADMIN_TOKEN" --site S01 --residents 200000 --json "$@"
 }
-serve() { # port, store
-  RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$1" --store "$2" --advertise "http://127.0.0.1:$1" >>"$work/serve.log" 2>&1 &
+serve() { # port, store (a PostgreSQL server's scratch directory: its own)
+  RUST_LOG=warn "$bin" serve --listen "127.0.0.1:$1" --store "$2" --data "$work/data-$1" --advertise "http://127.0.0.1:$1" >>"$work/serve.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$1/readyz" >/dev/null && return; sleep 0.05; done
   echo "server on $1 did not start"; exit 1

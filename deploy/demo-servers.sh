@@ -37,7 +37,7 @@ spids=()
 for name in a b c; do
   p=$(free_port)
   ports+=("$p")
-  RUST_LOG=warn ROLLCALL_STORE="$pg/$db" "$bin" serve --listen "127.0.0.1:$p" \
+  RUST_LOG=warn ROLLCALL_STORE="$pg/$db" "$bin" serve --listen "127.0.0.1:$p" --data "$work/$name" \
     --advertise "http://127.0.0.1:$p" --redis "redis://127.0.0.1:$rport" >"$work/$name.log" 2>&1 &
   pids+=($!)
   spids+=($!)

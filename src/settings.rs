@@ -137,7 +137,8 @@ pub struct Settings {
     pub cache_key: Option<String>,
     pub workers: usize,
     /// `Some(URL)`: the log is in PostgreSQL, shared by several servers
-    /// (`data` is then unused).
+    /// (`data` is then this server's scratch directory, where a leader
+    /// writes its snapshots before storing them in PostgreSQL).
     pub postgres: Option<String>,
     /// This server's URL for clients (`--advertise`).
     pub advertise: Option<String>,

@@ -341,6 +341,7 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         let store = match &settings.postgres {
             Some(url) => Store::open_postgres(
                 url,
+                &settings.data,
                 settings.advertise.clone(),
                 engine.clone(),
                 clock.clone(),

@@ -228,6 +228,14 @@ impl Drop for Inner {
         // Close the reader first, so the writer's connection is the last one
         // and checkpoints the log into the database file as it closes.
         drop(self.reader.lock().take());
+        // A synchronous PostgreSQL client closes by blocking on a runtime of
+        // its own, which cannot start inside the caller's (a handle dropped
+        // in async code): closed on a thread of its own.
+        if let Some(c) = self.pg.as_ref().and_then(|pg| pg.reader.lock().take())
+            && std::thread::spawn(move || drop(c)).join().is_err()
+        {
+            tracing::error!("closing the PostgreSQL side session panicked");
+        }
         if let Some(h) = self.writer.lock().take()
             && h.join().is_err()
         {
@@ -430,12 +438,16 @@ impl Store {
     }
 
     /// Opens a PostgreSQL store (`postgres://…`) shared with other servers:
-    /// migrates it (refusing a newer schema untouched), replays the whole
-    /// log into `engine`, then returns once this server is the leader (it
-    /// took the lock) or a standby (another holds it). `advertise` is the URL
-    /// clients reach this server at, told to others while it leads.
+    /// migrates it (refusing a newer schema untouched), loads the newest
+    /// whole snapshot stored in it into `engine` and replays the log after
+    /// it, then returns once this server is the leader (it took the lock) or
+    /// a standby (another holds it). `advertise` is the URL clients reach
+    /// this server at, told to others while it leads. `dir` is this server's
+    /// own scratch directory (locked like a SQLite store's): a leader writes
+    /// its snapshot files there before storing them in PostgreSQL.
     pub fn open_postgres(
         url: &str,
+        dir: &Path,
         advertise: Option<String>,
         engine: SharedEngine,
         clock: Arc<dyn Clock>,
@@ -443,6 +455,10 @@ impl Store {
         options: StoreOptions,
     ) -> Result<Store, StoreError> {
         let started = Instant::now();
+        std::fs::create_dir_all(dir)?;
+        let lock = lock_dir(dir)?;
+        snapshot::remove_leftovers(dir)?;
+        let dir = dir.to_owned();
         let cluster = Arc::new(pg::new_cluster());
         let (tx, rx) = mpsc::channel(QUEUE);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -456,15 +472,41 @@ impl Store {
                 let opened = (|| {
                     let mut c = pg::connect(&node_url)?;
                     pg::migrate(&mut c)?;
+                    // The snapshot and the log after it in one view of the
+                    // database: a snapshot pruned (and the log it held
+                    // purged) meanwhile is still there for this read.
+                    let mut tx = c
+                        .build_transaction()
+                        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                        .read_only(true)
+                        .start()?;
+                    let loading = Instant::now();
+                    let (policy, pool) = {
+                        let e = engine.read();
+                        (*e.policy(), e.pool().clone())
+                    };
+                    let snapshot_seq = match pg::load_newest(&mut tx, policy, &pool)? {
+                        Some((seq, loaded)) => {
+                            *engine.write() = loaded;
+                            seq
+                        }
+                        None => 0,
+                    };
+                    let snapshot_load = loading.elapsed();
                     let replay = Instant::now();
                     let mut changed = Vec::new();
-                    let (last, events) = pg::apply_after(&mut c, &engine, 0, &mut changed)?;
+                    let (last, events) =
+                        pg::apply_after(&mut tx, &engine, snapshot_seq, &mut changed)?;
+                    let replay = replay.elapsed();
+                    tx.commit()?;
                     let (tokens, _) = pg::load_tokens(&mut c)?;
                     let meta = pg::load_meta(&mut c)?;
                     let stats = ReplayStats {
                         events,
                         last_seq: last,
-                        replay: replay.elapsed(),
+                        snapshot_seq,
+                        snapshot_load,
+                        replay,
                         ..ReplayStats::default()
                     };
                     Ok::<_, StoreError>((c, stats, tokens, meta))
@@ -481,10 +523,13 @@ impl Store {
                     meta: parking_lot::RwLock::new(meta.into_iter().collect()),
                     counters: writer::Counters::default(),
                 });
-                let applied = stats.last_seq;
+                let (applied, snapshot_seq) = (stats.last_seq, stats.snapshot_seq);
                 drop(ready_tx.send(Ok((visible.clone(), stats))));
                 pg::Node {
                     url: node_url,
+                    dir,
+                    _lock: lock,
+                    snapshot_seq,
                     advertise,
                     cluster: node_cluster,
                     engine,
@@ -519,6 +564,8 @@ impl Store {
         tracing::info!(
             events = stats.events,
             last_seq = stats.last_seq,
+            snapshot_seq = stats.snapshot_seq,
+            snapshot_load_ms = stats.snapshot_load.as_millis() as u64,
             replay_ms = stats.replay.as_millis() as u64,
             role = cluster.role().as_str(),
             "PostgreSQL store opened"
@@ -581,7 +628,9 @@ impl Store {
     }
 
     /// Writes a snapshot of everything applied so far now (then purges what
-    /// retention lets go), and says what it wrote.
+    /// retention lets go), and says what it wrote. On PostgreSQL (the leader
+    /// only) it answers once the snapshot is stored there and the purge
+    /// after it has run.
     pub async fn snapshot(&self) -> Result<SnapshotInfo, StoreError> {
         self.call(|reply| Request::Snapshot { reply }).await
     }

@@ -35,6 +35,11 @@ fn name(seq: u64) -> String {
     format!("{PREFIX}{seq:020}{SUFFIX}")
 }
 
+/// Where [`write`] puts the snapshot after event `seq`.
+pub fn path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(name(seq))
+}
+
 /// The snapshot files in `dir`, newest (highest `seq`) first.
 pub fn list(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
@@ -58,7 +63,7 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
 /// Writes the snapshot of the state after event `seq`, then removes all but
 /// the newest [`KEEP`]. Returns the file's path and size.
 pub fn write(dir: &Path, seq: u64, payload: &[u8]) -> std::io::Result<(PathBuf, u64)> {
-    let path = dir.join(name(seq));
+    let path = path(dir, seq);
     let tmp = dir.join(format!("{}{TMP}", name(seq)));
     let mut header = Vec::with_capacity(HEADER);
     header.extend_from_slice(MAGIC);
@@ -97,7 +102,12 @@ struct Loaded {
 
 impl Loaded {
     fn open(path: &Path) -> Result<Loaded, String> {
-        let bytes = fs::read(path).map_err(|e| e.to_string())?;
+        Loaded::parse(fs::read(path).map_err(|e| e.to_string())?)
+    }
+
+    /// A snapshot's bytes, however they were read (a file here, parts of a
+    /// row in PostgreSQL), with their header checked.
+    fn parse(bytes: Vec<u8>) -> Result<Loaded, String> {
         if bytes.len() < HEADER + 32 || &bytes[..8] != MAGIC {
             return Err("not a whole rollcall snapshot (short, or no magic)".into());
         }
@@ -142,19 +152,42 @@ fn read(path: &Path) -> Result<(u64, Vec<u8>), String> {
     Ok((file.seq, file.payload().to_vec()))
 }
 
-/// The engine a snapshot file holds. The checksum is computed on another
-/// thread while the payload decodes (the decoder trusts nothing, so decoding
-/// a damaged payload is an error or a state thrown away, never a panic):
-/// a restart waits for the longer of the two, not their sum.
+/// The engine a snapshot file holds.
 fn load(
     path: &Path,
     seq: u64,
     policy: Policy,
     pool: &Arc<rayon::ThreadPool>,
 ) -> Result<Engine, String> {
-    let file = Loaded::open(path)?;
+    decode(&Loaded::open(path)?, seq, policy, pool)
+}
+
+/// The engine the bytes of a snapshot (as a file holds them) hold, which
+/// should be the state after event `seq`.
+pub fn decode_bytes(
+    bytes: Vec<u8>,
+    seq: u64,
+    policy: Policy,
+    pool: &Arc<rayon::ThreadPool>,
+) -> Result<Engine, String> {
+    decode(&Loaded::parse(bytes)?, seq, policy, pool)
+}
+
+/// The checksum is computed on another thread while the payload decodes
+/// (the decoder trusts nothing, so decoding a damaged payload is an error or
+/// a state thrown away, never a panic): a restart waits for the longer of
+/// the two, not their sum.
+fn decode(
+    file: &Loaded,
+    seq: u64,
+    policy: Policy,
+    pool: &Arc<rayon::ThreadPool>,
+) -> Result<Engine, String> {
     if file.seq != seq {
-        return Err(format!("holds seq {}, not the {seq} of its name", file.seq));
+        return Err(format!(
+            "holds seq {}, not the {seq} it is stored as",
+            file.seq
+        ));
     }
     let (sum, engine) = std::thread::scope(|s| {
         let sum = s.spawn(|| file.check_sum());

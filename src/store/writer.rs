@@ -424,7 +424,13 @@ impl Writer {
                     continue;
                 }
                 Request::Snapshot { reply } => {
-                    drop(reply.send(self.snapshot()));
+                    match (self.snapshot(), &self.backend) {
+                        // Answered once stored in PostgreSQL.
+                        (Ok(info), Backend::Postgres(p)) if info.seq > 0 => {
+                            p.snapshot_stored(info, reply);
+                        }
+                        (done, _) => drop(reply.send(done)),
+                    }
                     continue;
                 }
                 Request::SnapshotIfDue => {
@@ -684,6 +690,7 @@ impl Writer {
             Err(e) => return Some(Err(e.into())),
         };
         self.snapshots.seq = self.snapshots.seq.max(w.seq);
+        self.snapshot_written(w.seq, &snapshot::path(&self.snapshots.dir, w.seq));
         let (purged_rows, purged_audit) = match self.purge() {
             Ok(p) => p,
             Err(e) => return Some(Err(e)),
@@ -721,15 +728,21 @@ impl Writer {
     /// as the periodic one, waited for.
     fn snapshot(&mut self) -> Result<SnapshotInfo, StoreError> {
         self.reap_snapshot_logged(true);
-        // The PostgreSQL store keeps no snapshot files (its servers share
-        // no directory); a start there replays the log.
-        if self.next_seq == 1 || matches!(self.backend, Backend::Postgres(_)) {
+        if self.next_seq == 1 {
             return Ok(SnapshotInfo::default());
         }
         self.snapshots.at = Instant::now();
         self.start_snapshot()?;
         self.reap_snapshot(true)
             .expect("a snapshot was just started")
+    }
+
+    /// A snapshot file for log position `seq` is complete at `path`: on
+    /// PostgreSQL it is stored there too, for every server to start from.
+    fn snapshot_written(&self, seq: u64, path: &std::path::Path) {
+        if let Backend::Postgres(p) = &self.backend {
+            p.snapshot_written(seq, path);
+        }
     }
 
     /// Retention on disk: records and results that arrived before the

@@ -61,7 +61,7 @@ impl PgDb {
     }
 
     /// Runs SQL on this database, returning the first column of each row as text.
-    fn query(&self, sql: &str) -> Vec<Option<String>> {
+    pub(crate) fn query(&self, sql: &str) -> Vec<Option<String>> {
         let (url, sql) = (self.url(), sql.to_owned());
         off_runtime(move || {
             let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
@@ -88,19 +88,25 @@ impl Drop for PgDb {
     }
 }
 
-fn open_pg(url: &str, clock: &Arc<ManualClock>) -> (Store, rollcall::engine::SharedEngine) {
+pub(crate) fn open_pg(
+    url: &str,
+    dir: &std::path::Path,
+    clock: &Arc<ManualClock>,
+) -> (Store, rollcall::engine::SharedEngine) {
+    open_pg_with(url, dir, clock, StoreOptions::default())
+}
+
+pub(crate) fn open_pg_with(
+    url: &str,
+    dir: &std::path::Path,
+    clock: &Arc<ManualClock>,
+    options: StoreOptions,
+) -> (Store, rollcall::engine::SharedEngine) {
     let engine = new_engine();
     let (cache, _) = counting_cache();
     let clock: Arc<dyn Clock> = clock.clone();
-    let store = Store::open_postgres(
-        url,
-        None,
-        engine.clone(),
-        clock,
-        cache,
-        StoreOptions::default(),
-    )
-    .expect("open the PostgreSQL store");
+    let store = Store::open_postgres(url, dir, None, engine.clone(), clock, cache, options)
+        .expect("open the PostgreSQL store");
     (store, engine)
 }
 
@@ -118,7 +124,8 @@ async fn postgres_and_sqlite_replay_the_same_campaign_to_the_same_engine() {
     drop(sqlite);
 
     let clock = ManualClock::new(now0());
-    let (pg, pg_engine) = open_pg(&db.url(), &clock);
+    let scratch = tempfile::tempdir().unwrap();
+    let (pg, pg_engine) = open_pg(&db.url(), scratch.path(), &clock);
     assert!(pg.is_leader(), "the only server takes the lock");
     drive_a_campaign(&pg, &clock).await;
     assert_eq!(clock.now(), at);
@@ -132,7 +139,7 @@ async fn postgres_and_sqlite_replay_the_same_campaign_to_the_same_engine() {
     let (sqlite, e) = crate::store::open(dir.path(), &clock);
     assert_eq!(e.read().digest(at), sqlite_live);
     drop(sqlite);
-    let (pg, e) = open_pg(&db.url(), &clock);
+    let (pg, e) = open_pg(&db.url(), scratch.path(), &clock);
     assert!(pg.replay_stats().events > 0);
     assert_eq!(e.read().digest(at), pg_live, "PostgreSQL replay");
     assert_eq!(pg.tokens(), tokens, "tokens kept");
@@ -143,9 +150,11 @@ async fn postgres_and_sqlite_replay_the_same_campaign_to_the_same_engine() {
     let engine = new_engine();
     let (cache, _) = counting_cache();
     let url = db.url();
+    let scratch = scratch.path().to_owned();
     let refused = off_runtime(move || {
         Store::open_postgres(
             &url,
+            &scratch,
             None,
             engine,
             Arc::new(rollcall::engine::clock::SystemClock),
@@ -193,6 +202,8 @@ pub(crate) fn acknowledged(
 pub(crate) struct Server {
     child: Child,
     pub(crate) base: String,
+    /// Its own scratch directory (`--data`), as on a machine of its own.
+    _data: tempfile::TempDir,
 }
 
 impl Server {
@@ -204,8 +215,11 @@ impl Server {
     /// expects it.
     pub(crate) fn start_on(url: &str, port: u16) -> Server {
         let base = format!("http://127.0.0.1:{port}");
+        let data = tempfile::tempdir().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data")
+            .arg(data.path())
             .env("ROLLCALL_STORE", url)
             .env("ROLLCALL_ADVERTISE", &base)
             .env("ROLLCALL_ADMIN_TOKEN", ADMIN)
@@ -214,7 +228,11 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("rollcall serve starts");
-        Server { child, base }
+        Server {
+            child,
+            base,
+            _data: data,
+        }
     }
 
     pub(crate) fn kill(&mut self) {

@@ -6,6 +6,7 @@
 mod access;
 mod api;
 mod cluster;
+mod cluster_snapshots;
 mod crash;
 mod demo;
 mod docs;

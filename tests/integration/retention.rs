@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use rollcall::domain::{AreaPath, ExemptionReason, TestResult, Timestamp};
 use rollcall::engine::clock::{Clock, ManualClock};
 use rollcall::engine::{Command, Engine, Policy, Prepared, SharedEngine};
-use rollcall::store::{AuditEntry, DB_FILE, Store, StoreOptions};
+use rollcall::store::{AuditEntry, DB_FILE, SnapshotInfo, Store, StoreOptions};
 
 use crate::helpers::{ADMIN, Opts, TestApp, spawn_with};
 use crate::store::{
@@ -201,21 +201,26 @@ async fn a_snapshot_plus_the_log_after_it_answers_as_the_whole_log() {
     assert_eq!(engine.read().encode_snapshot(), live_bytes);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_purges_only_rows_a_kept_snapshot_holds_and_audits_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(now0());
-    let options = StoreOptions {
-        audit_retention_days: 30,
-        ..StoreOptions::default()
-    };
-    let (store, engine) = open_with(dir.path(), &clock, Policy::default(), options);
+/// People `from..from + 100`, each in a tube of their own, sampled at `at`.
+fn batch(from: u64, at: Timestamp) -> Vec<rollcall::engine::RecordItem> {
+    (from..from + 100).map(|p| record(p, p, at)).collect()
+}
+
+/// Retention's story, on either store: 300 residents, 100 records and an
+/// audit entry, a snapshot; 31 days on, 100 more records, a snapshot (the
+/// first batch is then past the window and held by the older of two
+/// snapshots; the second by no snapshot yet); 100 more. Returns the two
+/// snapshots, having checked the first purged nothing and the second one
+/// audit entry.
+pub(crate) async fn two_snapshots_a_month_apart(
+    store: &Store,
+    clock: &ManualClock,
+) -> (SnapshotInfo, SnapshotInfo) {
     store
         .command(Command::Register((0..300).map(resident).collect()))
         .await
         .unwrap();
-    let batch = |from: u64, at: Timestamp| (from..from + 100).map(move |p| record(p, p, at));
-    store.records(batch(0, now0()).collect()).await.unwrap();
+    store.records(batch(0, now0())).await.unwrap();
     store
         .audit(AuditEntry {
             at: now0(),
@@ -231,21 +236,25 @@ async fn retention_purges_only_rows_a_kept_snapshot_holds_and_audits_it() {
         .unwrap();
     let s1 = store.snapshot().await.unwrap();
     assert_eq!(s1.purged_rows, 0, "one snapshot is not enough to purge");
-
-    // 31 days on: the first batch is past the window and held by the older
-    // of two snapshots; the second batch is held by no snapshot yet.
     clock.advance_millis(31 * DAY);
-    store
-        .records(batch(100, clock.now()).collect())
-        .await
-        .unwrap();
+    store.records(batch(100, clock.now())).await.unwrap();
     let s2 = store.snapshot().await.unwrap();
-    assert_eq!(s2.purged_rows, 100);
     assert_eq!(s2.purged_audit, 1);
-    store
-        .records(batch(200, clock.now()).collect())
-        .await
-        .unwrap();
+    store.records(batch(200, clock.now())).await.unwrap();
+    (s1, s2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_purges_only_rows_a_kept_snapshot_holds_and_audits_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(now0());
+    let options = StoreOptions {
+        audit_retention_days: 30,
+        ..StoreOptions::default()
+    };
+    let (store, engine) = open_with(dir.path(), &clock, Policy::default(), options);
+    let (s1, s2) = two_snapshots_a_month_apart(&store, &clock).await;
+    assert_eq!(s2.purged_rows, 100);
     assert_eq!(count(dir.path(), "SELECT count(*) FROM records"), 200);
     assert_eq!(
         count(
@@ -277,10 +286,7 @@ async fn retention_purges_only_rows_a_kept_snapshot_holds_and_audits_it() {
     assert_eq!(engine.read().record_count(), 200);
     // Another month: now the second batch goes too.
     clock.advance_millis(31 * DAY);
-    store
-        .records(batch(0, clock.now()).collect())
-        .await
-        .unwrap();
+    store.records(batch(0, clock.now())).await.unwrap();
     let s3 = store.snapshot().await.unwrap();
     assert_eq!(s3.purged_rows, 200);
     assert_eq!(count(dir.path(), "SELECT count(*) FROM records"), 100);

@@ -81,6 +81,13 @@ enum Body<'a> {
     },
 }
 
+/// How the body of a record event and of a result event begins (the tag is
+/// serialised first): what the store's `purgeable` column tests, in hex, so
+/// retention finds the events it may delete without reading a body (the
+/// tests hold the two to each other).
+#[cfg(test)]
+const PURGEABLE: [&[u8]; 2] = [br#"{"k":"records","#, br#"{"k":"results","#];
+
 /// The event's body, as stored.
 pub fn encode(event: &Event) -> Vec<u8> {
     let body = match event {
@@ -339,14 +346,14 @@ mod tests {
         Timestamp::from_millis(1_650_340_800_000 + ms)
     }
 
-    #[test]
-    fn every_event_comes_back_as_it_went_in_escapes_included() {
+    /// One event of every kind, with awkward text.
+    fn every_kind() -> Vec<Event> {
         let area = AreaPath::parse("崇文路街道/学院社区/第01网格").unwrap();
         // Quotes, a backslash and a tab: the JSON escapes them, and the
         // decoder then owns what it cannot borrow.
         let awkward = "王 \"芳\"\\\t".to_owned();
         let site: Arc<str> = "S\"01".into();
-        let events = vec![
+        vec![
             Event::Register {
                 rows: vec![RegisterRow {
                     person_id: person(1),
@@ -419,7 +426,12 @@ mod tests {
                 note: awkward,
                 at: at(8),
             },
-        ];
+        ]
+    }
+
+    #[test]
+    fn every_event_comes_back_as_it_went_in_escapes_included() {
+        let events = every_kind();
         for ev in &events {
             let back = decode(&encode(ev)).unwrap();
             assert_eq!(&back, ev);
@@ -431,5 +443,28 @@ mod tests {
         );
         let bad_tube = br#"{"k":"results","at":1,"items":[["bad tube!","positive",1]]}"#;
         assert!(decode(bad_tube).unwrap_err().contains("tube_id"));
+    }
+
+    #[test]
+    fn only_record_and_result_bodies_start_as_the_purgeable_column_tests() {
+        // The migration's literals are these prefixes, in hex.
+        for prefix in PURGEABLE {
+            let hex = prefix.iter().fold(String::new(), |mut hex, b| {
+                use std::fmt::Write;
+                write!(hex, "{b:02x}").expect("a String takes it");
+                hex
+            });
+            assert!(super::super::snap::MIGRATION.contains(&format!("'\\x{hex}'")));
+        }
+        for ev in every_kind() {
+            let body = encode(&ev);
+            let purgeable = PURGEABLE.iter().any(|p| body.starts_with(p));
+            assert_eq!(
+                purgeable,
+                matches!(ev, Event::Records { .. } | Event::Results { .. }),
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+        }
     }
 }

@@ -13,11 +13,16 @@
 //!   a server cut off from the database never acknowledges a write.
 //! - `seq` is assigned by the single writer (the lock holder) inside its
 //!   transaction, after it has applied the whole log: no gaps, no races.
+//! - Snapshots (`snap`): the leader stores its snapshot files in
+//!   `snapshots`/`snapshot_parts`; every server starts from the newest whole
+//!   one and replays only the log after it, and retention deletes the record
+//!   and result events the oldest kept one holds.
 //! - Standbys (`node`): follow the log by `seq`, woken by `NOTIFY` as a
 //!   hint and polling as the guarantee, and try for the lock on every poll.
 
 mod codec;
 mod node;
+mod snap;
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -32,9 +37,10 @@ use crate::domain::{AreaPath, Role as TokenRole, Timestamp};
 use crate::engine::{Engine, Event};
 
 pub(super) use node::{Node, spawn_heartbeat};
+pub(super) use snap::{Uploads, load_newest};
 
 /// The schema version this build writes and understands.
-pub const PG_SCHEMA_VERSION: u32 = 1;
+pub const PG_SCHEMA_VERSION: u32 = 2;
 
 /// The leadership lock's key pair (`pg_try_advisory_lock(int, int)`).
 const LOCK: (i32, i32) = (0x726f_6c6c, 0x6361_6c6c);
@@ -44,7 +50,7 @@ const MIGRATE_LOCK: (i32, i32) = (0x726f_6c6c, 1);
 const CHANNEL: &str = "rollcall_log";
 
 /// Migrations, in order: `MIGRATIONS[i]` takes version `i` to `i + 1`.
-const MIGRATIONS: [&str; 1] = ["
+const MIGRATIONS: [&str; 2] = ["
 CREATE TABLE events (seq bigint PRIMARY KEY, at bigint NOT NULL, body bytea NOT NULL);
 CREATE TABLE tokens (
     id text PRIMARY KEY, token_hash bytea NOT NULL UNIQUE, role text NOT NULL,
@@ -57,7 +63,7 @@ CREATE TABLE audit (
 CREATE INDEX audit_at ON audit (at, id);
 CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL);
 CREATE TABLE leader (one boolean PRIMARY KEY DEFAULT true CHECK (one), url text, since bigint NOT NULL);
-"];
+", snap::MIGRATION];
 
 /// Inserts a group's events (one row each) only if this session holds the
 /// leadership lock, and notifies standbys at commit; answers whether the
@@ -75,7 +81,11 @@ SELECT (SELECT count(*) FROM held), pg_notify('rollcall_log', $4::text)";
 
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
-        StoreError::Postgres(e.to_string())
+        // The server's own message, not just "db error".
+        StoreError::Postgres(match e.as_db_error() {
+            Some(db) => db.to_string(),
+            None => e.to_string(),
+        })
     }
 }
 
@@ -221,7 +231,7 @@ pub(super) fn migrate(c: &mut Client) -> Result<(), StoreError> {
 /// returns the last `seq` applied and the people whose status may have
 /// changed. A gap in `seq` or a body the domain refuses is `Corrupt`.
 pub(super) fn apply_after(
-    c: &mut Client,
+    c: &mut impl postgres::GenericClient,
     engine: &RwLock<Engine>,
     mut after: u64,
     changed: &mut Vec<crate::domain::PersonId>,
@@ -373,16 +383,35 @@ pub(in crate::store) struct PgLog {
     client: Client,
     insert: Statement,
     lost: bool,
+    /// Stores the snapshots the writer writes, off its thread.
+    uploads: Uploads,
 }
 
 impl PgLog {
-    fn new(mut client: Client) -> Result<PgLog, StoreError> {
+    fn new(mut client: Client, uploads: Uploads) -> Result<PgLog, StoreError> {
         let insert = client.prepare(INSERT_EVENTS)?;
         Ok(PgLog {
             client,
             insert,
             lost: false,
+            uploads,
         })
+    }
+
+    /// A snapshot file for log position `seq` is complete at `path`: it is
+    /// stored in PostgreSQL (then retention purges), on the upload thread.
+    pub(in crate::store) fn snapshot_written(&self, seq: u64, path: &std::path::Path) {
+        self.uploads.upload(seq, path.to_owned());
+    }
+
+    /// Answers a snapshot asked for once it is stored (and the purge after
+    /// it done), with what the purge deleted.
+    pub(in crate::store) fn snapshot_stored(
+        &self,
+        info: super::SnapshotInfo,
+        reply: super::writer::Reply<super::SnapshotInfo>,
+    ) {
+        self.uploads.tell(info, reply);
     }
 
     /// Whether the session (and so the lock) is known gone.

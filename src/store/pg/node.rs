@@ -1,5 +1,5 @@
 //! One server's life on PostgreSQL, on the store's writer thread: open
-//! (migrate, replay the whole log), then follow the log as a standby until
+//! (migrate, load the newest stored snapshot, replay the log after it), then follow the log as a standby until
 //! the leadership lock is free, take it on the same connection, apply the
 //! rest of the log, and serve writes as the leader through the ordinary
 //! writer — until the session is lost, when it goes back to following.
@@ -20,7 +20,8 @@ use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 
 use super::{
-    CHANNEL, Cluster, LOCK, PgLog, Role, apply_after, connect, load_leader, load_meta, load_tokens,
+    CHANNEL, Cluster, LOCK, PgLog, Role, Uploads, apply_after, connect, load_leader, load_meta,
+    load_tokens,
 };
 use crate::engine::SharedEngine;
 use crate::engine::clock::Clock;
@@ -41,6 +42,12 @@ const HOLD_OFF: Duration = Duration::from_secs(2);
 
 pub(in crate::store) struct Node {
     pub url: String,
+    /// Where this server writes its snapshot files (as leader) before they
+    /// are stored in PostgreSQL, and its lock, held while the node runs.
+    pub dir: PathBuf,
+    pub _lock: std::fs::File,
+    /// The `seq` of the newest snapshot this server knows of.
+    pub snapshot_seq: u64,
     pub advertise: Option<String>,
     pub cluster: Arc<Cluster>,
     pub engine: SharedEngine,
@@ -193,6 +200,18 @@ impl Node {
     /// session is lost (`true`: follow again) or the store closes (`false`).
     fn lead(&mut self, mut c: Client, rx: &mut mpsc::Receiver<Request>) -> bool {
         // The last leader's session is over, so all it committed is visible.
+        let uploads = match Uploads::start(
+            self.url.clone(),
+            self.cluster.clone(),
+            self.clock.clone(),
+            self.options,
+        ) {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::error!(error = %e, "starting the snapshot upload thread failed; following again");
+                return true;
+            }
+        };
         let ready = (|| -> Result<(PgLog, u64), StoreError> {
             self.catch_up(&mut c)?;
             c.batch_execute("UNLISTEN *")?;
@@ -202,7 +221,7 @@ impl Node {
                 &[&self.advertise, &self.clock.now().as_millis()],
             )?;
             let next_token = self.reload_side(&mut c)?;
-            Ok((PgLog::new(c)?, next_token))
+            Ok((PgLog::new(c, uploads)?, next_token))
         })();
         let (log, next_token) = match ready {
             Ok(r) => r,
@@ -225,12 +244,9 @@ impl Node {
             next_token,
             check: None,
             snapshots: Snapshots {
-                dir: PathBuf::new(),
-                options: StoreOptions {
-                    snapshot_every: Duration::ZERO,
-                    ..self.options
-                },
-                seq: 0,
+                dir: self.dir.clone(),
+                options: self.options,
+                seq: self.snapshot_seq,
                 at: Instant::now(),
                 writing: None,
             },
@@ -244,6 +260,7 @@ impl Node {
             }
             Served::Lost => {
                 self.applied = w.next_seq - 1;
+                self.snapshot_seq = w.snapshots.seq;
                 self.hold_off = Some(Instant::now() + HOLD_OFF);
                 self.cluster.set_role(Role::Standby);
                 *self.cluster.leader.write() = None;
