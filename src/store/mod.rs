@@ -109,6 +109,11 @@ pub enum StoreError {
     /// The file is damaged, truncated or not a rollcall store. It was not touched.
     #[error("the store is damaged and was left untouched: {0}")]
     Corrupt(String),
+    /// The PostgreSQL log lacks the events after `after` that come before
+    /// `next`: retention purged them (they are held by a stored snapshot),
+    /// or the log is damaged.
+    #[error("the log jumps from seq {after} to {next}")]
+    LogGap { after: u64, next: u64 },
     #[error("store I/O: {0}")]
     Io(#[from] std::io::Error),
     /// Any other SQLite failure while opening.
@@ -475,11 +480,7 @@ impl Store {
                     // The snapshot and the log after it in one view of the
                     // database: a snapshot pruned (and the log it held
                     // purged) meanwhile is still there for this read.
-                    let mut tx = c
-                        .build_transaction()
-                        .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                        .read_only(true)
-                        .start()?;
+                    let mut tx = pg::consistent_view(&mut c)?;
                     let loading = Instant::now();
                     let (policy, pool) = {
                         let e = engine.read();
@@ -495,8 +496,8 @@ impl Store {
                     let snapshot_load = loading.elapsed();
                     let replay = Instant::now();
                     let mut changed = Vec::new();
-                    let (last, events) =
-                        pg::apply_after(&mut tx, &engine, snapshot_seq, &mut changed)?;
+                    let mut last = snapshot_seq;
+                    let events = pg::apply_after(&mut tx, &engine, &mut last, &mut changed)?;
                     let replay = replay.elapsed();
                     tx.commit()?;
                     let (tokens, _) = pg::load_tokens(&mut c)?;

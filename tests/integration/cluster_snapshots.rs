@@ -4,7 +4,9 @@
 //! it and reaches the leader's state; a damaged stored snapshot is skipped
 //! for the one before it, nothing lost; retention deletes only record and
 //! result events the oldest kept snapshot holds, audits it, and a server
-//! started after it still equals the leader.
+//! started after it still equals the leader; a standby cut off while
+//! retention purged the log it needed next starts again from the stored
+//! snapshot and equals the leader.
 
 use std::sync::Arc;
 
@@ -176,5 +178,139 @@ async fn retention_deletes_only_what_the_oldest_stored_snapshot_holds_and_audits
         digest, live,
         "nothing a stored snapshot did not hold was purged"
     );
+    leader.close().await;
+}
+
+/// A TCP proxy in front of PostgreSQL that the test can hold: while held,
+/// nothing passes either way (as a standby cut off from the database sees
+/// it), and what was sent meanwhile passes once it is let go.
+struct Proxy {
+    port: u16,
+    held: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(to: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (held, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(pipe(cr, sw, watch.clone()));
+                tokio::spawn(pipe(sr, cw, watch.clone()));
+            }
+        });
+        Proxy { port, held }
+    }
+
+    /// Holds everything until the guard is dropped (also when the test
+    /// panics, so the servers behind it can close).
+    fn hold(&self) -> Held<'_> {
+        self.held.send_replace(true);
+        Held(self)
+    }
+}
+
+struct Held<'a>(&'a Proxy);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.held.send_replace(false);
+    }
+}
+
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut held: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if held.wait_for(|h| !h).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Whether the standby's engine reaches the leader's (by digest) within 10 s.
+async fn caught_up(
+    standby: &rollcall::engine::SharedEngine,
+    leader: &rollcall::engine::SharedEngine,
+    clock: &ManualClock,
+) -> bool {
+    for _ in 0..200 {
+        let now = clock.now();
+        if standby.read().digest(now) == leader.read().digest(now) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_cut_off_while_its_next_events_were_purged_starts_again_from_the_snapshot() {
+    let Some(db) = PgDb::create() else { return };
+    let clock = ManualClock::new(now0());
+    let scratch = tempfile::tempdir().unwrap();
+    let (leader, engine) = open_pg(&db.url(), scratch.path(), &clock);
+    assert!(leader.is_leader());
+    leader
+        .command(Command::Register(
+            (0..300).map(crate::store::resident).collect(),
+        ))
+        .await
+        .unwrap();
+
+    // The standby reaches PostgreSQL through the proxy, and follows.
+    let proxy = Proxy::start(5432).await;
+    let url = db
+        .url()
+        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let standby_scratch = tempfile::tempdir().unwrap();
+    let (standby, standby_engine) = open_pg(&url, standby_scratch.path(), &clock);
+    assert!(!standby.is_leader());
+    assert!(caught_up(&standby_engine, &engine, &clock).await);
+
+    // Cut off: the leader takes records, stores a snapshot, a month passes,
+    // more records and a second snapshot, whose purge deletes the first
+    // record event — the very next event the standby needs.
+    let held = proxy.hold();
+    let batch = |from: u64| -> Vec<_> {
+        (from..from + 100)
+            .map(|p| record(p, p, clock.now()))
+            .collect()
+    };
+    leader.records(batch(0)).await.unwrap();
+    let s1 = leader.snapshot().await.unwrap();
+    clock.advance_millis(31 * DAY);
+    leader.records(batch(100)).await.unwrap();
+    let s2 = leader.snapshot().await.unwrap();
+    assert_eq!(s2.purged_rows, 1, "the first record event, past the window");
+    leader.records(batch(200)).await.unwrap();
+    assert!(s1.seq > 1);
+
+    // Back: it finds the gap, starts again from the stored snapshot and the
+    // log after it, and equals the leader.
+    drop(held);
+    assert!(
+        caught_up(&standby_engine, &engine, &clock).await,
+        "the standby did not reach the leader's state after the purge"
+    );
+    assert_eq!(
+        standby_engine.read().record_count(),
+        engine.read().record_count()
+    );
+    drop(standby);
     leader.close().await;
 }

@@ -227,44 +227,69 @@ pub(super) fn migrate(c: &mut Client) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Applies every event after `after` to the engine, in order, in chunks;
-/// returns the last `seq` applied and the people whose status may have
-/// changed. A gap in `seq` or a body the domain refuses is `Corrupt`.
+/// Applies every event after `*applied` to the engine, in order, in
+/// chunks, moving `*applied` along with each (so an error part way leaves
+/// it at the last event really applied); returns how many were applied and
+/// adds the people whose status may have changed to `changed`. A gap in
+/// `seq` is [`StoreError::LogGap`]; a body the domain refuses is `Corrupt`.
 pub(super) fn apply_after(
     c: &mut impl postgres::GenericClient,
     engine: &RwLock<Engine>,
-    mut after: u64,
+    applied: &mut u64,
     changed: &mut Vec<crate::domain::PersonId>,
-) -> Result<(u64, u64), StoreError> {
+) -> Result<u64, StoreError> {
     let mut events = 0u64;
     loop {
         let rows = c.query(
             "SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT 2000",
-            &[&(after as i64)],
+            &[&(*applied as i64)],
         )?;
         if rows.is_empty() {
-            return Ok((after, events));
+            return Ok(events);
         }
         let mut decoded = Vec::with_capacity(rows.len());
+        let mut next = *applied;
         for r in &rows {
             let seq = r.get::<_, i64>(0) as u64;
-            if seq != after + 1 {
-                return Err(StoreError::Corrupt(format!(
-                    "the log jumps from seq {after} to {seq}"
-                )));
+            if seq != next + 1 {
+                // What decoded before the gap is applied first.
+                apply_decoded(engine, &decoded, applied, changed);
+                return Err(StoreError::LogGap {
+                    after: next,
+                    next: seq,
+                });
             }
             let ev = codec::decode(r.get::<_, &[u8]>(1))
                 .map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
             decoded.push(ev);
-            after = seq;
+            next = seq;
         }
-        for ev in &decoded {
-            // One short write lock per event, so readers interleave.
-            let applied = engine.write().apply(ev);
-            changed.extend(applied.changed);
-        }
+        apply_decoded(engine, &decoded, applied, changed);
         events += decoded.len() as u64;
     }
+}
+
+fn apply_decoded(
+    engine: &RwLock<Engine>,
+    decoded: &[Event],
+    applied: &mut u64,
+    changed: &mut Vec<crate::domain::PersonId>,
+) {
+    for ev in decoded {
+        // One short write lock per event, so readers interleave.
+        changed.extend(engine.write().apply(ev).changed);
+        *applied += 1;
+    }
+}
+
+/// A read-only transaction that sees one state of the database throughout:
+/// a snapshot and the log after it read in it stay whole even if the
+/// leader prunes the one and purges the other meanwhile.
+pub(super) fn consistent_view(c: &mut Client) -> Result<postgres::Transaction<'_>, StoreError> {
+    Ok(c.build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()?)
 }
 
 /// Every token, in creation order, and the next id to assign.

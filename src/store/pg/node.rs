@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use super::{
     CHANNEL, Cluster, LOCK, PgLog, Role, Uploads, apply_after, connect, load_leader, load_meta,
-    load_tokens,
+    load_newest, load_tokens,
 };
 use crate::engine::SharedEngine;
 use crate::engine::clock::Clock;
@@ -169,13 +169,48 @@ impl Node {
 
     fn catch_up(&mut self, c: &mut Client) -> Result<(), StoreError> {
         let mut changed = Vec::new();
-        let (last, _) = apply_after(c, &self.engine, self.applied, &mut changed)?;
-        self.applied = last;
+        match apply_after(c, &self.engine, &mut self.applied, &mut changed) {
+            Ok(_) => {}
+            Err(StoreError::LogGap { after, next }) => self.reload(c, after, next)?,
+            Err(e) => return Err(e),
+        }
         if !changed.is_empty() {
             changed.sort_unstable();
             changed.dedup();
             (self.on_changed)(changed);
         }
+        Ok(())
+    }
+
+    /// The events this server needs next were purged by retention while it
+    /// was away (longer than two snapshot intervals): it starts again from
+    /// the newest stored snapshot, which holds them, and the log after it —
+    /// built beside the engine that keeps answering, then swapped in whole.
+    /// A gap no stored snapshot covers is a damaged log: `LogGap` again.
+    fn reload(&mut self, c: &mut Client, after: u64, next: u64) -> Result<(), StoreError> {
+        let (policy, pool) = {
+            let e = self.engine.read();
+            (*e.policy(), e.pool().clone())
+        };
+        let mut tx = super::consistent_view(c)?;
+        let Some((seq, fresh)) =
+            load_newest(&mut tx, policy, &pool)?.filter(|(s, _)| *s + 1 >= next)
+        else {
+            return Err(StoreError::LogGap { after, next });
+        };
+        let fresh = parking_lot::RwLock::new(fresh);
+        let mut last = seq;
+        apply_after(&mut tx, &fresh, &mut last, &mut Vec::new())?;
+        tx.commit()?;
+        *self.engine.write() = fresh.into_inner();
+        tracing::warn!(
+            from = self.applied,
+            snapshot = seq,
+            to = last,
+            "the log after this server's state was purged; reloaded from the stored snapshot"
+        );
+        self.applied = last;
+        self.snapshot_seq = self.snapshot_seq.max(seq);
         Ok(())
     }
 
