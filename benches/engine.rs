@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
+use rollcall::cli::campaign::rss_bytes;
 use rollcall::domain::{AreaPath, Colour, PersonId, ReasonCode, Timestamp, TubeId};
 use rollcall::engine::{Engine, Event, Overlay, Policy, RecordItem, RoundSpec, Verdict};
 use rollcall::synth::city;
@@ -45,21 +46,6 @@ fn residents() -> u64 {
 /// The window of the rounds closed here opens at this time.
 fn opens() -> Timestamp {
     Timestamp::parse("2022-04-19T08:00:00+08:00").expect("a valid time")
-}
-
-/// `VmRSS` of this process, in bytes.
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("reading /proc/self/status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("a VmRSS line");
-    let kb: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS in kB");
-    kb * 1024
 }
 
 /// Resident `row`'s ID (rows are in tree order).
@@ -147,7 +133,7 @@ fn benches(c: &mut Criterion) {
     let mut engine = Engine::new(Policy::default(), pool);
 
     // ---------------------------------------------------------- the register
-    let before = rss();
+    let before = rss_bytes();
     let t0 = Instant::now();
     let mut rows = city(n, SEED);
     loop {
@@ -161,7 +147,7 @@ fn benches(c: &mut Criterion) {
         });
     }
     let built = t0.elapsed();
-    let after = rss();
+    let after = rss_bytes();
     assert_eq!(engine.resident_count(), n);
     let per_resident = (after - before) as f64 / n as f64;
     println!(
@@ -186,7 +172,7 @@ fn benches(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(10));
     let records_before = engine.record_count();
-    let rss_before_records = rss();
+    let rss_before_records = rss_bytes();
     group.bench_function("ingest_1M_records_batches_of_500", |b| {
         // Setup (building the records) is not timed: the HTTP layer parses them.
         b.iter_custom(|iters| {
@@ -217,7 +203,7 @@ fn benches(c: &mut Criterion) {
         sampled as f64 / t0.elapsed().as_secs_f64()
     );
     let records_held = engine.record_count() - records_before;
-    let per_record = (rss() as f64 - rss_before_records as f64) / records_held as f64;
+    let per_record = (rss_bytes() as f64 - rss_before_records as f64) / records_held as f64;
     println!("records: {records_held} held; {per_record:.1} B/record of VmRSS (target <= 16)");
 
     // ------------------------------------------------- a first close, once
@@ -335,7 +321,7 @@ fn benches(c: &mut Criterion) {
         )
     };
     let (closed, bytes_before) = held(&engine);
-    let rss_before = rss();
+    let rss_before = rss_bytes();
     engine.apply(&Event::Records {
         arrived_at: now.plus_millis(31 * 24 * HOUR),
         items: Vec::new(),
@@ -356,12 +342,12 @@ fn benches(c: &mut Criterion) {
         per(bytes_after),
         bytes_before as f64 / bytes_after.max(1) as f64,
         rss_before as f64 / 1_048_576.0,
-        rss() as f64 / 1_048_576.0
+        rss_bytes() as f64 / 1_048_576.0
     );
     println!(
         "{} rounds; final VmRSS {:.0} MiB",
         engine.rounds().len(),
-        rss() as f64 / 1_048_576.0
+        rss_bytes() as f64 / 1_048_576.0
     );
 }
 

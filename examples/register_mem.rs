@@ -12,6 +12,7 @@
 
 use std::time::Instant;
 
+use rollcall::cli::campaign::rss_bytes;
 use rollcall::domain::Timestamp;
 use rollcall::engine::register::PackedRows;
 use rollcall::engine::{Engine, Event, Policy};
@@ -22,27 +23,13 @@ const CHUNK: usize = 200_000;
 /// Rows per part of a replay (as `store::replay` hands them over).
 const PART: usize = 65_536;
 
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("a VmRSS line");
-    let kb: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS in kB");
-    kb * 1024
-}
-
 fn main() {
     let n: u64 = std::env::args()
         .nth(1)
         .map_or(1_000_000, |s| s.parse().expect("a number of residents"));
     let at = Timestamp::parse("2022-04-19T08:00:00+08:00").expect("a valid time");
     let mut engine = Engine::new(Policy::default(), Engine::build_pool(2));
-    let before = rss();
+    let before = rss_bytes();
     let t0 = Instant::now();
     let mut rows = city(n, SEED);
     if std::env::args().nth(2).as_deref() == Some("replay") {
@@ -76,7 +63,7 @@ fn main() {
         }
     }
     let built = t0.elapsed();
-    let after = rss();
+    let after = rss_bytes();
     assert_eq!(engine.resident_count(), n);
     let reg = engine.register();
     println!(

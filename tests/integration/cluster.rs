@@ -259,6 +259,24 @@ pub(crate) async fn get(c: &reqwest::Client, url: &str) -> Option<(u16, Value)> 
     Some((status, r.json().await.unwrap_or(Value::Null)))
 }
 
+/// Three servers on `db`: the first started leads (checked), the other two
+/// follow as standbys in step (checked).
+pub(crate) async fn three_servers(db: &PgDb, c: &reqwest::Client) -> (Server, Server, Server) {
+    let a = Server::start(&db.url());
+    assert!(
+        wait_for(c, &a.base, "/leader", Duration::from_secs(30)).await,
+        "A leads"
+    );
+    let (b, d) = (Server::start(&db.url()), Server::start(&db.url()));
+    for s in [&b, &d] {
+        assert!(
+            wait_for(c, &s.base, "/standby", Duration::from_secs(30)).await,
+            "a standby in step"
+        );
+    }
+    (a, b, d)
+}
+
 /// Waits until `path` answers 200 on `base` (at most `within`).
 pub(crate) async fn wait_for(
     c: &reqwest::Client,
@@ -339,18 +357,7 @@ pub(crate) async fn present(c: &reqwest::Client, base: &str, ids: &[String]) -> 
 async fn a_standby_takes_over_from_a_killed_leader_with_every_acknowledged_record() {
     let Some(db) = PgDb::create() else { return };
     let c = reqwest::Client::new();
-    let mut a = Server::start(&db.url());
-    assert!(
-        wait_for(&c, &a.base, "/leader", Duration::from_secs(30)).await,
-        "A leads"
-    );
-    let (b, d) = (Server::start(&db.url()), Server::start(&db.url()));
-    for s in [&b, &d] {
-        assert!(
-            wait_for(&c, &s.base, "/standby", Duration::from_secs(30)).await,
-            "a standby in step"
-        );
-    }
+    let (mut a, b, d) = three_servers(&db, &c).await;
 
     // A register, a round due shortly, a scanner.
     let (csv, people) = small_city(2);

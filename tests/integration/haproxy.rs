@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::json;
 
-use crate::cluster::{PgDb, Sent, Server, acknowledged, batch, get, post, recent, wait_for};
+use crate::cluster::{
+    PgDb, Sent, Server, acknowledged, batch, get, post, recent, three_servers, wait_for,
+};
 use crate::helpers::{ADMIN, free_port};
 
 /// The committed configuration, as operators deploy it.
@@ -151,18 +153,7 @@ async fn writes_resume_through_haproxy_after_the_leader_is_killed() {
     let Some(db) = PgDb::create() else { return };
     let dir = tempfile::tempdir().unwrap();
     let c = reqwest::Client::new();
-    let mut a = Server::start(&db.url());
-    assert!(
-        wait_for(&c, &a.base, "/leader", Duration::from_secs(30)).await,
-        "A leads"
-    );
-    let (b, d) = (Server::start(&db.url()), Server::start(&db.url()));
-    for s in [&b, &d] {
-        assert!(
-            wait_for(&c, &s.base, "/standby", Duration::from_secs(30)).await,
-            "a standby in step"
-        );
-    }
+    let (mut a, b, d) = three_servers(&db, &c).await;
     let front_port = free_port();
     let cfg = config(front_port, [port_of(&a), port_of(&b), port_of(&d)]);
     let Some(proxy) = Haproxy::start(dir.path(), &cfg) else {
