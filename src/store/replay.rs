@@ -19,14 +19,14 @@ use std::sync::mpsc::{Receiver, SyncSender};
 
 use rusqlite::{Connection, Row, Rows};
 
-use super::StoreError;
+use super::{StoreError, log};
 use crate::domain::register::HeadRow;
 use crate::domain::{AreaPath, ExemptionReason, PersonId, TestResult, Timestamp, TubeId};
 use crate::engine::register::PackedRows;
 use crate::engine::{Engine, Event, ExemptionSpec, PackedRecords, ResultItem, RoundSpec};
 
 /// The tables that hold engine events (each with `id` and `seq`).
-pub const EVENT_TABLES: [&str; 10] = [
+pub const EVENT_TABLES: [&str; 11] = [
     "register_rows",
     "heads",
     "resident_deletes",
@@ -37,6 +37,7 @@ pub const EVENT_TABLES: [&str; 10] = [
     "exemptions",
     "exemption_deletes",
     "clears",
+    "record_batches",
 ];
 
 /// What a replay loaded and how long it took.
@@ -253,8 +254,9 @@ impl Source for RegisterTable<'_> {
     }
 }
 
-/// The records table: each logged batch goes straight into
-/// [`PackedRecords`] (no strings per record), one batch per `seq`.
+/// The records table of schema versions 1 and 2 (a row per record): each
+/// logged batch goes straight into [`PackedRecords`] (no strings per
+/// record), one batch per `seq`.
 struct RecordsTable<'s> {
     rows: Rows<'s>,
     /// The `seq` and arrival of the batch whose first record `buf` holds.
@@ -262,11 +264,11 @@ struct RecordsTable<'s> {
     buf: PackedRecords,
     done: bool,
     /// Buffers the engine is done with.
-    spares: Receiver<PackedRecords>,
+    spares: &'s Receiver<PackedRecords>,
 }
 
 impl<'s> RecordsTable<'s> {
-    fn new(rows: Rows<'s>, spares: Receiver<PackedRecords>) -> Self {
+    fn new(rows: Rows<'s>, spares: &'s Receiver<PackedRecords>) -> Self {
         RecordsTable {
             rows,
             head: None,
@@ -315,7 +317,7 @@ impl Source for RecordsTable<'_> {
                 push_record(row, &mut self.buf)?;
             } else {
                 // The first record of the next batch starts a new buffer.
-                let mut buf = recycled(&self.spares, PackedRecords::clear);
+                let mut buf = recycled(self.spares, PackedRecords::clear);
                 self.head = Some(push_record(row, &mut buf)?);
                 next = Some(buf);
                 break;
@@ -328,6 +330,60 @@ impl Source for RecordsTable<'_> {
         let n = batch.len() as u64;
         Ok((Item::Records(arrived_at, batch), n))
     }
+}
+
+/// The batches table (schema version 3 on): a row per logged batch, its
+/// records packed in `body` ([`log::pack_records`]).
+struct BatchesTable<'s> {
+    rows: Rows<'s>,
+    /// The next batch: `seq`, arrival, records, and how many.
+    head: Option<(u64, Timestamp, PackedRecords, u64)>,
+    done: bool,
+    /// Buffers the engine is done with.
+    spares: &'s Receiver<PackedRecords>,
+}
+
+impl Source for BatchesTable<'_> {
+    fn peek(&mut self, _: &mut Ctx) -> Result<Option<u64>, StoreError> {
+        if self.head.is_none() && !self.done {
+            match self.rows.next().map_err(StoreError::from)? {
+                None => self.done = true,
+                Some(row) => self.head = Some(read_batch(row, self.spares)?),
+            }
+        }
+        Ok(self.head.as_ref().map(|h| h.0))
+    }
+
+    fn take(&mut self, _: &mut Ctx) -> Result<(Item, u64), StoreError> {
+        let (_, arrived_at, batch, n) = self.head.take().expect("take follows a successful peek");
+        Ok((Item::Records(arrived_at, batch), n))
+    }
+}
+
+/// One row of `record_batches` (`seq, arrived_at, count, body`), unpacked.
+fn read_batch(
+    row: &Row<'_>,
+    spares: &Receiver<PackedRecords>,
+) -> Result<(u64, Timestamp, PackedRecords, u64), StoreError> {
+    let read = || -> Result<(u64, Timestamp, PackedRecords, u64), String> {
+        let count = int(row, 2)?;
+        let body = row
+            .get_ref(3)
+            .and_then(|v| v.as_blob().map_err(Into::into))
+            .map_err(|e| e.to_string())?;
+        let mut batch = recycled(spares, PackedRecords::clear);
+        let n = log::unpack_records(body, &mut batch)?;
+        if i64::try_from(n) != Ok(count) {
+            return Err(format!(
+                "the body holds {n} records, its count says {count}"
+            ));
+        }
+        Ok((seq(row)?, time(row, 1)?, batch, n as u64))
+    };
+    read().map_err(|e| {
+        let id: i64 = row.get(0).unwrap_or(-1);
+        StoreError::Corrupt(format!("record_batches row with seq {id}: {e}"))
+    })
 }
 
 struct Table<'s, H, I> {
@@ -740,6 +796,8 @@ fn decode(
         prep("SELECT seq, exemption_id, at FROM exemption_deletes WHERE id >= ?1 ORDER BY id")?;
     let mut clears =
         prep("SELECT seq, person_id, note, at FROM clears WHERE id >= ?1 ORDER BY id")?;
+    let mut batches =
+        prep("SELECT seq, arrived_at, count, body FROM record_batches WHERE id >= ?1 ORDER BY id")?;
     let mut sources: Vec<Box<dyn Source + '_>> = vec![
         Box::new(RegisterTable::new(
             register.query([starts[0]])?,
@@ -759,7 +817,7 @@ fn decode(
         )),
         Box::new(RecordsTable::new(
             records.query([starts[3]])?,
-            records_spares,
+            &records_spares,
         )),
         Box::new(Table::new(
             "results",
@@ -797,6 +855,12 @@ fn decode(
             decode_clear,
             build_single,
         )),
+        Box::new(BatchesTable {
+            rows: batches.query([starts[10]])?,
+            head: None,
+            done: false,
+            spares: &records_spares,
+        }),
     ];
 
     let mut ctx = Ctx::default();
@@ -932,10 +996,11 @@ mod tests {
         let mut conn = Connection::open(&path).unwrap();
         super::super::schema::migrate(&mut conn, 0).unwrap();
         super::super::log::write_event(&conn, 1, &register(0..4, "甲", at)).unwrap();
-        super::super::log::write_event(&conn, 2, &records(0..4, "S1", at)).unwrap();
+        // A row of `records`, as versions before 3 logged a record.
         conn.execute(
-            "UPDATE records SET tube_id = 'T 1' WHERE person_id = ?1",
-            [pid(2).as_u64() as i64],
+            "INSERT INTO records (seq, person_id, tube_id, site, collected_at, arrived_at)
+             VALUES (2, ?1, 'T 1', 'S1', ?2, ?2)",
+            rusqlite::params![pid(2).as_u64() as i64, at.as_millis()],
         )
         .unwrap();
         drop(conn);
@@ -944,6 +1009,33 @@ mod tests {
         let msg = e.to_string();
         assert!(matches!(e, StoreError::Corrupt(_)), "{msg}");
         assert!(msg.contains("records row with seq 2: tube_id"), "{msg}");
+    }
+
+    #[test]
+    fn a_damaged_batch_of_records_stops_the_replay() {
+        let at = Timestamp::parse("2022-04-19T08:00:00+08:00").unwrap();
+        for (damage, says) in [
+            (
+                "UPDATE record_batches SET body = substr(body, 1, 40)",
+                "bytes short",
+            ),
+            ("UPDATE record_batches SET count = 5", "count says 5"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("log.sqlite3");
+            let mut conn = Connection::open(&path).unwrap();
+            super::super::schema::migrate(&mut conn, 0).unwrap();
+            super::super::log::write_event(&conn, 1, &register(0..4, "甲", at)).unwrap();
+            super::super::log::write_event(&conn, 2, &records(0..4, "S1", at)).unwrap();
+            conn.execute_batch(damage).unwrap();
+            drop(conn);
+            let mut engine = Engine::new(Policy::default(), Engine::build_pool(1));
+            let e = replay(Connection::open(&path).unwrap(), &mut engine, 0).unwrap_err();
+            let msg = e.to_string();
+            assert!(matches!(e, StoreError::Corrupt(_)), "{msg}");
+            assert!(msg.contains("record_batches row with seq 2"), "{msg}");
+            assert!(msg.contains(says), "{msg}");
+        }
     }
 
     #[test]

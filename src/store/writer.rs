@@ -762,12 +762,24 @@ impl Writer {
         };
         let tx = begin(conn)?;
         let mut rows = 0u64;
-        for table in ["records", "results"] {
+        // (table, what counts its records or results): rows of `records`
+        // and `results` are one each, a row of `record_batches` is a batch.
+        for (table, count) in [
+            ("records", "count(*)"),
+            ("record_batches", "sum(count)"),
+            ("results", "count(*)"),
+        ] {
             let held = replay::first_id_after(&tx, table, oldest)?;
             let old = replay::first_id_above(&tx, table, "arrived_at", window_start - 1)?;
             let end = held.min(old);
             if end > i64::MIN {
-                rows += tx.execute(&format!("DELETE FROM {table} WHERE id < ?1"), [end])? as u64;
+                let n: Option<i64> = tx.query_row(
+                    &format!("SELECT {count} FROM {table} WHERE id < ?1"),
+                    [end],
+                    |r| r.get(0),
+                )?;
+                rows += n.unwrap_or(0) as u64;
+                tx.execute(&format!("DELETE FROM {table} WHERE id < ?1"), [end])?;
             }
         }
         let audit = tx.execute("DELETE FROM audit WHERE at < ?1", [audit_start])? as u64;

@@ -48,6 +48,11 @@ fn snapshots(dir: &Path) -> Vec<std::path::PathBuf> {
     v
 }
 
+/// Records in the log: a row each in `records` (written before schema
+/// version 3), `count` each batch of `record_batches`.
+const RECORDS_LOGGED: &str = "SELECT (SELECT count(*) FROM records)
+    + (SELECT coalesce(sum(count), 0) FROM record_batches)";
+
 fn count(dir: &Path, sql: &str) -> i64 {
     let c = rusqlite::Connection::open(dir.join(DB_FILE)).unwrap();
     c.query_row(sql, [], |r| r.get(0)).unwrap()
@@ -255,11 +260,14 @@ async fn retention_purges_only_rows_a_kept_snapshot_holds_and_audits_it() {
     let (store, engine) = open_with(dir.path(), &clock, Policy::default(), options);
     let (s1, s2) = two_snapshots_a_month_apart(&store, &clock).await;
     assert_eq!(s2.purged_rows, 100);
-    assert_eq!(count(dir.path(), "SELECT count(*) FROM records"), 200);
+    assert_eq!(count(dir.path(), RECORDS_LOGGED), 200);
     assert_eq!(
         count(
             dir.path(),
-            &format!("SELECT count(*) FROM records WHERE seq <= {}", s1.seq)
+            &format!(
+                "SELECT count(*) FROM record_batches WHERE seq <= {}",
+                s1.seq
+            )
         ),
         0
     );
@@ -289,7 +297,7 @@ async fn retention_purges_only_rows_a_kept_snapshot_holds_and_audits_it() {
     store.records(batch(0, clock.now())).await.unwrap();
     let s3 = store.snapshot().await.unwrap();
     assert_eq!(s3.purged_rows, 200);
-    assert_eq!(count(dir.path(), "SELECT count(*) FROM records"), 100);
+    assert_eq!(count(dir.path(), RECORDS_LOGGED), 100);
 }
 
 /// A round's counts, missing list, coverage, its people's statuses (without
@@ -422,4 +430,89 @@ async fn an_idle_store_writes_its_periodic_snapshot_when_asked() {
         1,
         "nothing new since: no second snapshot"
     );
+}
+
+/// Before schema version 3 the log held a row per record (`records`); since,
+/// a row per batch (`record_batches`). A store upgraded part way holds both:
+/// its replay takes them in `seq` order into the same state as a log of
+/// batches alone, and the batches' bodies are read back exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_logged_a_row_each_before_version_3_replay_with_the_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(now0());
+    let (store, engine) = open_with(
+        dir.path(),
+        &clock,
+        Policy::default(),
+        StoreOptions::default(),
+    );
+    store
+        .command(Command::Register((0..300).map(resident).collect()))
+        .await
+        .unwrap();
+    let first = batch(0, clock.now());
+    store.records(first.clone()).await.unwrap();
+    clock.advance_millis(HOUR);
+    store.records(batch(100, clock.now())).await.unwrap();
+    clock.advance_millis(HOUR);
+    // Another tube for some of the first batch's people, from another site.
+    let mut again = batch(200, clock.now());
+    for (i, r) in again.iter_mut().enumerate().take(50) {
+        r.person_id = first[i].person_id;
+        r.site = "站点 7".into();
+    }
+    store.records(again).await.unwrap();
+    let now = clock.now();
+    let live = engine.read().digest(now);
+    assert_eq!(engine.read().record_count(), 300);
+    drop(store);
+    drop(engine);
+    assert_eq!(count(dir.path(), RECORDS_LOGGED), 300);
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM record_batches"), 3);
+
+    // Rewrite the first batch as an older version logged it: a row each.
+    {
+        let c = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+        let (seq, arrived): (i64, i64) = c
+            .query_row(
+                "SELECT seq, arrived_at FROM record_batches ORDER BY id LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        for r in &first {
+            c.execute(
+                "INSERT INTO records (seq, person_id, tube_id, site, collected_at, arrived_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                rusqlite::params![
+                    seq,
+                    r.person_id.as_u64() as i64,
+                    r.tube_id.as_str(),
+                    &*r.site,
+                    r.collected_at.as_millis(),
+                    arrived
+                ],
+            )
+            .unwrap();
+        }
+        c.execute("DELETE FROM record_batches WHERE seq = ?1", [seq])
+            .unwrap();
+    }
+    assert_eq!(count(dir.path(), "SELECT count(*) FROM records"), 100);
+    assert_eq!(count(dir.path(), RECORDS_LOGGED), 300);
+
+    // The whole log, without the shutdown's snapshot.
+    remove_snapshots(dir.path());
+    let (store, engine) = open_with(
+        dir.path(),
+        &clock,
+        Policy::default(),
+        StoreOptions::default(),
+    );
+    assert_eq!(store.replay_stats().snapshot_seq, 0);
+    assert_eq!(store.replay_stats().records, 300);
+    assert_eq!(engine.read().digest(now), live);
+    // A duplicate of a record logged a row each is still a duplicate.
+    let out = store.records(first[..1].to_vec()).await.unwrap();
+    assert_eq!(out.verdicts, [rollcall::engine::Verdict::Duplicate]);
 }
