@@ -28,7 +28,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 pub use event::{
     Applied, Command, CommandError, Event, ExemptionSpec, NewExemption, PackedRecords, Prepared,
@@ -150,12 +150,20 @@ struct PositiveHit {
 /// Records and results judged into a group commit that is not yet durable,
 /// so later batches of the same group see them (duplicates, pool sizes, the
 /// tube's first site, a result already given).
+///
+/// One entry per tube (its first site and its people, a pool's few), so a
+/// record costs one lookup here and an allocation only for a new tube.
 #[derive(Debug, Default)]
 pub struct Overlay {
-    keys: FxHashSet<(TubeId, PersonId)>,
-    members: FxHashMap<TubeId, u32>,
-    sites: FxHashMap<TubeId, Arc<str>>,
+    tubes: FxHashMap<TubeId, OverlayTube>,
     results: FxHashMap<TubeId, TestResult>,
+}
+
+/// A tube's records in the overlay.
+#[derive(Debug)]
+struct OverlayTube {
+    site: Arc<str>,
+    people: Vec<PersonId>,
 }
 
 impl Overlay {
@@ -346,30 +354,36 @@ impl Engine {
                 if !Self::time_ok(it.collected_at, now) {
                     return Verdict::Rejected(RejectCode::InvalidTime);
                 }
-                let key = (it.tube_id.clone(), it.person_id);
                 let in_engine = matches!((tube, slot), (Some(t), Some(s)) if self.tubes.has(t, s));
-                if in_engine || overlay.keys.contains(&key) {
+                let pending = overlay.tubes.get(&it.tube_id);
+                if in_engine || pending.is_some_and(|t| t.people.contains(&it.person_id)) {
                     return Verdict::Duplicate;
                 }
                 let first_site = tube
                     .map(|t| self.tubes.site_of(t))
                     .filter(|&s| s != NONE)
                     .map(|s| self.tubes.site_name(s))
-                    .or_else(|| overlay.sites.get(&it.tube_id).map(|s| &**s));
+                    .or_else(|| pending.map(|t| &*t.site));
                 if first_site.is_some_and(|s| s != &*it.site) {
                     return Verdict::Rejected(RejectCode::TubeSiteConflict);
                 }
                 let held = tube.map_or(0, |t| self.tubes.members_len(t))
-                    + overlay.members.get(&it.tube_id).copied().unwrap_or(0);
+                    + pending.map_or(0, |t| t.people.len() as u32);
                 if held >= self.policy.pool_max {
                     return Verdict::Rejected(RejectCode::TubeFull);
                 }
-                overlay.keys.insert(key);
-                *overlay.members.entry(it.tube_id.clone()).or_default() += 1;
-                overlay
-                    .sites
-                    .entry(it.tube_id.clone())
-                    .or_insert_with(|| it.site.clone());
+                match overlay.tubes.get_mut(&it.tube_id) {
+                    Some(t) => t.people.push(it.person_id),
+                    None => {
+                        overlay.tubes.insert(
+                            it.tube_id.clone(),
+                            OverlayTube {
+                                site: it.site.clone(),
+                                people: vec![it.person_id],
+                            },
+                        );
+                    }
+                }
                 Verdict::Accepted {
                     flag: !slot.is_some_and(|s| self.register.is_active(s)),
                 }
@@ -402,7 +416,7 @@ impl Engine {
                 }
                 overlay.results.insert(it.tube_id.clone(), it.result);
                 let has_records = tube.is_some_and(|t| self.tubes.members_len(t) > 0)
-                    || overlay.members.contains_key(&it.tube_id);
+                    || overlay.tubes.contains_key(&it.tube_id);
                 Verdict::Accepted { flag: !has_records }
             })
             .collect()

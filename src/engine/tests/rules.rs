@@ -1271,3 +1271,58 @@ fn register_imports_report_inserted_updated_unchanged() {
     fx.move_out(50, at(0));
     assert_eq!(fx.engine.resident_count(), 7);
 }
+
+/// Batches judged into one group commit see each other through the overlay
+/// before any of them is applied: a record again is a duplicate, a tube
+/// fills across batches, its first site holds, and a result finds the
+/// tube's records; split anywhere, the verdicts are those of one batch.
+#[test]
+fn batches_of_one_group_are_judged_as_one_batch() {
+    let policy = Policy {
+        pool_max: 3,
+        ..Policy::default()
+    };
+    let fx = city(policy);
+    let now = at(HOUR);
+    let items = vec![
+        rec(1, "G1", now),
+        rec(2, "G1", now),
+        rec(1, "G1", now),
+        rec_at(3, "G1", now, "S02"),
+        rec(3, "G1", now),
+        rec(4, "G1", now),
+        rec(5, "G2", now),
+    ];
+    let want = vec![
+        ACCEPTED,
+        ACCEPTED,
+        Verdict::Duplicate,
+        Verdict::Rejected(RejectCode::TubeSiteConflict),
+        ACCEPTED,
+        Verdict::Rejected(RejectCode::TubeFull),
+        ACCEPTED,
+    ];
+    for cut in 0..=items.len() {
+        let mut overlay = crate::engine::Overlay::default();
+        let mut got = fx.engine.judge_records(&items[..cut], now, &mut overlay);
+        got.extend(fx.engine.judge_records(&items[cut..], now, &mut overlay));
+        assert_eq!(got, want, "split at {cut}");
+        let results = fx.engine.judge_results(
+            &[
+                res("G1", TestResult::Negative, now),
+                res("G9", TestResult::Negative, now),
+                res("G1", TestResult::Positive, now),
+            ],
+            now,
+            &mut overlay,
+        );
+        assert_eq!(
+            results,
+            [
+                ACCEPTED,
+                FLAGGED,
+                Verdict::Rejected(RejectCode::ConflictingResult)
+            ]
+        );
+    }
+}
