@@ -1284,7 +1284,7 @@ fn batches_of_one_group_are_judged_as_one_batch() {
     };
     let fx = city(policy);
     let now = at(HOUR);
-    let items = vec![
+    let items = [
         rec(1, "G1", now),
         rec(2, "G1", now),
         rec(1, "G1", now),
