@@ -35,6 +35,10 @@ c.execute("SELECT count(*), sum(length(name) + length(phone) + length(area) + le
           " + person_id % 7 + at % 7 + seq % 7) FROM register_rows").fetchone()
 c.execute("SELECT count(*), sum(length(tube_id) + length(site) + person_id % 7"
           " + collected_at % 7 + arrived_at % 7 + seq % 7) FROM records").fetchone()
+# Schema 3 on: a row per batch of records, packed (every byte of the body read).
+if c.execute("SELECT count(*) FROM sqlite_master WHERE name = 'record_batches'").fetchone()[0]:
+    c.execute("SELECT count(*), sum(length(body) + count + arrived_at % 7 + seq % 7)"
+              " FROM record_batches").fetchone()
 print(f"{time.time() - t:.2f}")
 PY
 }
