@@ -254,7 +254,7 @@ done
 
 if [ -n "${CLOSE_BENCH:-}" ]; then
   echo "-- the engine's close of a 10 M round (criterion)"
-  (cd "$root" && cargo bench --bench engine -- --warm-up-time 1 --measurement-time 5 close_and_coverage_10M close_10M_round)
+  (cd "$root" && cargo bench --locked --bench engine -- --warm-up-time 1 --measurement-time 5 'close_and_coverage_10M|close_10M_round')
   for b in close_and_coverage_10M close_10M_round_95pct_sampled; do
     est=$root/target/criterion/engine/$b/new/estimates.json
     [ -f "$est" ] && emit "{\"size\":10000000,\"what\":\"criterion_$b\",\"r\":{\"mean_s\":$(python3 -c "import json;print(json.load(open('$est'))['mean']['point_estimate']/1e9)")}}"
