@@ -988,32 +988,40 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_record_row_the_parsers_refuse_stops_the_replay() {
+    /// The replay's error on a log of four residents (`seq` 1) and what
+    /// `then` writes after them.
+    fn replay_error(then: impl FnOnce(&Connection, Timestamp)) -> StoreError {
         let at = Timestamp::parse("2022-04-19T08:00:00+08:00").unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.sqlite3");
         let mut conn = Connection::open(&path).unwrap();
         super::super::schema::migrate(&mut conn, 0).unwrap();
         super::super::log::write_event(&conn, 1, &register(0..4, "甲", at)).unwrap();
-        // A row of `records`, as versions before 3 logged a record.
-        conn.execute(
-            "INSERT INTO records (seq, person_id, tube_id, site, collected_at, arrived_at)
-             VALUES (2, ?1, 'T 1', 'S1', ?2, ?2)",
-            rusqlite::params![pid(2).as_u64() as i64, at.as_millis()],
-        )
-        .unwrap();
+        then(&conn, at);
         drop(conn);
         let mut engine = Engine::new(Policy::default(), Engine::build_pool(1));
         let e = replay(Connection::open(&path).unwrap(), &mut engine, 0).unwrap_err();
+        assert!(matches!(e, StoreError::Corrupt(_)), "{e}");
+        e
+    }
+
+    #[test]
+    fn a_record_row_the_parsers_refuse_stops_the_replay() {
+        let e = replay_error(|conn, at| {
+            // A row of `records`, as versions before 3 logged a record.
+            conn.execute(
+                "INSERT INTO records (seq, person_id, tube_id, site, collected_at, arrived_at)
+                 VALUES (2, ?1, 'T 1', 'S1', ?2, ?2)",
+                rusqlite::params![pid(2).as_u64() as i64, at.as_millis()],
+            )
+            .unwrap();
+        });
         let msg = e.to_string();
-        assert!(matches!(e, StoreError::Corrupt(_)), "{msg}");
         assert!(msg.contains("records row with seq 2: tube_id"), "{msg}");
     }
 
     #[test]
     fn a_damaged_batch_of_records_stops_the_replay() {
-        let at = Timestamp::parse("2022-04-19T08:00:00+08:00").unwrap();
         for (damage, says) in [
             (
                 "UPDATE record_batches SET body = substr(body, 1, 40)",
@@ -1021,18 +1029,11 @@ mod tests {
             ),
             ("UPDATE record_batches SET count = 5", "count says 5"),
         ] {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("log.sqlite3");
-            let mut conn = Connection::open(&path).unwrap();
-            super::super::schema::migrate(&mut conn, 0).unwrap();
-            super::super::log::write_event(&conn, 1, &register(0..4, "甲", at)).unwrap();
-            super::super::log::write_event(&conn, 2, &records(0..4, "S1", at)).unwrap();
-            conn.execute_batch(damage).unwrap();
-            drop(conn);
-            let mut engine = Engine::new(Policy::default(), Engine::build_pool(1));
-            let e = replay(Connection::open(&path).unwrap(), &mut engine, 0).unwrap_err();
+            let e = replay_error(|conn, at| {
+                super::super::log::write_event(conn, 2, &records(0..4, "S1", at)).unwrap();
+                conn.execute_batch(damage).unwrap();
+            });
             let msg = e.to_string();
-            assert!(matches!(e, StoreError::Corrupt(_)), "{msg}");
             assert!(msg.contains("record_batches row with seq 2"), "{msg}");
             assert!(msg.contains(says), "{msg}");
         }
