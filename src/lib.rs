@@ -29,3 +29,16 @@ pub mod settings;
 pub mod status_cache;
 pub mod store;
 pub mod synth;
+
+/// For a test that needs a service a machine may lack (PostgreSQL, haproxy):
+/// says why it is skipped, or fails it when `ROLLCALL_TESTS_NEED_SERVICES` is
+/// set — `.ci/run` sets it, having installed and started them — so CI never
+/// passes a test that ran nothing.
+#[doc(hidden)]
+pub fn skip_test(why: &str) {
+    assert!(
+        std::env::var_os("ROLLCALL_TESTS_NEED_SERVICES").is_none(),
+        "{why}, and ROLLCALL_TESTS_NEED_SERVICES says it must be there"
+    );
+    eprintln!("SKIPPED: {why}");
+}

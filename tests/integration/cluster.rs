@@ -48,9 +48,9 @@ impl PgDb {
         match made {
             Ok(()) => Some(PgDb { name }),
             Err(e) => {
-                eprintln!(
-                    "SKIPPED: PostgreSQL is unreachable at {ADMIN_URL} ({e}); .ci/run installs and starts it"
-                );
+                rollcall::skip_test(&format!(
+                    "PostgreSQL is unreachable at {ADMIN_URL} ({e}); .ci/run installs and starts it"
+                ));
                 None
             }
         }

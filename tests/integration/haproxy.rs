@@ -65,8 +65,8 @@ impl Haproxy {
                 .output()
                 .is_ok_and(|o| o.status.success())
         }) else {
-            eprintln!(
-                "SKIPPED: haproxy is not installed; .ci/run installs it (apt-get install haproxy)"
+            rollcall::skip_test(
+                "haproxy is not installed; .ci/run installs it (apt-get install haproxy)",
             );
             return None;
         };

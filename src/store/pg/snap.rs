@@ -398,7 +398,7 @@ mod tests {
             let mut admin = match connect(ADMIN_URL) {
                 Ok(c) => c,
                 Err(e) => {
-                    eprintln!("SKIPPED: PostgreSQL is unreachable at {ADMIN_URL} ({e})");
+                    crate::skip_test(&format!("PostgreSQL is unreachable at {ADMIN_URL} ({e})"));
                     return None;
                 }
             };
