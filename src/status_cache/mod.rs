@@ -52,6 +52,7 @@ mod memory;
 mod pending;
 mod reads;
 mod redis_conn;
+mod resp;
 mod writer;
 
 use std::sync::Arc;
@@ -527,7 +528,7 @@ impl Shared {
                     .is_some_and(|d| epoch_of(d.version) == epoch && !d.expired_at(now))
                 {
                     metrics::counter!(METRIC_HITS).increment(1);
-                    return Answer::Cached(Bytes::from(raw).slice(format::HEADER_LEN..));
+                    return Answer::Cached(raw.slice(format::HEADER_LEN..));
                 }
             } else {
                 // Counted and logged when it is shaped like a value (a
@@ -600,13 +601,25 @@ impl Shared {
         }
         let opened = tokio::time::timeout(READ_TIMEOUT, async {
             let mut c = redis.target.connect(READ_TIMEOUT).await?;
-            let found = c.run_ids().await?;
-            Ok::<_, redis::RedisError>((c, found))
+            let mut found = c.run_ids().await?;
+            // The reads' own socket must reach the same instance.
+            let raw = match redis.target.raw_read_conn(READ_TIMEOUT).await? {
+                Some(mut raw) => {
+                    if raw.run_id().await? != found {
+                        found.clear();
+                    }
+                    Some(raw)
+                }
+                None => None,
+            };
+            Ok::<_, redis::RedisError>((c, raw, found))
         })
         .await;
         match opened {
-            Ok(Ok((conn, found))) if found == ids && self.trust.load(Ordering::SeqCst) == trust => {
-                let reader = Reader::new(conn);
+            Ok(Ok((conn, raw, found)))
+                if found == ids && self.trust.load(Ordering::SeqCst) == trust =>
+            {
+                let reader = Reader::new(conn, raw);
                 LOCAL_READ.set(Some(LocalRead {
                     cache: me,
                     trust,

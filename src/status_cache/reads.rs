@@ -17,18 +17,20 @@
 //! cluster client routes each command itself: lookups there keep one `GET`
 //! each.
 
+use bytes::Bytes;
 use redis::RedisResult;
 use tokio::sync::{mpsc, oneshot};
 
 use super::format::Key;
-use super::redis_conn::Conn;
+use super::redis_conn::{Conn, READ_TIMEOUT};
+use super::resp::RawConn;
 
 /// Keys per `MGET` at most: a few tens of microseconds of Redis's time, so a
 /// batch never holds up the commands queued behind it for long.
 const MAX_BATCH: usize = 256;
 
 /// What a read finds: the raw value, if the key holds one.
-pub type Found = RedisResult<Option<Vec<u8>>>;
+pub type Found = RedisResult<Option<Bytes>>;
 
 /// One lookup's read, waiting for its batch.
 struct Read {
@@ -50,12 +52,14 @@ pub struct Reader {
 impl Reader {
     /// Wraps `conn`. On one Redis this starts the batching task on the
     /// current Tokio runtime (so a worker thread's reader is driven by that
-    /// thread); panics outside a runtime.
-    pub fn new(conn: Conn) -> Reader {
+    /// thread); panics outside a runtime. The batches are read through
+    /// `raw` when given (a plain socket to the same Redis, see `resp`), else
+    /// through `conn`.
+    pub fn new(conn: Conn, raw: Option<RawConn>) -> Reader {
         let queue = match &conn {
             Conn::Single(_) => {
                 let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(batch_reads(conn.clone(), rx));
+                tokio::spawn(batch_reads(conn.clone(), raw, rx));
                 Some(tx)
             }
             Conn::Cluster(_) => None,
@@ -71,7 +75,7 @@ impl Reader {
     /// Reads `key`, in the next batch of this connection.
     pub async fn get(&self, key: Key) -> Found {
         let Some(queue) = &self.queue else {
-            return self.conn.clone().get(&key).await;
+            return Ok(self.conn.clone().get(&key).await?.map(Bytes::from));
         };
         let (reply, answer) = oneshot::channel();
         queue.send(Read { key, reply }).map_err(|_| gone())?;
@@ -83,10 +87,37 @@ impl Reader {
 
 /// The batching task: waits for a read, takes every read queued by then (up
 /// to `MAX_BATCH`), sends them as one `MGET`, answers each, and again.
-async fn batch_reads(mut conn: Conn, mut queue: mpsc::UnboundedReceiver<Read>) {
+///
+/// A failed read on `raw` leaves its socket mid-reply, so it is dropped and
+/// later batches go through `conn` (the same, verified Redis); by then the
+/// failed lookups have distrusted Redis, and the reader is replaced when it
+/// is trusted again.
+async fn batch_reads(
+    mut conn: Conn,
+    mut raw: Option<RawConn>,
+    mut queue: mpsc::UnboundedReceiver<Read>,
+) {
     let mut batch: Vec<Read> = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        match conn.mget(batch.iter().map(|r| &r.key)).await {
+        let keys = batch.iter().map(|r| &r.key);
+        let read = match &mut raw {
+            Some(r) => match tokio::time::timeout(READ_TIMEOUT, r.mget(keys)).await {
+                Ok(Ok(values)) => Ok(values),
+                Ok(Err(e)) => Err(redis::RedisError::from(e)),
+                Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "Redis did not answer a read in time",
+                ))),
+            },
+            None => conn
+                .mget(keys)
+                .await
+                .map(|values| values.into_iter().map(|v| v.map(Bytes::from)).collect()),
+        };
+        if read.is_err() {
+            raw = None;
+        }
+        match read {
             Ok(values) => {
                 for (read, value) in batch.drain(..).zip(values) {
                     // A lookup that was cancelled meanwhile is not waiting.

@@ -26,6 +26,7 @@ use redis::{AsyncConnectionConfig, Client, Cmd, RedisResult, Value};
 use rustc_hash::FxHashMap;
 
 use super::format::{Digest, Key, key_of};
+use super::resp::RawConn;
 
 /// How long a connection attempt may take before Redis counts as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
@@ -144,6 +145,19 @@ impl Target {
         tokio::time::timeout(CONNECT_TIMEOUT * 4, attempt)
             .await
             .unwrap_or_else(|_| Err(timeout_error()))
+    }
+}
+
+impl Target {
+    /// A plain socket for gate reads (see `resp`), when this is one Redis
+    /// over plain TCP; `None` otherwise.
+    pub async fn raw_read_conn(&self, timeout: Duration) -> RedisResult<Option<RawConn>> {
+        match self {
+            Target::Single(client) => {
+                Ok(RawConn::open(client.get_connection_info(), timeout).await?)
+            }
+            Target::Cluster(_) => Ok(None),
+        }
     }
 }
 

@@ -372,7 +372,7 @@ impl RedisWriter {
         self.need_full = false;
         // Replaced, not cleared: a long outage's set gives its memory back.
         self.dirty = FxHashSet::default();
-        *self.redis().read.write() = Some(Reader::new(read));
+        *self.redis().read.write() = Some(Reader::new(read, None));
         self.conn = Some(write);
         // Only the writer makes `trust` odd, so this cannot race another
         // resync; a reader cannot have lowered it (it was even).

@@ -380,29 +380,50 @@ async fn a_change_is_in_redis_once_flushed_and_then_served_from_it() {
     assert_eq!(engine.calls(), calls, "answered from Redis, not the engine");
 
     // On a worker thread (a single-threaded runtime) lookups read through
-    // the thread's own connection, opened once, and still from Redis.
-    let clients = async |conn: &mut redis::aio::MultiplexedConnection| -> usize {
+    // the thread's own socket (its `MGET`s written and parsed by the cache
+    // itself), opened once beside the thread's connection for write-backs,
+    // and still from Redis.
+    let clients = async |conn: &mut redis::aio::MultiplexedConnection| -> Vec<String> {
         let list: String = redis::cmd("CLIENT")
             .arg("LIST")
             .query_async(conn)
             .await
             .unwrap();
-        list.lines().count()
+        list.lines().map(str::to_owned).collect()
     };
     let before = clients(&mut conn).await;
     let worker = Worker::new(&cache);
     for &p in people.iter().take(50) {
         assert_eq!(worker.get(p).await, engine.status(p));
     }
+    let opened: Vec<String> = clients(&mut conn)
+        .await
+        .into_iter()
+        .filter(|c| {
+            let id = c.split(' ').next();
+            !before.iter().any(|b| b.split(' ').next() == id)
+        })
+        .collect();
+    let last_command = |c: &String| {
+        c.split(' ')
+            .find_map(|f| f.strip_prefix("cmd="))
+            .map(str::to_owned)
+    };
+    let mut commands: Vec<_> = opened.iter().filter_map(last_command).collect();
+    commands.sort();
     assert_eq!(
-        clients(&mut conn).await,
-        before + 1,
-        "one connection of its own"
+        commands,
+        ["info", "mget"],
+        "two connections of its own: one checked the run_id, the other read: {opened:?}"
     );
     for &p in people.iter().skip(50).take(50) {
         assert_eq!(worker.get(p).await, engine.status(p));
     }
-    assert_eq!(clients(&mut conn).await, before + 1, "and only one");
+    assert_eq!(
+        clients(&mut conn).await.len(),
+        before.len() + 2,
+        "and only those"
+    );
     assert_eq!(engine.calls(), calls, "answered from Redis, not the engine");
 }
 
