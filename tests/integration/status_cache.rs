@@ -785,16 +785,23 @@ async fn opening_with_redis_unreachable_succeeds_and_trusts_it_once_it_is_up() {
 /// runtime (so the cache reads through this thread's own connection, where
 /// concurrent lookups share one `MGET`), with a metrics recorder of its own,
 /// whose Prometheus text it returns beside the result (counters of other
-/// tests in this process never mix in).
-fn on_worker_thread<T>(test: impl AsyncFnOnce() -> T) -> (T, String) {
+/// tests in this process never mix in). The thread is a new one, as a
+/// worker is: the cache resolves some metrics once per thread.
+fn on_worker_thread<T: Send>(test: impl AsyncFnOnce() -> T + Send) -> (T, String) {
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
-    let out = metrics::with_local_recorder(&recorder, || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(test())
+    let out = std::thread::scope(|s| {
+        s.spawn(|| {
+            metrics::with_local_recorder(&recorder, || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(test())
+            })
+        })
+        .join()
+        .unwrap()
     });
     (out, handle.render())
 }
