@@ -45,6 +45,8 @@
 //! - `memory`: the in-process backend.
 //! - `redis_conn`: connections, the write script, `run_id`s and the epoch.
 //! - `reads`: gate reads, coalesced into `MGET`s per connection.
+//! - `resp`: a worker's own socket for those `MGET`s (one Redis over TCP),
+//!   written and parsed without the `redis` crate.
 //! - `writer`: the background task that writes and resynchronises.
 
 mod format;
