@@ -299,3 +299,69 @@ async fn load_counts_errors_against_a_server_that_refuses() {
     assert!(r.failed_requests > 0 && r.ok_requests == 0, "{r}");
     assert!(r.errors.keys().all(|k| k.starts_with("transport")), "{r}");
 }
+
+/// `rollcall demo` serving after its day stops on SIGTERM (what `timeout`,
+/// systemd and `docker stop` send) as on Ctrl-C: it exits at once, with its
+/// temporary data directory removed. Before, the HTTP server stopped on it
+/// and the process stayed, serving nothing.
+#[test]
+fn the_demo_serving_stops_on_sigterm_and_removes_its_data() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .env_remove("ROLLCALL_REDIS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut printed = Vec::new();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        let serving = line.starts_with("Serving until Ctrl-C");
+        printed.push(line);
+        if serving {
+            break;
+        }
+    }
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.starts_with("Serving until Ctrl-C")),
+        "the demo did not get to serving: {printed:#?}"
+    );
+    let ours = || {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("rollcall-demo-{pid}-"))
+            })
+    };
+    assert!(ours(), "its data directory is there while it serves");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the demo was still running 20 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(!ours(), "its data directory is removed");
+}

@@ -264,9 +264,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         println!("{}", demo.summary);
         if !args.exit {
             println!("Serving until Ctrl-C.");
-            tokio::signal::ctrl_c()
-                .await
-                .context("waiting for Ctrl-C")?;
+            // SIGTERM too, as `serve`: the HTTP server stops on it, and the
+            // demo must not linger after it serving nothing.
+            crate::cli::serve::shutdown_signal().await?;
             eprintln!("stopping…");
         }
         demo.stop().await;
