@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::format::Key;
 use super::redis_conn::{Conn, READ_TIMEOUT};
-use super::resp::RawConn;
+use super::resp::{RawConn, timed_out};
 
 /// Keys per `MGET` at most: a few tens of microseconds of Redis's time, so a
 /// batch never holds up the commands queued behind it for long.
@@ -104,10 +104,7 @@ async fn batch_reads(
             Some(r) => match tokio::time::timeout(READ_TIMEOUT, r.mget(keys)).await {
                 Ok(Ok(values)) => Ok(values),
                 Ok(Err(e)) => Err(redis::RedisError::from(e)),
-                Err(_) => Err(redis::RedisError::from(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "Redis did not answer a read in time",
-                ))),
+                Err(_) => Err(redis::RedisError::from(timed_out())),
             },
             None => conn
                 .mget(keys)

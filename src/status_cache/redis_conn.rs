@@ -146,9 +146,7 @@ impl Target {
             .await
             .unwrap_or_else(|_| Err(timeout_error()))
     }
-}
 
-impl Target {
     /// A plain socket for gate reads (see `resp`), when this is one Redis
     /// over plain TCP; `None` otherwise.
     pub async fn raw_read_conn(&self, timeout: Duration) -> RedisResult<Option<RawConn>> {
@@ -380,11 +378,14 @@ fn collect_run_ids(v: &Value, out: &mut Vec<String>) {
         }
         _ => return,
     };
-    out.extend(
-        text.lines()
-            .filter_map(|l| l.strip_prefix("run_id:"))
-            .map(|id| id.trim().to_owned()),
-    );
+    out.extend(run_ids_in(&text).map(str::to_owned));
+}
+
+/// The `run_id`s an `INFO server` text names (one per node it covers).
+pub fn run_ids_in(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("run_id:"))
+        .map(str::trim)
 }
 
 fn timeout_error() -> redis::RedisError {

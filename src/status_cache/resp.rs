@@ -22,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::format::Key;
+use super::redis_conn::run_ids_in;
 
 /// The largest single value (or `INFO` text) accepted: a status is a few
 /// hundred bytes, so anything near this is not one of ours.
@@ -94,11 +95,7 @@ impl RawConn {
         };
         std::str::from_utf8(&info)
             .ok()
-            .and_then(|text| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix("run_id:"))
-                    .map(|id| id.trim().to_owned())
-            })
+            .and_then(|text| run_ids_in(text).next().map(str::to_owned))
             .ok_or_else(|| protocol("INFO server holds no run_id"))
     }
 
@@ -286,7 +283,7 @@ fn protocol(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("Redis reply: {what}"))
 }
 
-fn timed_out() -> io::Error {
+pub fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "Redis did not answer in time")
 }
 
