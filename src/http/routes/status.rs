@@ -58,6 +58,8 @@ thread_local! {
     };
 }
 
+static JSON: HeaderValue = HeaderValue::from_static("application/json");
+
 /// The gate lookup's fast path: a `GET /v1/status/{id}` whose ID is
 /// well-formed as sent and whose token is a live gate's or admin's is
 /// answered here, with the same body, headers (`headers`: those every
@@ -65,7 +67,7 @@ thread_local! {
 /// handed back for routing.
 pub fn fast(
     req: ServiceRequest,
-    headers: &'static [(&'static str, &'static str)],
+    headers: &'static [(HeaderName, HeaderValue)],
 ) -> Result<impl Future<Output = Result<ServiceResponse<BoxBody>, actix_web::Error>>, ServiceRequest>
 {
     let started = std::time::Instant::now();
@@ -91,9 +93,9 @@ pub fn fast(
         let body = state.cache.get_json(id).await;
         let mut res = HttpResponse::Ok().body(body);
         let h = res.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(CONTENT_TYPE, JSON.clone());
         for (k, v) in headers {
-            h.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+            h.insert(k.clone(), v.clone());
         }
         let done = std::time::Instant::now();
         FAST_METRICS.with(|m| {
