@@ -22,7 +22,12 @@
 # Gate lookups are also compared with the ceiling: benches/passthrough, an
 # actix-web server doing one Redis GET per request, on the same Redis (its
 # keys are the IDs, each holding one of rollcall's values), with the same wrk
-# script; the runs alternate (ROUNDS of each, 2 by default).
+# script. Before the first round the server and Redis are left to go idle
+# (the ingest's snapshot, for one). Then ROUNDS rounds (4 by default), each
+# one `redis-benchmark` and one `wrk` run of both servers, in ABBA order
+# (pass-through first in odd rounds, rollcall first in even ones) so that a
+# machine growing busier or quieter during the rounds favours neither; the
+# CPU each server spent per lookup is recorded beside its rate.
 # With CLOSE_BENCH=1, also the engine's criterion bench of the 10 M close
 # (`close_and_coverage_10M`: compute only, no HTTP), for the summary.
 #
@@ -53,7 +58,7 @@ sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(1000000 10000000)
 bin=${BIN:-$root/target/release/rollcall}
 passthrough=${PASSTHROUGH:-$root/target/release/examples/passthrough}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-4}
 ADMIN=compare-admin-token-0123456789abcdef0123456789
 
 [ -n "${SKIP_BUILD:-}" ] || (cd "$root" && cargo build --release --locked && cargo build --release --locked --example passthrough)
@@ -104,7 +109,24 @@ cleanup() {
 }
 trap cleanup EXIT
 # CPU seconds the server has used (user + system), from /proc.
-cpu_s() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14+$15)/t}' "/proc/$SERVER_PID/stat"; }
+cpu_s() { pid_cpu_s "$SERVER_PID"; }
+pid_cpu_s() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14+$15)/t}' "/proc/$1/stat"; }
+# quiesce PID...: waits (at most 60 s) until every PID used under 2% of a
+# core over one second.
+quiesce() {
+  local i p a b busy
+  for i in $(seq 60); do
+    busy=0
+    for p in "$@"; do a[$p]=$(pid_cpu_s "$p"); done
+    sleep 1
+    for p in "$@"; do
+      b=$(pid_cpu_s "$p")
+      python3 -c "import sys; sys.exit(0 if $b - ${a[$p]} < 0.02 else 1)" || busy=1
+    done
+    [ $busy = 0 ] && return 0
+  done
+  echo "quiesce: still busy after 60 s; measuring anyway" >&2
+}
 # timed_load OUT ARGS...: runs `rollcall load`, its JSON to OUT, and sets
 # SRV_CPU (server CPU seconds used meanwhile) and GEN_CPU (the generator's).
 timed_load() {
@@ -219,21 +241,32 @@ for N in "${sizes[@]}"; do
     gate=$(token '{"role":"gate","name":"bench gate"}')
     # Warm: every resident looked up once, so every answer comes from Redis.
     wrk -t2 -c32 -d10s -s "$root/benches/gate/status.lua" "http://127.0.0.1:$PORT" -- "$gate" "$city/ids.txt" >/dev/null
-    keys=$(redis-cli -p "$rport" dbsize)
-    rb=$(redis-benchmark -p "$rport" -t get -n 1000000 -r 1000000 -c 50 --csv | grep '^"GET"')
-    emit "{\"size\":$N,\"what\":\"redis_benchmark_get\",\"r\":{\"keys\":$keys,\"csv\":\"$(echo "$rb" | tr -d '"')\"}}"
     # The pass-through's keys: every ID, holding one of rollcall's values.
     python3 "$here/fill_ids.py" "$city/ids.txt" "$rport"
+    keys=$(redis-cli -p "$rport" dbsize)
     pport=$(free_port)
     "$passthrough" "127.0.0.1:$pport" "redis://127.0.0.1:$rport" 2 >"$WORK/passthrough.log" 2>&1 &
     PT_PID=$!
     until curl -s -o /dev/null "http://127.0.0.1:$pport/v1/status/x"; do sleep 0.05; done
+    quiesce "$SERVER_PID" "$REDIS_PID"
+    # wrk_round KIND PORT TOKEN PID I: one wrk run, its line and the CPU
+    # its server spent.
+    wrk_round() {
+      local c0 w
+      c0=$(pid_cpu_s "$4")
+      w=$(wrk -t2 -c64 -d"${GATE_SECONDS}s" -s "$root/benches/gate/status.lua" "http://127.0.0.1:$2" -- "$3" "$city/ids.txt" | tail -1)
+      emit "{\"size\":$N,\"what\":\"$1_$5\",\"r\":{\"line\":\"$w\",\"seconds\":$GATE_SECONDS},\"server_cpu_s\":$(python3 -c "print(round($(pid_cpu_s "$4") - $c0, 2))")}"
+    }
     for i in $(seq "$ROUNDS"); do
-      w=$(wrk -t2 -c64 -d"${GATE_SECONDS}s" -s "$root/benches/gate/status.lua" "http://127.0.0.1:$pport" -- none "$city/ids.txt" | tail -1)
-      emit "{\"size\":$N,\"what\":\"wrk_passthrough_$i\",\"r\":{\"line\":\"$w\",\"seconds\":$GATE_SECONDS}}"
-      c0=$(cpu_s)
-      w=$(wrk -t2 -c64 -d"${GATE_SECONDS}s" -s "$root/benches/gate/status.lua" "http://127.0.0.1:$PORT" -- "$gate" "$city/ids.txt" | tail -1)
-      emit "{\"size\":$N,\"what\":\"wrk_gate_$i\",\"r\":{\"line\":\"$w\",\"seconds\":$GATE_SECONDS},\"server_cpu_s\":$(python3 -c "print(round($(cpu_s) - $c0, 2))")}"
+      rb=$(redis-benchmark -p "$rport" -t get -n 500000 -r 1000000 -c 50 --csv | grep '^"GET"')
+      emit "{\"size\":$N,\"what\":\"redis_benchmark_get_$i\",\"r\":{\"keys\":$keys,\"csv\":\"$(echo "$rb" | tr -d '"')\"}}"
+      if [ $((i % 2)) = 1 ]; then
+        wrk_round wrk_passthrough "$pport" none "$PT_PID" "$i"
+        wrk_round wrk_gate "$PORT" "$gate" "$SERVER_PID" "$i"
+      else
+        wrk_round wrk_gate "$PORT" "$gate" "$SERVER_PID" "$i"
+        wrk_round wrk_passthrough "$pport" none "$PT_PID" "$i"
+      fi
     done
     kill "$PT_PID" 2>/dev/null || true
     wait "$PT_PID" 2>/dev/null || true
