@@ -101,6 +101,11 @@ def summary(by):
             worst = max(x["p99.9"] for x in gates)
             rows.append(("gate p99.9 under wrk -c64 (worst round)", ", ".join(f"{x['p99.9']:.1f} ms" for x in gates),
                          f"**{worst:.1f} ms**", "≤ 10 ms"))
+            if pts:
+                # The same client and machine against the 30-line server:
+                # what of the tail is theirs.
+                rows.append(("the pass-through's p99.9 in the same rounds", ", ".join(f"{x['p99.9']:.1f} ms" for x in pts),
+                             f"{max(x['p99.9'] for x in pts):.1f} ms", "(the ceiling)"))
     base = by.get(0, {}).get("rollcall_empty", {}).get("rss_mb")
     for size, d in sorted(by.items()):
         rc = d.get("rollcall_close")
