@@ -68,7 +68,7 @@ pport=$(port)
 "$PT" "127.0.0.1:$pport" "redis://127.0.0.1:$rport/0" 2 >"$work/passthrough.log" 2>&1 &
 pid[P]=$!
 url[P]=http://127.0.0.1:$pport
-gate[P]=none
+gate[P]=${gate[B]}
 until curl -s -o /dev/null "${url[P]}/v1/status/x"; do sleep 0.05; done
 echo "keys: db0 $(redis-cli -p "$rport" -n 0 dbsize), A $(redis-cli -p "$rport" -n 1 dbsize), B $(redis-cli -p "$rport" -n 2 dbsize)"
 

@@ -40,7 +40,7 @@ cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 for i in $(seq "${ROUNDS:-3}"); do
   for who in pt A B; do
     case $who in
-      pt) pid=$pp; url=http://127.0.0.1:47852; t=none; r=$ra ;;
+      pt) pid=$pp; url=http://127.0.0.1:47852; t=$ta; r=$ra ;;
       A) pid=$pa; url=http://127.0.0.1:47850; t=$ta; r=$ra ;;
       B) pid=$pb; url=http://127.0.0.1:47853; t=$tb; r=$rb ;;
     esac
