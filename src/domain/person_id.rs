@@ -108,6 +108,17 @@ impl PersonId {
         compute_check_char(&self.first17())
     }
 
+    /// All 18 characters as ASCII bytes, with an upper-case `X`: what
+    /// `Display` writes, without the formatting machinery (the status
+    /// cache's key is a MAC of these bytes, on every record and lookup).
+    pub fn ascii(self) -> [u8; 18] {
+        let digits = self.first17();
+        let mut out = [0u8; 18];
+        out[..17].copy_from_slice(&digits);
+        out[17] = compute_check_char(&digits) as u8;
+        out
+    }
+
     /// The ID as the contract shows it to officials: the first 6 and last 4
     /// characters, with 8 `*` between (`610802********001X`).
     pub fn masked(self) -> String {
@@ -165,10 +176,41 @@ fn birth_date_of(v: u64) -> Option<NaiveDate> {
 }
 
 /// Today's date in Asia/Shanghai.
+///
+/// Every record and every gate lookup parses an ID, so each thread keeps the
+/// date with the span of UTC seconds it was seen to hold: from the clock
+/// reading that computed it to the next local midnight. A reading inside
+/// the span costs one clock read; one outside it (the day has turned, or
+/// the clock was set back) computes the date again.
 fn today_in_shanghai() -> NaiveDate {
-    Utc::now()
-        .with_timezone(&chrono_tz::Asia::Shanghai)
-        .date_naive()
+    use std::cell::Cell;
+    thread_local! {
+        static TODAY: Cell<Option<(i64, i64, NaiveDate)>> = const { Cell::new(None) };
+    }
+    let now = Utc::now();
+    let secs = now.timestamp();
+    TODAY.with(|today| {
+        if let Some((from, until, date)) = today.get()
+            && (from..until).contains(&secs)
+        {
+            return date;
+        }
+        let date = now.with_timezone(&chrono_tz::Asia::Shanghai).date_naive();
+        today.set(next_midnight_in_shanghai(date).map(|until| (secs, until, date)));
+        date
+    })
+}
+
+/// The UTC second at which the day after `date` begins in Asia/Shanghai
+/// (None if that midnight does not exist locally, which no rule since 1991
+/// gives; the date is then not kept).
+fn next_midnight_in_shanghai(date: NaiveDate) -> Option<i64> {
+    use chrono::TimeZone;
+    let midnight = date.succ_opt()?.and_hms_opt(0, 0, 0)?;
+    chrono_tz::Asia::Shanghai
+        .from_local_datetime(&midnight)
+        .earliest()
+        .map(|t| t.timestamp())
 }
 
 impl FromStr for PersonId {
@@ -199,11 +241,8 @@ impl From<PersonId> for String {
 impl fmt::Display for PersonId {
     /// All 18 characters, with an upper-case `X`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let digits = self.first17();
-        let mut buf = [0u8; 18];
-        buf[..17].copy_from_slice(&digits);
-        buf[17] = self.check_char() as u8;
-        f.write_str(std::str::from_utf8(&buf).expect("ASCII digits"))
+        let ascii = self.ascii();
+        f.write_str(std::str::from_utf8(&ascii).expect("ASCII digits"))
     }
 }
 
@@ -398,6 +437,49 @@ mod tests {
         })
     }
 
+    #[test]
+    fn the_kept_date_is_the_date_in_shanghai_and_lasts_until_its_midnight() {
+        // Twice on one thread: computed, then kept; both the zone's date.
+        for _ in 0..2 {
+            let before = Utc::now()
+                .with_timezone(&chrono_tz::Asia::Shanghai)
+                .date_naive();
+            let kept = today_in_shanghai();
+            let after = Utc::now()
+                .with_timezone(&chrono_tz::Asia::Shanghai)
+                .date_naive();
+            assert!(
+                kept == before || kept == after,
+                "{kept} is neither {before} nor {after}"
+            );
+        }
+        // UTC+8, no daylight saving: a day ends at 16:00 UTC of its date,
+        // a year's last day included.
+        for (d, ends) in [
+            (date(2026, 12, 5), "2026-12-05T16:00:00+00:00"),
+            (date(2026, 12, 31), "2026-12-31T16:00:00+00:00"),
+        ] {
+            let until = next_midnight_in_shanghai(d).unwrap();
+            let until = chrono::DateTime::from_timestamp(until, 0).unwrap();
+            assert_eq!(until.to_rfc3339(), ends);
+        }
+    }
+
+    #[test]
+    fn an_id_born_today_in_shanghai_parses_and_one_born_tomorrow_does_not() {
+        let today = today_in_shanghai();
+        let born = |d: NaiveDate| with_check(&format!("110105{}002", d.format("%Y%m%d")));
+        assert!(born(today).parse::<PersonId>().is_ok());
+        let tomorrow = today.succ_opt().unwrap();
+        // Unless the day turned between the two reads.
+        if today_in_shanghai() == today {
+            assert_eq!(
+                born(tomorrow).parse::<PersonId>(),
+                Err(PersonIdError::FutureBirthDate)
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn every_generated_valid_id_parses_and_round_trips(first17 in valid_first17()) {
@@ -407,6 +489,7 @@ mod tests {
             prop_assert_eq!(PersonId::parse_on(&id.to_string(), today()), Ok(id));
             prop_assert_eq!(PersonId::from_u64(id.as_u64()), Ok(id));
             prop_assert_eq!(id.masked().len(), 18);
+            prop_assert_eq!(&id.ascii()[..], s.as_bytes());
         }
 
         #[test]

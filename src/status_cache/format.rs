@@ -25,8 +25,6 @@
 //! who can write to Redis but does not hold the cache key cannot turn a red
 //! code green: a value that fails its MAC is a miss ([`Keyer::authentic`]).
 
-use std::fmt::Write as _;
-
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -134,10 +132,8 @@ impl Keyer {
 
     /// HMAC-SHA256 of the 18-character ID, truncated to 128 bits.
     pub fn digest(&self, person: PersonId) -> Digest {
-        let mut id = IdBuf::default();
-        write!(id, "{person}").expect("an ID has 18 characters");
         let mut mac = self.mac.clone();
-        mac.update(id.as_bytes());
+        mac.update(&person.ascii());
         let full = mac.finalize().into_bytes();
         let mut out = [0u8; 16];
         out.copy_from_slice(&full[..16]);
@@ -352,31 +348,6 @@ fn parse_hex(digits: &[u8]) -> Option<u64> {
         v = (v << 4) | u64::from(n);
     }
     Some(v)
-}
-
-/// A stack buffer for formatting one ID without allocating.
-#[derive(Default)]
-struct IdBuf {
-    bytes: [u8; 24],
-    len: usize,
-}
-
-impl IdBuf {
-    fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
-    }
-}
-
-impl std::fmt::Write for IdBuf {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        if end > self.bytes.len() {
-            return Err(std::fmt::Error);
-        }
-        self.bytes[self.len..end].copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
 }
 
 #[cfg(test)]
