@@ -59,6 +59,14 @@ def cpu_per_lookup(d, what):
     return out
 
 
+def pg_rate(pg, kind, streams):
+    """PostgreSQL's rows/s for one kind of load from `streams` sessions."""
+    for r in pg["results"]:
+        if r["kind"] == kind and r["streams"] == streams:
+            return r["rows_per_s"]
+    return None
+
+
 def mean(xs):
     return sum(xs) / len(xs)
 
@@ -67,14 +75,21 @@ def summary(by):
     """Issue 18's Done-when, one ratio a row, each against its anchor from the same run."""
     rows = []
     for size, d in sorted(by.items()):
-        ri, pg = d.get("rollcall_ingest"), d.get("pg_ingest")
-        if ri and pg:
-            for r in pg["results"]:
-                if r["kind"] == "copy":
-                    goal = "≥ 1.0× (aim 1.5×)" if r["streams"] > 1 else "—"
-                    rows.append((f"durable ingest over HTTP ÷ PostgreSQL `COPY`, {r['streams']} session(s) ({size:,} register)",
-                                 f"{fmt(ri['items_per_s'])}/s ÷ {fmt(r['rows_per_s'])}/s",
-                                 f"**{ri['items_per_s'] / r['rows_per_s']:.2f}×**", goal))
+        ris, pgs = rounds(d, "rollcall_ingest"), rounds(d, "pg_ingest")
+        if ris and pgs:
+            ri = mean([r["items_per_s"] for r in ris])
+            for streams in sorted({r["streams"] for pg in pgs for r in pg["results"]}):
+                per = [pg_rate(pg, "copy", streams) for pg in pgs]
+                if None in per:
+                    continue
+                goal = "≥ 1.0× (aim 1.5×)" if streams > 1 else "—"
+                each = ""
+                if len(ris) == len(per) > 1:
+                    each = " (rounds: " + ", ".join(f"{a['items_per_s'] / b:.2f}" for a, b in zip(ris, per)) + ")"
+                rows.append((f"durable ingest over HTTP ÷ PostgreSQL `COPY`, {streams} session(s) ({size:,} register; "
+                             "mean of rounds)",
+                             f"{fmt(ri)}/s ÷ {fmt(mean(per))}/s{each}",
+                             f"**{ri / mean(per):.2f}×**", goal))
         gates, pts = gate_rounds(d, "wrk_gate"), gate_rounds(d, "wrk_passthrough")
         rbs = redis_benchmark_rounds(d)
         if gates and rbs:
@@ -189,24 +204,26 @@ def main() -> int:
     print()
 
     for size, d in sorted(by.items()):
-        ri, pg = d.get("rollcall_ingest"), d.get("pg_ingest")
-        if not ri or not pg:
+        ris, pgs = rounds(d, "rollcall_ingest"), rounds(d, "pg_ingest")
+        if not ris or not pgs:
             continue
         print(f"## Durable ingest, batches of 500 ({size:,}-resident register)\n")
-        print("| what | rows/s | rollcall ÷ this |")
-        print("|---|---:|---:|")
-        print(f"| rollcall `POST /v1/records` over HTTP, {ri['concurrency']} connections, flat out "
-              f"(p50 {ri['latency']['p50_ms']:.1f} ms, p99 {ri['latency']['p99_ms']:.1f} ms per batch) | "
-              f"**{fmt(ri['items_per_s'])}** | 1.0 |")
-        for r in pg["results"]:
-            what = "`COPY`, 500 rows per commit" if r["kind"] == "copy" else "`INSERT … ON CONFLICT DO NOTHING`, 500 rows per statement"
-            print(f"| PostgreSQL {what}, {r['streams']} session(s) | {fmt(r['rows_per_s'])} | "
-                  f"{ri['items_per_s'] / r['rows_per_s']:.2f}× |")
+        print("| round | what | rows/s | rollcall (same round) ÷ this |")
+        print("|---:|---|---:|---:|")
+        for i, (ri, pg) in enumerate(zip(ris, pgs), 1):
+            print(f"| {i} | rollcall `POST /v1/records` over HTTP, {ri['concurrency']} connections, flat out "
+                  f"(p50 {ri['latency']['p50_ms']:.1f} ms, p99 {ri['latency']['p99_ms']:.1f} ms per batch) | "
+                  f"**{fmt(ri['items_per_s'])}** | 1.0 |")
+            for r in pg["results"]:
+                what = "`COPY`, 500 rows per commit" if r["kind"] == "copy" else "`INSERT … ON CONFLICT DO NOTHING`, 500 rows per statement"
+                print(f"| {i} | PostgreSQL {what}, {r['streams']} session(s) | {fmt(r['rows_per_s'])} | "
+                      f"{ri['items_per_s'] / r['rows_per_s']:.2f}× |")
         print()
-        if ri.get("server_cpu_s") is not None:
-            print(f"CPU: the server used {ri['server_cpu_s']:.1f} s of CPU for {ri['items']:,} records "
-                  f"({ri['server_cpu_s'] * 1e6 / max(ri['items'], 1):.1f} µs per record) in {ri['elapsed_s']:.0f} s; "
-                  f"the load generator {ri['load_cpu_s'] * 1e6 / max(ri['items'], 1):.1f} µs per record.\n")
+        cpu = [f"round {i}: the server {ri['server_cpu_s'] * 1e6 / max(ri['items'], 1):.2f} µs per record, "
+               f"the load generator {ri['load_cpu_s'] * 1e6 / max(ri['items'], 1):.2f} µs"
+               for i, ri in enumerate(ris, 1) if ri.get("server_cpu_s") is not None]
+        if cpu:
+            print("CPU (user + system, from /proc): " + "; ".join(cpu) + ".\n")
 
     for size, d in sorted(by.items()):
         rbs = redis_benchmark_rounds(d)

@@ -16,7 +16,8 @@
 # All three must find the same missing count, or the run fails.
 #
 # At the first size, also: ingest flat out over HTTP against PostgreSQL COPY
-# and INSERT (500 rows per commit), and gate lookups through HTTP from Redis
+# and INSERT (500 rows per commit), in INGEST_ROUNDS alternated rounds (2 by
+# default), and gate lookups through HTTP from Redis
 # against raw `redis-benchmark -t get` on the same private Redis.
 #
 # Gate lookups are also compared with the ceiling: benches/passthrough, an
@@ -36,6 +37,7 @@
 #
 # Environment: WORK (scratch, default /tmp/rollcall-compare), SEED (1),
 # FRACTION (0.95), CONCURRENCY (ingest connections, 4), INGEST_SECONDS (20),
+# INGEST_ROUNDS (2),
 # GATE_RATE (a second paced gate rate, 5000),
 # GATE_SECONDS (15), PG_ROWS (500000), SKIP_BUILD (use the existing binary),
 # BIN (the rollcall binary, default target/release/rollcall), EXTRAS=0 (skip
@@ -52,6 +54,7 @@ SEED=${SEED:-1}
 FRACTION=${FRACTION:-0.95}
 CONCURRENCY=${CONCURRENCY:-4}
 INGEST_SECONDS=${INGEST_SECONDS:-20}
+INGEST_ROUNDS=${INGEST_ROUNDS:-2}
 GATE_SECONDS=${GATE_SECONDS:-15}
 PG_ROWS=${PG_ROWS:-500000}
 sizes=("$@")
@@ -230,12 +233,36 @@ for N in "${sizes[@]}"; do
     redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
     REDIS_PID=$!
     sleep 0.5
-    start_server "$data" "$PORT" --redis "redis://127.0.0.1:$rport"
-    timed_load "$WORK/ingest.json" --target "http://127.0.0.1:$PORT" --token "$scanner" --ids "$city/ids.txt" \
-      --flat-out --batch 500 --concurrency "$CONCURRENCY" --duration "$INGEST_SECONDS"
-    emit "{\"size\":$N,\"what\":\"rollcall_ingest\",\"r\":$(cat "$WORK/ingest.json"),\"server_cpu_s\":$SRV_CPU,\"load_cpu_s\":$GEN_CPU}"
-    pgi=$(python3 "$here/pg_ingest.py" "$city/register.csv" --rows "$PG_ROWS" --streams "1,$CONCURRENCY")
-    emit "{\"size\":$N,\"what\":\"pg_ingest\",\"r\":$pgi}"
+    # INGEST_ROUNDS rounds of rollcall and PostgreSQL, in ABBA order (rollcall
+    # first in odd rounds), so that the machine's drift favours neither. Each
+    # rollcall round starts a server on a fresh copy of the data as the close
+    # left it, over an emptied Redis, and waits for both to go idle; the
+    # server of the last round stays up for the gate lookups.
+    rm -rf "$WORK/ingest-base" && cp -r "$data" "$WORK/ingest-base"
+    rollcall_ingest_round() {
+      stop_server
+      rm -rf "$WORK/ingest-data" && cp -r "$WORK/ingest-base" "$WORK/ingest-data"
+      redis-cli -p "$rport" flushall >/dev/null
+      start_server "$WORK/ingest-data" "$PORT" --redis "redis://127.0.0.1:$rport"
+      quiesce "$SERVER_PID" "$REDIS_PID"
+      timed_load "$WORK/ingest.json" --target "http://127.0.0.1:$PORT" --token "$scanner" --ids "$city/ids.txt" \
+        --flat-out --batch 500 --concurrency "$CONCURRENCY" --duration "$INGEST_SECONDS"
+      emit "{\"size\":$N,\"what\":\"rollcall_ingest_$1\",\"r\":$(cat "$WORK/ingest.json"),\"server_cpu_s\":$SRV_CPU,\"load_cpu_s\":$GEN_CPU}"
+    }
+    pg_ingest_round() {
+      local pgi
+      pgi=$(python3 "$here/pg_ingest.py" "$city/register.csv" --rows "$PG_ROWS" --streams "1,$CONCURRENCY")
+      emit "{\"size\":$N,\"what\":\"pg_ingest_$1\",\"r\":$pgi}"
+    }
+    for i in $(seq "$INGEST_ROUNDS"); do
+      if [ $((i % 2)) = 1 ]; then
+        rollcall_ingest_round "$i"
+        pg_ingest_round "$i"
+      else
+        pg_ingest_round "$i"
+        rollcall_ingest_round "$i"
+      fi
+    done
 
     echo "-- gate lookups: rollcall over HTTP from Redis vs redis-benchmark on the same Redis"
     gate=$(token '{"role":"gate","name":"bench gate"}')
