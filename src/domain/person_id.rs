@@ -183,22 +183,28 @@ fn birth_date_of(v: u64) -> Option<NaiveDate> {
 /// the span costs one clock read; one outside it (the day has turned, or
 /// the clock was set back) computes the date again.
 fn today_in_shanghai() -> NaiveDate {
-    use std::cell::Cell;
     thread_local! {
-        static TODAY: Cell<Option<(i64, i64, NaiveDate)>> = const { Cell::new(None) };
+        static TODAY: KeptDate = const { std::cell::Cell::new(None) };
     }
-    let now = Utc::now();
+    TODAY.with(|kept| date_in_shanghai(kept, Utc::now()))
+}
+
+/// A date in Asia/Shanghai with the span of UTC seconds `[from, until)` it
+/// is known to hold.
+type KeptDate = std::cell::Cell<Option<(i64, i64, NaiveDate)>>;
+
+/// The date in Asia/Shanghai at `now`: `kept`'s if `now` is inside its span,
+/// else computed and kept from `now` to the next local midnight.
+fn date_in_shanghai(kept: &KeptDate, now: chrono::DateTime<Utc>) -> NaiveDate {
     let secs = now.timestamp();
-    TODAY.with(|today| {
-        if let Some((from, until, date)) = today.get()
-            && (from..until).contains(&secs)
-        {
-            return date;
-        }
-        let date = now.with_timezone(&chrono_tz::Asia::Shanghai).date_naive();
-        today.set(next_midnight_in_shanghai(date).map(|until| (secs, until, date)));
-        date
-    })
+    if let Some((from, until, date)) = kept.get()
+        && (from..until).contains(&secs)
+    {
+        return date;
+    }
+    let date = now.with_timezone(&chrono_tz::Asia::Shanghai).date_naive();
+    kept.set(next_midnight_in_shanghai(date).map(|until| (secs, until, date)));
+    date
 }
 
 /// The UTC second at which the day after `date` begins in Asia/Shanghai
@@ -462,6 +468,28 @@ mod tests {
             let until = next_midnight_in_shanghai(d).unwrap();
             let until = chrono::DateTime::from_timestamp(until, 0).unwrap();
             assert_eq!(until.to_rfc3339(), ends);
+        }
+    }
+
+    #[test]
+    fn the_kept_date_turns_at_midnight_in_shanghai_and_follows_a_clock_set_back() {
+        let at = |t: &str| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let kept = KeptDate::new(None);
+        for (now, want) in [
+            ("2026-12-05T10:00:00Z", date(2026, 12, 5)),
+            ("2026-12-05T15:59:59Z", date(2026, 12, 5)),
+            // 16:00 UTC is midnight in Shanghai.
+            ("2026-12-05T16:00:00Z", date(2026, 12, 6)),
+            ("2026-12-06T03:00:00Z", date(2026, 12, 6)),
+            // The clock set back before the kept span: computed again.
+            ("2026-12-05T15:00:00Z", date(2026, 12, 5)),
+            ("2026-12-05T16:00:01Z", date(2026, 12, 6)),
+        ] {
+            assert_eq!(date_in_shanghai(&kept, at(now)), want, "at {now}");
         }
     }
 
