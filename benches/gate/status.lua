@@ -9,9 +9,12 @@
 --   Its pauses stalled a wrk thread with its 32 connections, and wrk counts
 --   the stall in every waiting request's latency: that was the 30-110 ms
 --   p99.9 measured against every server, the 30-line pass-through included.
+--   About one run in four still has a stall of wrk's own (p99.9 25-140 ms
+--   against any server; docs/benchmarks.md, "measuring both sides alike").
 -- - init only reads the IDs: wrk starts each thread right after its init
 --   and its clock after the last one, so a slow init adds requests to the
---   count without their time.
+--   count without their time. Reading the IDs still takes ~0.55 s, so
+--   with -t2 every rate reads ~2% high (ratios between servers hold).
 local ids = {}
 local prefix = "GET /v1/status/"
 local suffix
