@@ -9,6 +9,7 @@ import platform
 import subprocess
 import sys
 from collections import defaultdict
+from statistics import mean
 
 
 def fmt(n, unit=""):
@@ -65,10 +66,6 @@ def pg_rate(pg, kind, streams):
         if r["kind"] == kind and r["streams"] == streams:
             return r["rows_per_s"]
     return None
-
-
-def mean(xs):
-    return sum(xs) / len(xs)
 
 
 def summary(by):
