@@ -267,7 +267,7 @@ for N in "${sizes[@]}"; do
     echo "-- gate lookups: rollcall over HTTP from Redis vs redis-benchmark on the same Redis"
     gate=$(token '{"role":"gate","name":"bench gate"}')
     # Warm: every resident looked up once, so every answer comes from Redis.
-    wrk -t2 -c32 -d10s -s "$root/benches/gate/status.lua" "http://127.0.0.1:$PORT" -- "$gate" "$city/ids.txt" >/dev/null
+    wrk -t1 -c32 -d120s -s "$root/benches/gate/warm.lua" "http://127.0.0.1:$PORT" -- "$gate" "$city/ids.txt" | tail -1
     # The pass-through's keys: every ID, holding one of rollcall's values.
     python3 "$here/fill_ids.py" "$city/ids.txt" "$rport"
     keys=$(redis-cli -p "$rport" dbsize)

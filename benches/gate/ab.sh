@@ -30,17 +30,6 @@ until redis-cli -p "$rport" ping >/dev/null 2>&1; do sleep 0.05; done
 tail -n +2 "$REGISTER" | cut -d, -f1 >"$work/ids"
 admin=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
-cat >"$work/warm.lua" <<'EOF'
-local ids, token, i = {}, nil, 0
-function init(args)
-  token = args[1]
-  for line in io.lines(args[2]) do ids[#ids + 1] = line end
-end
-function request()
-  i = i % #ids + 1
-  return wrk.format("GET", "/v1/status/" .. ids[i], { ["Authorization"] = "Bearer " .. token })
-end
-EOF
 
 declare -A url pid gate
 start() { # name bin db
@@ -56,7 +45,7 @@ start() { # name bin db
     -d '{"role":"gate","name":"bench gate"}' "${url[$1]}/v1/tokens" |
     python3 -c 'import json,sys;print(json.load(sys.stdin)["token"])')
   # Warm: every resident looked up, in order (misses are written back).
-  wrk -t2 -c32 -d5s -s "$work/warm.lua" "${url[$1]}" -- "${gate[$1]}" "$work/ids" >/dev/null
+  wrk -t1 -c32 -d120s -s benches/gate/warm.lua "${url[$1]}" -- "${gate[$1]}" "$work/ids" | tail -1
 }
 start A "$A" 1
 start B "$B" 2

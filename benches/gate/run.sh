@@ -21,7 +21,7 @@ GATE=$(curl -sf -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/
   -d '{"role":"gate","name":"bench gate"}' "http://127.0.0.1:$hport/v1/tokens" | python3 -c 'import json,sys;print(json.load(sys.stdin)["token"])')
 tail -n +2 fixtures/chongwen/register.csv | cut -d, -f1 >"$work/ids"
 # Warm the cache: every resident looked up once (misses are written back).
-wrk -t2 -c32 -d8s -s benches/gate/status.lua "http://127.0.0.1:$hport" -- "$GATE" "$work/ids" >/dev/null
+wrk -t1 -c32 -d60s -s benches/gate/warm.lua "http://127.0.0.1:$hport" -- "$GATE" "$work/ids" | tail -1
 echo "keys in redis: $(redis-cli -p "$rport" dbsize)"
 echo "== raw redis-benchmark GET (1M-key space, no pipelining, 50 clients)"
 redis-benchmark -p "$rport" -t get -n 400000 -r 1000000 -c 50 -q | tr '\r' '\n' | grep 'GET:' | tail -1

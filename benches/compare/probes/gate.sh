@@ -14,7 +14,7 @@ ROLLCALL_ADMIN_TOKEN=$ADMIN $BIN serve --data $d --listen 127.0.0.1:47840 --redi
 pid=$!
 until curl -sf http://127.0.0.1:47840/readyz >/dev/null; do sleep 0.1; done
 gate=$(curl -sf -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d '{"role":"gate","name":"g"}' http://127.0.0.1:47840/v1/tokens | python3 -c 'import json,sys;print(json.load(sys.stdin)["token"])')
-wrk -t2 -c32 -d8s -s benches/gate/status.lua http://127.0.0.1:47840 -- $gate $city/ids.txt | tail -1
+wrk -t1 -c32 -d120s -s benches/gate/warm.lua http://127.0.0.1:47840 -- $gate $city/ids.txt | tail -1
 perf record -e cpu-clock -F 999 -g -p $pid -o $P/gate.perf -- sleep 10 >/dev/null 2>&1 &
 ppid=$!
 c0=$(awk '{print $14+$15}' /proc/$pid/stat); r0=$(awk '{print $14+$15}' /proc/$rpid/stat)
