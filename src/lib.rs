@@ -16,12 +16,14 @@
 //! - [`synth`]: the synthetic city (the fixture's generator), for `gen`, the
 //!   demo, the simulators and the benchmarks. Depends on `domain` only.
 //! - [`cli`]: the subcommands (`serve`, `demo`, `gen`, `import`, `load`).
+//! - [`ct`]: constant-time comparison of hashes and MACs.
 //!
 //! Dependencies point one way: `domain` ← `engine` ← `store` / `status_cache`
 //! ← `http` ← `cli`. `domain` and `engine` import no actix, tokio, redis or
 //! rusqlite.
 
 pub mod cli;
+pub mod ct;
 pub mod domain;
 pub mod engine;
 pub mod http;

@@ -10,7 +10,6 @@ use hmac::{Hmac, Mac};
 use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
 use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::{ApiError, Code, Denial};
@@ -108,7 +107,7 @@ impl Tokens {
         let h = self.hash(token);
         let map = self.by_hash.read();
         map.get_key_value(&h)
-            .is_some_and(|(k, p)| bool::from(k.ct_eq(&h)) && roles.contains(&p.role))
+            .is_some_and(|(k, p)| crate::ct::eq(k, &h) && roles.contains(&p.role))
     }
 
     /// The principal of a presented token, if it is live.
@@ -118,7 +117,7 @@ impl Tokens {
         // The map finds the candidate by hash; the final comparison is
         // constant-time so no timing reveals how much of a hash matched.
         map.get_key_value(&h)
-            .filter(|(k, _)| bool::from(k.ct_eq(&h)))
+            .filter(|(k, _)| crate::ct::eq(&k[..], &h))
             .map(|(_, p)| p.clone())
     }
 }

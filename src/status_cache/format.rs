@@ -102,9 +102,8 @@ impl Keyer {
     /// (the Redis key it was read from). Constant-time in the MAC; no
     /// allocation.
     pub fn authentic(&self, digest: &Digest, raw: &[u8]) -> bool {
-        use subtle::ConstantTimeEq as _;
         raw.len() > HEADER_LEN
-            && bool::from(self.value_tag(digest, raw)[..].ct_eq(&raw[MAC_AT..HEADER_LEN]))
+            && crate::ct::eq(&self.value_tag(digest, raw), &raw[MAC_AT..HEADER_LEN])
     }
 
     /// The MAC field for a value (`raw` at least `HEADER_LEN` long; its own
