@@ -27,10 +27,6 @@ echo "== raw redis-benchmark GET (1M-key space, no pipelining, 50 clients)"
 redis-benchmark -p "$rport" -t get -n 400000 -r 1000000 -c 50 -q | tr '\r' '\n' | grep 'GET:' | tail -1
 echo "== rollcall GET /v1/status over HTTP, flat out (wrk -t2 -c64, ${DUR}s)"
 wrk -t2 -c64 -d"${DUR}s" -s benches/gate/status.lua "http://127.0.0.1:$hport" -- "$GATE" "$work/ids"
-if command -v wrk2 >/dev/null; then
-  echo "== at 20,000 req/s (wrk2)"
-  wrk2 -t2 -c64 -d"${DUR}s" -R20000 -s benches/gate/status.lua "http://127.0.0.1:$hport" -- "$GATE" "$work/ids"
-fi
 echo "== at a set 20,000 req/s (rollcall load; latency from each request's scheduled start)"
 "$BIN" load --mode gate --target "http://127.0.0.1:$hport" --token "$GATE" --ids "$work/ids" \
   --concurrency 64 --rate 20000 --duration "$DUR"
