@@ -19,7 +19,9 @@
 --   requests meanwhile counted without their time (every rate read ~2%
 --   high). The first init to finish sets a common start far enough ahead
 --   for the others, each thread's first request waits for it, and `done`
---   takes the time before it (no thread sending) out of the rate.
+--   takes the time before it (no thread sending) out of the rate. So the
+--   script's line ("requests/s ...") is the rate; wrk's own "Requests/sec"
+--   still counts that wait and reads low.
 local ffi = require("ffi")
 ffi.cdef[[
 typedef struct { long tv_sec; long tv_nsec; } rc_timespec;
