@@ -209,8 +209,18 @@ static DEFAULT_HEADERS: [(HeaderName, HeaderValue); 4] = [
     ),
 ];
 
+/// How often the recorder folds histogram samples into their buckets.
+/// Between scrapes of `/metrics` it keeps every sample it is given: ~33 bytes
+/// per gate lookup (two histograms), 30 MB for every 10 s of gate load at
+/// 93,000/s, without end when nothing scrapes. The exporter's own listener
+/// would run this upkeep every 5 s; a recorder built for another server's
+/// route has to run it itself.
+const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
+const METRICS_UPKEEP_THREAD: &str = "metrics-upkeep";
+
 /// The process-wide Prometheus recorder (a process has one global recorder;
-/// tests start several servers in one process and share it).
+/// tests start several servers in one process and share it), with the
+/// thread that keeps its histograms from growing.
 fn metrics_handle() -> PrometheusHandle {
     static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
     HANDLE
@@ -226,6 +236,16 @@ fn metrics_handle() -> PrometheusHandle {
             // Another recorder may already be installed (a test harness);
             // the handle still renders what this one records.
             let _ = metrics::set_global_recorder(recorder);
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name(METRICS_UPKEEP_THREAD.into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(METRICS_UPKEEP);
+                        upkeep.run_upkeep();
+                    }
+                })
+                .expect("a thread for the metrics' upkeep");
             handle
         })
         .clone()
@@ -514,4 +534,29 @@ pub async fn start(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result
         server,
         scheduler,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{METRICS_UPKEEP_THREAD, metrics_handle};
+
+    /// The names of this process's threads (Linux).
+    fn thread_names() -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .expect("/proc/self/task")
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|n| n.trim_end().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_recorder_runs_its_upkeep_on_one_thread_however_often_it_is_asked_for() {
+        let _ = metrics_handle();
+        let _ = metrics_handle();
+        let upkeep = thread_names()
+            .iter()
+            .filter(|n| *n == METRICS_UPKEEP_THREAD)
+            .count();
+        assert_eq!(upkeep, 1, "threads: {:?}", thread_names());
+    }
 }
