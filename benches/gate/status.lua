@@ -8,7 +8,7 @@
 --   init (random IDs of the file, each a whole request) and sends one of
 --   them at random each time. Building each request as it was sent (one
 --   new string per request) stalled wrk itself: with 1 M IDs as strings,
---   LuaJIT's string table stalled a thread for ~100 ms in most runs (p99.9
+--   LuaJIT's string table (most likely) stalled a thread in most runs (p99.9
 --   of 30-150 ms against every server, the 30-line pass-through included);
 --   with the IDs in one string and the collector running, its steps put
 --   p99.9 at 5-10 ms (docs/benchmarks.md, "a load script that allocates
