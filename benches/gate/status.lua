@@ -11,8 +11,8 @@
 --   LuaJIT's string table (most likely) stalled a thread in most runs (p99.9
 --   of 30-150 ms against every server, the 30-line pass-through included);
 --   with the IDs in one string and the collector running, its steps put
---   p99.9 at 5-10 ms (docs/benchmarks.md, "a load script that allocates
---   nothing").
+--   p99.9 at 17-25 ms, and at 4-10 ms with a small heap (docs/benchmarks.md,
+--   "a load script that allocates nothing").
 -- - Every thread starts sending at one moment. wrk runs the inits one after
 --   another on its main thread and starts each thread as soon as its init
 --   returns, but its clock only when the last one has; so the first threads'
