@@ -30,7 +30,6 @@ until redis-cli -p "$rport" ping >/dev/null 2>&1; do sleep 0.05; done
 tail -n +2 "$REGISTER" | cut -d, -f1 >"$work/ids"
 admin=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
-
 declare -A url pid gate
 start() { # name bin db
   local p; p=$(port)

@@ -107,7 +107,7 @@ impl Tokens {
         let h = self.hash(token);
         let map = self.by_hash.read();
         map.get_key_value(&h)
-            .is_some_and(|(k, p)| crate::ct::eq(k, &h) && roles.contains(&p.role))
+            .is_some_and(|(k, p)| crate::ct::eq(&k[..], &h) && roles.contains(&p.role))
     }
 
     /// The principal of a presented token, if it is live.
