@@ -44,7 +44,8 @@
 //! - `pending`: the change queue and the set of people not yet written.
 //! - `memory`: the in-process backend.
 //! - `redis_conn`: connections, the write script, `run_id`s and the epoch.
-//! - `reads`: gate reads, coalesced into `MGET`s per connection.
+//! - `reads`: gate reads, coalesced into `MGET`s per connection; a read
+//!   Redis is slow to answer is not waited for (answered from the engine).
 //! - `resp`: a worker's own socket for those `MGET`s (one Redis over TCP),
 //!   written and parsed without the `redis` crate.
 //! - `writer`: the background task that writes and resynchronises.
@@ -71,7 +72,7 @@ use crate::engine::status::Status;
 use format::{decode_value, epoch_of};
 use memory::MemoryMap;
 use pending::{Pending, Queue};
-use reads::Reader;
+use reads::{Found, OnError, Reader};
 use redis_conn::{Entry, READ_TIMEOUT, Target};
 
 pub use format::{KEY_PREFIX, Keyer};
@@ -97,6 +98,9 @@ pub const METRIC_FORGED: &str = "rollcall_cache_forged_total";
 /// trusted (Redis unreachable or resynchronising, or a change of that person
 /// not yet written).
 pub const METRIC_FALLBACKS: &str = "rollcall_cache_fallbacks_total";
+/// Counter: lookups answered from the engine because Redis, still trusted,
+/// had not answered their read within `reads::HEDGE`.
+pub const METRIC_HEDGED: &str = "rollcall_cache_hedged_total";
 
 /// Where statuses come from (the engine behind its lock). Implemented by the
 /// http/app layer.
@@ -215,6 +219,8 @@ impl Drop for Handle {
 pub(crate) struct Shared {
     /// Unique in the process (see `LocalRead`).
     id: u64,
+    /// Itself, for the reads' batching tasks (see `reads::OnError`).
+    me: std::sync::Weak<Shared>,
     source: Arc<dyn StatusSource>,
     clock: Arc<dyn Clock>,
     keyer: Keyer,
@@ -366,8 +372,9 @@ impl StatusCache {
             }
         };
         let trusted = matches!(backend, Backend::Memory(_));
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|me| Shared {
             id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
+            me: me.clone(),
             source,
             clock,
             keyer: Keyer::new(&cfg.key),
@@ -518,8 +525,12 @@ impl Shared {
         let now = self.clock.now();
         let digest = self.keyer.digest(person);
         let found = match reader.get(format::key_of(&digest)).await {
-            Ok(found) => found,
-            Err(e) => {
+            Found::Value(found) => found,
+            Found::Slow => {
+                metrics::counter!(METRIC_HEDGED).increment(1);
+                return Answer::Computed(self.compute(person, self.clock.now()));
+            }
+            Found::Failed(e) => {
                 self.distrust(trust, &e);
                 return Answer::Computed(self.fallback(person));
             }
@@ -628,7 +639,11 @@ impl Shared {
             Ok(Ok((conn, raw, found)))
                 if found == ids && self.trust.load(Ordering::SeqCst) == trust =>
             {
-                let reader = Reader::new(conn, raw);
+                let on_error = OnError {
+                    shared: self.me.clone(),
+                    trust,
+                };
+                let reader = Reader::new(conn, raw, on_error);
                 LOCAL_READ.set(Some(LocalRead {
                     cache: me,
                     trust,

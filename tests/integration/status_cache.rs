@@ -910,8 +910,88 @@ fn lookups_arriving_together_share_mgets_and_each_keeps_every_check() {
     );
 }
 
+/// A Redis that stalls (here stopped, as when it is descheduled mid-command
+/// or forks) is not waited for: a batch's lookups are answered from the
+/// engine once its read is `HEDGE` late, and so are lookups that queue behind
+/// it meanwhile, without another read. Redis stays trusted: when it resumes,
+/// the late read completes and the next lookups are hits again.
+#[test]
+fn lookups_are_answered_from_the_engine_while_redis_stalls_and_it_stays_trusted() {
+    let server = start_redis();
+    let (people, metrics) = on_worker_thread(async || {
+        let engine = Arc::new(FakeEngine::default());
+        let Setup { cache, engine, .. } = open(CacheBackend::Redis(url(&server)), engine).await;
+        wait_for_state(&cache, RedisState::Ok).await;
+        let people: Vec<PersonId> = (0..50).map(person).collect();
+        set_and_flush(&cache, &engine, &people, |i| {
+            if i % 2 == 0 { red() } else { yellow("4") }
+        })
+        .await;
+        assert_eq!(cache.get(people[1]).await, yellow("4"), "a hit");
+        let (calls, mgets) = (engine.calls(), mgets_run(&server));
+
+        signal(&server, "STOP");
+        let resume = Resume(&server);
+        let first = look_up_together(&cache, &people[..25]).await;
+        // Queued while the first batch's read is still out: answered at once.
+        let then = look_up_together(&cache, &people[25..]).await;
+        drop(resume); // SIGCONT
+        for (&p, answer) in people.iter().zip(first.iter().chain(&then)) {
+            assert_eq!(*answer, engine.status(p));
+        }
+        assert_eq!(engine.calls(), calls + 50, "all 50 from the engine");
+
+        // The late read completes; Redis was never distrusted. (Lookups
+        // still queue as `Slow` until the reader has taken in its reply.)
+        wait_for_mgets(&server, mgets + 1).await;
+        assert_eq!(cache.redis_state(), RedisState::Ok);
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            let calls = engine.calls();
+            assert_eq!(cache.get(people[0]).await, red());
+            if engine.calls() == calls {
+                break;
+            }
+            assert!(Instant::now() < until, "never a hit again");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let calls = engine.calls();
+        let again = look_up_together(&cache, &people).await;
+        for (&p, answer) in people.iter().zip(&again) {
+            assert_eq!(*answer, engine.status(p));
+        }
+        assert_eq!(engine.calls(), calls, "hits again");
+        assert_eq!(cache.redis_state(), RedisState::Ok);
+        people
+    });
+    // 50 while stalled; any more are the probes above, before the reader
+    // took in the late reply.
+    let hedged = counter(&metrics, "rollcall_cache_hedged_total");
+    assert!(hedged >= people.len() as u64, "{metrics}");
+    assert_eq!(
+        counter(&metrics, "rollcall_cache_fallbacks_total"),
+        0,
+        "{metrics}"
+    );
+    assert_eq!(
+        counter(&metrics, "rollcall_cache_hits_total"),
+        1 + 1 + people.len() as u64,
+        "{metrics}"
+    );
+}
+
+/// Waits until Redis has run `n` `MGET`s in all.
+async fn wait_for_mgets(server: &RedisServer, n: u64) {
+    let until = Instant::now() + Duration::from_secs(5);
+    while mgets_run(server) < n {
+        assert!(Instant::now() < until, "the late MGET never completed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Redis killed while a batch is in flight: every lookup of the batch is
-/// still answered, from the engine, and Redis is no longer trusted.
+/// still answered, from the engine (once the read is late), and Redis is no
+/// longer trusted, though no lookup was waiting for the read when it failed.
 #[test]
 fn redis_killed_under_a_batch_leaves_every_lookup_answered_by_the_engine() {
     let server = start_redis();
@@ -939,13 +1019,21 @@ fn redis_killed_under_a_batch_leaves_every_lookup_answered_by_the_engine() {
         for (&p, answer) in people.iter().zip(&answers) {
             assert_eq!(*answer, engine.status(p));
         }
-        assert_eq!(cache.redis_state(), RedisState::Unreachable);
+        // Distrusted by the batching task when the read fails (or by the
+        // health check, if it looks first), though no lookup still waits.
+        wait_for_state(&cache, RedisState::Unreachable).await;
         people
     });
     assert_eq!(
-        counter(&metrics, "rollcall_cache_fallbacks_total"),
+        counter(&metrics, "rollcall_cache_hedged_total")
+            + counter(&metrics, "rollcall_cache_fallbacks_total"),
         people.len() as u64,
         "{metrics}"
+    );
+    assert_eq!(
+        counter(&metrics, "rollcall_cache_hedged_total"),
+        people.len() as u64,
+        "answered once the read was late, before Redis died: {metrics}"
     );
     assert_eq!(
         counter(&metrics, "rollcall_cache_hits_total"),
