@@ -242,7 +242,8 @@ mod tests {
         let (a, b) = (new_token(), new_token());
         // Alternating, repeating, and tokens that differ only in their last
         // character or their length: each hash is the token's own.
-        let near = format!("{}0", &a[..a.len() - 1]);
+        let last = if a.ends_with('0') { '1' } else { '0' };
+        let near = format!("{}{last}", &a[..a.len() - 1]);
         let shorter = &a[..a.len() - 1];
         let long = "x".repeat(REMEMBERED_MAX + 1);
         for token in [&a, &a, &b, &a, &near, &a, shorter, &a, &long, &long, "", &a] {

@@ -639,11 +639,7 @@ impl Shared {
             Ok(Ok((conn, raw, found)))
                 if found == ids && self.trust.load(Ordering::SeqCst) == trust =>
             {
-                let on_error = OnError {
-                    shared: self.me.clone(),
-                    trust,
-                };
-                let reader = Reader::new(conn, raw, on_error);
+                let reader = Reader::new(conn, raw, self.on_read_error(trust));
                 LOCAL_READ.set(Some(LocalRead {
                     cache: me,
                     trust,
@@ -709,6 +705,15 @@ impl Shared {
             .statuses(&[person], now)
             .pop()
             .expect("StatusSource::statuses returns one status per person")
+    }
+
+    /// Where a reader opened under `trust` reports a failed read that no
+    /// lookup was waiting for.
+    fn on_read_error(&self, trust: u64) -> OnError {
+        OnError {
+            shared: self.me.clone(),
+            trust,
+        }
     }
 
     fn fallback(&self, person: PersonId) -> Status {

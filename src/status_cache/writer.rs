@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::format::expiry_px;
-use super::reads::{OnError, Reader};
+use super::reads::Reader;
 use super::redis_conn::{Conn, Entry, READ_TIMEOUT, WRITE_TIMEOUT};
 use super::{Backend, METRIC_WRITES, RedisSide, Shared};
 use crate::domain::PersonId;
@@ -372,10 +372,7 @@ impl RedisWriter {
         self.need_full = false;
         // Replaced, not cleared: a long outage's set gives its memory back.
         self.dirty = FxHashSet::default();
-        let on_error = OnError {
-            shared: Arc::downgrade(&self.s),
-            trust: trust + 1,
-        };
+        let on_error = self.s.on_read_error(trust + 1);
         *self.redis().read.write() = Some(Reader::new(read, None, on_error));
         self.conn = Some(write);
         // Only the writer makes `trust` odd, so this cannot race another
