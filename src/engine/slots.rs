@@ -51,10 +51,19 @@ impl Slots {
     /// from empty, and every insert into a list moves what follows it).
     pub fn set(&mut self, i: u32) -> bool {
         let was = self.insert(i);
-        if !was && self.heap_bytes() > (self.words_len() * 8).min(MAX_LIST_BYTES) + 64 {
+        if !was && self.list_outgrown() {
             *self = Slots::Dense(self.dense().into_owned());
         }
         was
+    }
+
+    /// Whether a list form has grown past the bytes of the bitset, or past
+    /// [`MAX_LIST_BYTES`]. Never true of the bitset itself: at 10 M the
+    /// bitset's 1.25 MB is past the cap, and converting it would copy it
+    /// whole on every new slot.
+    fn list_outgrown(&self) -> bool {
+        !matches!(self, Slots::Dense(_))
+            && self.heap_bytes() > (self.words_len() * 8).min(MAX_LIST_BYTES) + 64
     }
 
     fn insert(&mut self, i: u32) -> bool {
@@ -278,5 +287,25 @@ mod tests {
         );
         assert_eq!(set.count_ones(), u64::from(cap) + 1);
         assert_eq!(set.dense().words(), plain.dense().words());
+    }
+
+    #[test]
+    fn setting_a_slot_in_a_big_citys_bitset_sets_it_in_place() {
+        // 10 M slots: the bitset (1.25 MB) is past `MAX_LIST_BYTES`, and must
+        // still take a slot in place rather than be copied whole.
+        let n = 10_000_000u32;
+        let words = |set: &Slots| match set {
+            Slots::Dense(b) => b.words().as_ptr(),
+            _ => panic!("a plain set stays the bitset"),
+        };
+        let mut set = Slots::default();
+        set.set(n - 1);
+        for s in (0..n).step_by(9_973) {
+            let at = words(&set);
+            assert!(!set.set(s));
+            // A copy is made while the old words are alive: another address.
+            assert_eq!(words(&set), at, "slot {s}: the same words, not a copy");
+        }
+        assert_eq!(set.count_ones(), u64::from(n.div_ceil(9_973)) + 1);
     }
 }
