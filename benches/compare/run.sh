@@ -213,6 +213,10 @@ for N in "${sizes[@]}"; do
     --fraction "$FRACTION" --once --batch 500 --concurrency "$CONCURRENCY" --duration 36000 --json)
   emit "{\"size\":$N,\"what\":\"rollcall_ingest_once\",\"r\":$ingest}"
   rss_records=$(rss_mb VmRSS)
+  # The in-process cache can trail a flat-out ingest by a second or more, and
+  # the close answers only once its flips follow that backlog: let it drain,
+  # so the figure is the close's own.
+  quiesce "$SERVER_PID"
   t0=$(now)
   close=$(api POST "/v1/rounds/$round/close" '{}')
   close_s=$(since "$t0")
