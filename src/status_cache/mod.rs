@@ -849,6 +849,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn in_process_writes_of_several_chunks_all_land_and_the_latest_status_wins() {
+        let (cache, engine, _) = in_process().await;
+        // Over two chunks' worth, so the pipeline computes one chunk while
+        // it stores the one before.
+        let people: Vec<PersonId> = (100..12_100).map(p).collect();
+        {
+            let mut map = engine.statuses.lock();
+            for &who in &people {
+                map.insert(who, yellow());
+            }
+        }
+        let first = cache.changed(people.clone());
+        // Some of them changed again, green now, before the first write is
+        // known to be done: the later status must be the one kept.
+        {
+            let mut map = engine.statuses.lock();
+            for who in &people[..7_000] {
+                map.remove(who);
+            }
+        }
+        let second = cache.changed(people[..7_000].to_vec());
+        cache.flushed(first.max(second)).await;
+        assert_eq!(cache.pending_len(), 0);
+        let calls = engine.calls.load(Ordering::SeqCst);
+        for (i, &who) in people.iter().enumerate() {
+            let want = if i < 7_000 { Status::green() } else { yellow() };
+            assert_eq!(cache.get(who).await, want, "person {i}");
+        }
+        assert_eq!(
+            engine.calls.load(Ordering::SeqCst),
+            calls,
+            "every one a hit"
+        );
+    }
+
+    #[tokio::test]
     async fn tickets_grow_and_flushed_waits_for_the_writer() {
         let (cache, _, _) = in_process().await;
         let a = cache.changed(vec![p(4)]);

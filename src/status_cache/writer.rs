@@ -108,8 +108,9 @@ async fn run_memory(s: &Arc<Shared>) {
             return;
         }
         let (people, upto) = s.queue.lock().drain();
-        for chunk in people.chunks(SINGLE_CHUNK) {
-            match finish_encode(start_encode(s, chunk.to_vec())).await {
+        let mut chunks = Pipeline::new(s, &people, SINGLE_CHUNK);
+        while let Some(encoded) = chunks.next().await {
+            match encoded {
                 Ok((people, entries, snapshot)) => {
                     let mut written = 0u64;
                     for e in entries {
@@ -126,23 +127,45 @@ async fn run_memory(s: &Arc<Shared>) {
     }
 }
 
-/// Writes `people`'s current statuses over `conn`, chunk by chunk, as a
-/// two-stage pipeline: the next chunk is computed while this one is on the
-/// wire. Chunks are computed one after another and sent one after another,
-/// in that same order, so a person in two chunks ends with the later status
-/// (which plain writes need). Each chunk's people leave the pending set once
-/// Redis has acknowledged it.
+/// The two-stage pipeline both writers store through: `people` cut into
+/// chunks, each chunk's statuses computed and encoded on the blocking pool
+/// while the caller stores the chunk before it. Chunks are computed one
+/// after another and handed out one after another, in that same order, so
+/// a person in two chunks ends with the later status (which plain writes
+/// need).
+struct Pipeline<'a> {
+    s: &'a Arc<Shared>,
+    chunks: std::slice::Chunks<'a, PersonId>,
+    next: Option<JoinHandle<Result<Encoded, SyncError>>>,
+}
+
+impl<'a> Pipeline<'a> {
+    fn new(s: &'a Arc<Shared>, people: &'a [PersonId], size: usize) -> Pipeline<'a> {
+        let mut chunks = people.chunks(size);
+        let next = chunks.next().map(|c| start_encode(s, c.to_vec()));
+        Pipeline { s, chunks, next }
+    }
+
+    /// The next chunk, computed; the one after it starts computing.
+    async fn next(&mut self) -> Option<Result<Encoded, SyncError>> {
+        let encoded = finish_encode(self.next.take()?).await;
+        self.next = self.chunks.next().map(|c| start_encode(self.s, c.to_vec()));
+        Some(encoded)
+    }
+}
+
+/// Writes `people`'s current statuses over `conn`, chunk by chunk, through
+/// a [`Pipeline`]: the next chunk is computed while this one is on the wire.
+/// Each chunk's people leave the pending set once Redis has acknowledged it.
 async fn write_people(s: &Arc<Shared>, conn: &Conn, people: &[PersonId]) -> Result<(), SyncError> {
     let size = match conn {
         Conn::Single(_) => SINGLE_CHUNK,
         Conn::Cluster(_) => CLUSTER_CHUNK,
     };
     let mut conn = conn.clone();
-    let mut chunks = people.chunks(size);
-    let mut next = chunks.next().map(|c| start_encode(s, c.to_vec()));
-    while let Some(task) = next.take() {
-        let (people, entries, upto) = finish_encode(task).await?;
-        next = chunks.next().map(|c| start_encode(s, c.to_vec()));
+    let mut chunks = Pipeline::new(s, people, size);
+    while let Some(encoded) = chunks.next().await {
+        let (people, entries, upto) = encoded?;
         conn.write_through(&entries).await?;
         s.pending.remove_upto(&people, upto);
         metrics::counter!(METRIC_WRITES).increment(entries.len() as u64);
