@@ -1,17 +1,23 @@
 //! A growable bitset over person slots: a round's sampled, late, made-up and
 //! frozen in-scope sets. Reads past the end are `false`, so sets never need
 //! resizing when new people appear.
+//!
+//! The words are shared by clones until one of them writes (copy on write):
+//! a snapshot's copy of the engine takes every round's sets as handles, and
+//! the writer copies a set only when it changes it while the copy is being
+//! encoded — a closed round's in-scope set never, its made-up set once. At
+//! 10 M residents a set is 1.25 MB and a round has five.
+
+use std::sync::Arc;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Bitset {
-    words: Vec<u64>,
+    words: Arc<Vec<u64>>,
 }
 
 impl Bitset {
     pub fn with_capacity(bits: usize) -> Bitset {
-        Bitset {
-            words: vec![0; bits.div_ceil(64)],
-        }
+        Bitset::from_words(vec![0; bits.div_ceil(64)])
     }
 
     #[inline]
@@ -22,22 +28,27 @@ impl Bitset {
             .is_some_and(|w| w & (1u64 << (i & 63)) != 0)
     }
 
-    /// Sets bit `i`; returns whether it was already set.
+    /// Sets bit `i`; returns whether it was already set. A bit already set
+    /// writes nothing, so it never copies shared words.
     #[inline]
     pub fn set(&mut self, i: u32) -> bool {
+        if self.get(i) {
+            return true;
+        }
         let i = i as usize;
         let w = i >> 6;
-        if w >= self.words.len() {
-            self.words.resize(w + 1, 0);
+        let words = Arc::make_mut(&mut self.words);
+        if w >= words.len() {
+            words.resize(w + 1, 0);
         }
-        let mask = 1u64 << (i & 63);
-        let was = self.words[w] & mask != 0;
-        self.words[w] |= mask;
-        was
+        words[w] |= 1u64 << (i & 63);
+        false
     }
 
     pub fn clear_all(&mut self) {
-        self.words.iter_mut().for_each(|w| *w = 0);
+        if self.words.iter().any(|&w| w != 0) {
+            Arc::make_mut(&mut self.words).fill(0);
+        }
     }
 
     pub fn count_ones(&self) -> u64 {
@@ -49,7 +60,9 @@ impl Bitset {
     }
 
     pub fn from_words(words: Vec<u64>) -> Bitset {
-        Bitset { words }
+        Bitset {
+            words: Arc::new(words),
+        }
     }
 
     /// Indices of the set bits, ascending.
@@ -91,5 +104,26 @@ mod tests {
         assert_eq!(b.count_ones(), 5);
         b.clear_all();
         assert_eq!(b.count_ones(), 0);
+    }
+
+    #[test]
+    fn a_clone_shares_its_words_until_one_side_writes() {
+        let mut a = Bitset::default();
+        a.set(70);
+        let mut b = a.clone();
+        assert_eq!(a.words().as_ptr(), b.words().as_ptr(), "shared");
+        // Setting a bit already set writes nothing: still shared.
+        assert!(b.set(70));
+        assert_eq!(a.words().as_ptr(), b.words().as_ptr());
+        // A new bit: the writer gets its own words; the other side is unchanged.
+        assert!(!b.set(3));
+        assert_ne!(a.words().as_ptr(), b.words().as_ptr());
+        assert!(b.get(3) && !a.get(3));
+        assert!(a.get(70) && b.get(70));
+        let before = a.clone();
+        a.clear_all();
+        assert_eq!(a.count_ones(), 0);
+        assert_eq!(before.iter_ones().collect::<Vec<_>>(), vec![70]);
+        assert_eq!(b.iter_ones().collect::<Vec<_>>(), vec![3, 70]);
     }
 }

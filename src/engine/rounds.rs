@@ -5,6 +5,7 @@
 use rayon::prelude::*;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use super::bitset::Bitset;
 use super::register::{NONE, Register, Row, Slot};
@@ -177,11 +178,12 @@ pub struct Round {
 
 /// Per slot, the hour (counted from the window's first hour) of the first
 /// in-window sample, plus one (0: none): one byte a person for a window of
-/// up to 254 hours, two beyond.
+/// up to 254 hours, two beyond. Shared by clones until one writes, as the
+/// sets' words are (see `bitset.rs`): 10 MB a round at 10 M residents.
 #[derive(Clone, Debug)]
 enum FirstHours {
-    Narrow(Vec<u8>),
-    Wide(Vec<u16>),
+    Narrow(Arc<Vec<u8>>),
+    Wide(Arc<Vec<u16>>),
 }
 
 impl FirstHours {
@@ -191,22 +193,27 @@ impl FirstHours {
         let start = opens_at.as_millis().div_euclid(Self::HOUR);
         let end = deadline.as_millis().div_euclid(Self::HOUR);
         if end - start < i64::from(u8::MAX) - 1 {
-            FirstHours::Narrow(Vec::new())
+            FirstHours::Narrow(Arc::default())
         } else {
-            FirstHours::Wide(Vec::new())
+            FirstHours::Wide(Arc::default())
         }
     }
 
     /// Keeps the earlier of the hour held and `hour` (0-based).
     fn set_min(&mut self, slot: Slot, hour: i64) {
-        /// `h` (1-based, never 0) at `i`, unless an earlier hour is there.
-        fn keep_min<T: Copy + Ord + Default>(v: &mut Vec<T>, i: usize, h: T) {
+        /// `h` (1-based, never 0) at `i`, unless an earlier hour is there:
+        /// then nothing is written, so shared hours are not copied.
+        fn keep_min<T: Copy + Ord + Default>(v: &mut Arc<Vec<T>>, i: usize, h: T) {
+            if v.get(i)
+                .is_some_and(|&held| held != T::default() && held <= h)
+            {
+                return;
+            }
+            let v = Arc::make_mut(v);
             if v.len() <= i {
                 v.resize(i + 1, T::default());
             }
-            if v[i] == T::default() || h < v[i] {
-                v[i] = h;
-            }
+            v[i] = h;
         }
         let i = slot as usize;
         match self {
@@ -230,8 +237,8 @@ impl FirstHours {
 
     fn clear(&mut self) {
         match self {
-            FirstHours::Narrow(v) => *v = Vec::new(),
-            FirstHours::Wide(v) => *v = Vec::new(),
+            FirstHours::Narrow(v) => *v = Arc::default(),
+            FirstHours::Wide(v) => *v = Arc::default(),
         }
     }
 }
@@ -281,7 +288,7 @@ impl Round {
             late: Slots::default(),
             made_up: Slots::default(),
             made_up_neg: Slots::default(),
-            first: FirstHours::Narrow(Vec::new()),
+            first: FirstHours::Narrow(Arc::default()),
             frozen: None,
             after_deadline: Vec::new(),
             archived: self.archived,
@@ -507,7 +514,7 @@ impl Round {
             FirstHours::Wide(v) => {
                 e.u8(2);
                 e.len(v.len());
-                for &h in v {
+                for &h in v.iter() {
                     e.u16(h);
                 }
             }
@@ -548,11 +555,11 @@ impl Round {
         let first = match d.u8()? {
             1 => {
                 let n = d.len(1)?;
-                FirstHours::Narrow((0..n).map(|_| d.u8()).collect::<Result<_, _>>()?)
+                FirstHours::Narrow(Arc::new((0..n).map(|_| d.u8()).collect::<Result<_, _>>()?))
             }
             2 => {
                 let n = d.len(2)?;
-                FirstHours::Wide((0..n).map(|_| d.u16()).collect::<Result<_, _>>()?)
+                FirstHours::Wide(Arc::new((0..n).map(|_| d.u16()).collect::<Result<_, _>>()?))
             }
             other => return Err(format!("round {id}: first-hour kind {other}")),
         };
