@@ -303,7 +303,8 @@ mod tests {
         for s in (0..n).step_by(9_973) {
             let at = words(&set);
             assert!(!set.set(s));
-            // A copy is made while the old words are alive: another address.
+            // Copying the words (as `set` once did whenever the bitset was
+            // past the cap) would move them to another address.
             assert_eq!(words(&set), at, "slot {s}: the same words, not a copy");
         }
         assert_eq!(set.count_ones(), u64::from(n.div_ceil(9_973)) + 1);
