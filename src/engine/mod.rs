@@ -250,8 +250,10 @@ impl Engine {
     /// A copy of the whole state for a snapshot to encode off the writer
     /// thread, taken between two events: the register is shared (copied on
     /// write by the rare event that changes it while the snapshot is
-    /// encoded), the rest is copied — flat arrays and tables, so the time of
-    /// a memory copy, which is all the stall writes see.
+    /// encoded), and so are the tube member arrays' chunks and the rounds'
+    /// sets and hours (each copied by the writer only if it changes it
+    /// meanwhile); the rest is copied — flat arrays and tables, so the time
+    /// of a memory copy, which is all the stall writes see.
     pub fn frozen(&self) -> Engine {
         self.clone()
     }
