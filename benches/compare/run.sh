@@ -65,6 +65,11 @@ ROUNDS=${ROUNDS:-4}
 ADMIN=compare-admin-token-0123456789abcdef0123456789
 
 [ -n "${SKIP_BUILD:-}" ] || (cd "$root" && cargo build --release --locked && cargo build --release --locked --example passthrough)
+# SKIP_BUILD on a fresh clone: say what is missing rather than wait forever
+# for a server that was never started.
+for b in "$bin" "$passthrough"; do
+  [ -x "$b" ] || { echo "no $b: build it (cargo build --release --locked [--example passthrough]) or drop SKIP_BUILD" >&2; exit 1; }
+done
 python3 -c 'import duckdb' 2>/dev/null || pip install duckdb
 for c in psql redis-server redis-benchmark wrk curl; do
   command -v $c >/dev/null || { echo "needs $c" >&2; exit 1; }
@@ -286,7 +291,10 @@ for N in "${sizes[@]}"; do
     pport=$(free_port)
     "$passthrough" "127.0.0.1:$pport" "redis://127.0.0.1:$rport" 2 >"$WORK/passthrough.log" 2>&1 &
     PT_PID=$!
-    until curl -s -o /dev/null "http://127.0.0.1:$pport/v1/status/x"; do sleep 0.05; done
+    until curl -s -o /dev/null "http://127.0.0.1:$pport/v1/status/x"; do
+      kill -0 "$PT_PID" 2>/dev/null || { tail -20 "$WORK/passthrough.log"; exit 1; }
+      sleep 0.05
+    done
     quiesce "$SERVER_PID" "$REDIS_PID"
     # wrk_round KIND PORT TOKEN PID I: one wrk run, its line and the CPU
     # its server spent. The pass-through ignores the token but is sent the
