@@ -53,6 +53,32 @@ impl<T: Copy> Chunked<T> {
         self.chunks[i >> BITS][i & MASK]
     }
 
+    /// Row `i`, or `None` past the end.
+    pub fn try_get(&self, i: usize) -> Option<T> {
+        (i < self.len).then(|| self.chunks[i >> BITS][i & MASK])
+    }
+
+    /// Grows to `n` rows, the new ones `fill` (nothing when it has as many).
+    pub fn grow(&mut self, n: usize, fill: T) {
+        if n > self.len {
+            self.extend(std::iter::repeat_n(fill, n - self.len));
+        }
+    }
+
+    /// Raises row `i` to `v` if it holds less. The row's chunk is copied
+    /// first only when the row changes and a copy of the array shares it:
+    /// each chunk at most once per copy, whichever rows are written.
+    pub fn raise(&mut self, i: usize, v: T)
+    where
+        T: Ord,
+    {
+        assert!(i < self.len, "row {i} of {}", self.len);
+        let (c, o) = (i >> BITS, i & MASK);
+        if self.chunks[c][o] < v {
+            Arc::make_mut(&mut self.chunks[c])[o] = v;
+        }
+    }
+
     /// Rows `r`, as the slices of the chunks they lie in.
     pub fn slices(&self, r: Range<usize>) -> impl Iterator<Item = &[T]> + '_ {
         assert!(
@@ -177,6 +203,40 @@ mod tests {
                 .collect::<Vec<_>>(),
             (0..(CHUNK as u32 + 10)).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn raising_a_row_copies_only_its_chunk_and_only_when_it_changes() {
+        let mut a: Chunked<u32> = Chunked::default();
+        a.grow(2 * CHUNK + 3, 0);
+        assert_eq!(a.len(), 2 * CHUNK + 3);
+        a.grow(5, 9);
+        assert_eq!(a.len(), 2 * CHUNK + 3, "growing to fewer rows does nothing");
+        assert_eq!(a.try_get(2 * CHUNK + 2), Some(0));
+        assert_eq!(a.try_get(2 * CHUNK + 3), None);
+        a.raise(CHUNK + 1, 40);
+        let frozen = a.clone();
+
+        a.raise(CHUNK + 1, 30);
+        assert_eq!(a.get(CHUNK + 1), 40, "a lower value leaves the row");
+        assert!(
+            Arc::ptr_eq(&frozen.chunks[1], &a.chunks[1]),
+            "no change, no copy"
+        );
+        a.raise(CHUNK + 1, 50);
+        a.raise(CHUNK + 2, 7);
+        assert_eq!((a.get(CHUNK + 1), a.get(CHUNK + 2)), (50, 7));
+        assert_eq!((frozen.get(CHUNK + 1), frozen.get(CHUNK + 2)), (40, 0));
+        assert!(!Arc::ptr_eq(&frozen.chunks[1], &a.chunks[1]));
+        assert!(Arc::ptr_eq(&frozen.chunks[0], &a.chunks[0]));
+        assert!(Arc::ptr_eq(&frozen.chunks[2], &a.chunks[2]));
+
+        // Growing past a partly filled last chunk shared with a copy copies
+        // that chunk and leaves the copy's rows as they were.
+        a.grow(3 * CHUNK, 1);
+        assert_eq!(a.get(3 * CHUNK - 1), 1);
+        assert_eq!(a.get(2 * CHUNK + 2), 0);
+        assert_eq!(frozen.len(), 2 * CHUNK + 3);
     }
 
     #[test]

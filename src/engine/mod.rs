@@ -40,6 +40,7 @@ pub use status::{Reason, Status};
 
 use crate::domain::{ExemptionReason, PersonId, ReasonCode, TestResult, Timestamp, TubeId};
 use bitset::Bitset;
+use chunked::Chunked;
 use register::NONE;
 use tubes::{Member, Tubes};
 
@@ -197,8 +198,12 @@ pub struct Engine {
     /// snapshot in flight.
     register: Arc<Register>,
     tubes: Tubes,
-    last_sample: Vec<u32>,
-    last_negative: Vec<u32>,
+    /// Per person (by slot): the latest sample's and the latest negative
+    /// result's collection time (seconds on the engine's clock, 0 for none).
+    /// Chunked, so a snapshot's copy shares them and a write after it copies
+    /// only the chunk it lands in.
+    last_sample: Chunked<u32>,
+    last_negative: Chunked<u32>,
     positives: FxHashMap<Slot, Vec<PositiveHit>>,
     rounds: Vec<Round>,
     /// Closed rounds by (deadline, id): the order `repeated_misses` counts in.
@@ -222,8 +227,8 @@ impl Engine {
             pool,
             register: Arc::default(),
             tubes: Tubes::default(),
-            last_sample: Vec::new(),
-            last_negative: Vec::new(),
+            last_sample: Chunked::default(),
+            last_negative: Chunked::default(),
             positives: FxHashMap::default(),
             rounds: Vec::new(),
             closed_order: Vec::new(),
@@ -250,9 +255,10 @@ impl Engine {
     /// A copy of the whole state for a snapshot to encode off the writer
     /// thread, taken between two events: the register is shared (copied on
     /// write by the rare event that changes it while the snapshot is
-    /// encoded), and so are the tube member arrays' chunks and the rounds'
-    /// sets and hours (each copied by the writer only if it changes it
-    /// meanwhile); the rest is copied — flat arrays and tables, so the time
+    /// encoded), and so are the tube member arrays' chunks, the per-person
+    /// latest sample and negative (by chunk), and the rounds' sets and hours
+    /// (each copied by the writer only if it changes it meanwhile); the rest
+    /// is copied — flat arrays and tables, so the time
     /// of a memory copy, which is all the stall writes see.
     pub fn frozen(&self) -> Engine {
         self.clone()
@@ -605,10 +611,8 @@ impl Engine {
 
     fn grow_people(&mut self) {
         let n = self.register.slots();
-        if self.last_sample.len() < n {
-            self.last_sample.resize(n, 0);
-            self.last_negative.resize(n, 0);
-        }
+        self.last_sample.grow(n, 0);
+        self.last_negative.grow(n, 0);
     }
 
     fn intern_person(&mut self, id: PersonId) -> Slot {
@@ -744,8 +748,7 @@ impl Engine {
             let result = self.tubes.result(t);
             let pooled_now = self.tubes.members_len(t) == 2;
             self.records += 1;
-            let last = &mut self.last_sample[slot as usize];
-            *last = (*last).max(collected);
+            self.last_sample.raise(slot as usize, collected);
             self.mark_sample_everywhere(slot, member.collected_ms(), arrived_at);
             if let Some(res) = result {
                 self.apply_result_to(t, member, res);
@@ -788,8 +791,7 @@ impl Engine {
     fn apply_result_to(&mut self, tube: u32, m: Member, result: TestResult) {
         match result {
             TestResult::Negative => {
-                let ln = &mut self.last_negative[m.slot as usize];
-                *ln = (*ln).max(m.collected);
+                self.last_negative.raise(m.slot as usize, m.collected);
                 for r in &mut self.rounds {
                     r.mark_negative(m.slot, m.collected_ms());
                 }
@@ -1056,7 +1058,7 @@ impl Engine {
                 });
             }
         }
-        let last_neg = self.last_negative.get(slot as usize).copied().unwrap_or(0);
+        let last_neg = self.last_negative.try_get(slot as usize).unwrap_or(0);
         if let Some(hits) = self.positives.get(&slot) {
             for h in hits {
                 let pooled = h.pooled;
@@ -1073,7 +1075,7 @@ impl Engine {
                 }
             }
         }
-        let last = self.last_sample.get(slot as usize).copied().unwrap_or(0);
+        let last = self.last_sample.try_get(slot as usize).unwrap_or(0);
         let mut valid_until = None;
         if let Some(h) = self.policy.max_sample_age_hours {
             let age = i64::from(h) * 3_600_000;
@@ -1169,7 +1171,7 @@ impl Engine {
             phone: r.phone.to_owned(),
             area: r.area.to_string(),
             household: r.household.to_owned(),
-            last_sample_at: secs::to_ts(self.last_sample[slot as usize]),
+            last_sample_at: secs::to_ts(self.last_sample.get(slot as usize)),
             flagged_rounds,
         })
     }

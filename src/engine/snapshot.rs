@@ -74,6 +74,16 @@ impl Enc {
             c.copy_from_slice(&x.to_le_bytes());
         }
     }
+    /// A chunked array, as the same bytes as [`Enc::u32s`] of its rows.
+    pub fn u32s_chunked(&mut self, v: &super::chunked::Chunked<u32>) {
+        self.len(v.len());
+        self.buf.reserve(v.len() * 4);
+        for part in v.slices(0..v.len()) {
+            for x in part {
+                self.buf.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+    }
     pub fn u16s(&mut self, v: &[u16]) {
         self.len(v.len());
         let start = self.buf.len();
@@ -309,8 +319,8 @@ impl Engine {
         let mut e = Enc::default();
         self.register.encode(&mut e);
         self.tubes.encode(&mut e);
-        e.u32s(&self.last_sample);
-        e.u32s(&self.last_negative);
+        e.u32s_chunked(&self.last_sample);
+        e.u32s_chunked(&self.last_negative);
         let mut positives: Vec<(&u32, &Vec<PositiveHit>)> = self.positives.iter().collect();
         positives.sort_unstable_by_key(|(s, _)| **s);
         e.len(positives.len());
@@ -356,8 +366,8 @@ impl Engine {
         let register = super::Register::decode(&mut d)?;
         let slots = register.slots();
         let tubes = super::tubes::Tubes::decode(&mut d, slots)?;
-        let last_sample = d.u32s()?;
-        let last_negative = d.u32s()?;
+        let last_sample = d.u32s_chunked()?;
+        let last_negative = d.u32s_chunked()?;
         if last_sample.len() != slots || last_negative.len() != slots {
             return Err("per-person times do not match the slots".into());
         }
