@@ -258,8 +258,8 @@ impl Engine {
     /// encoded), and so are the tube member arrays' chunks, the per-person
     /// latest sample and negative (by chunk), and the rounds' sets and hours
     /// (each copied by the writer only if it changes it meanwhile); the rest
-    /// is copied — flat arrays and tables, so the time
-    /// of a memory copy, which is all the stall writes see.
+    /// is copied — flat arrays and tables, so the time of a memory copy,
+    /// which is all the stall writes see.
     pub fn frozen(&self) -> Engine {
         self.clone()
     }

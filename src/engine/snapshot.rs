@@ -67,21 +67,22 @@ impl Enc {
     /// An array as its length and its values, written in place (one
     /// resize, then a tight loop: arrays of tens of millions).
     pub fn u32s(&mut self, v: &[u32]) {
-        self.len(v.len());
-        let start = self.buf.len();
-        self.buf.resize(start + v.len() * 4, 0);
-        for (c, x) in self.buf[start..].chunks_exact_mut(4).zip(v) {
-            c.copy_from_slice(&x.to_le_bytes());
-        }
+        self.u32_parts(v.len(), std::iter::once(v));
     }
     /// A chunked array, as the same bytes as [`Enc::u32s`] of its rows.
     pub fn u32s_chunked(&mut self, v: &super::chunked::Chunked<u32>) {
-        self.len(v.len());
-        self.buf.reserve(v.len() * 4);
-        for part in v.slices(0..v.len()) {
-            for x in part {
-                self.buf.extend_from_slice(&x.to_le_bytes());
-            }
+        self.u32_parts(v.len(), v.slices(0..v.len()));
+    }
+    /// `n` values, given as consecutive parts, as one array.
+    fn u32_parts<'v>(&mut self, n: usize, parts: impl Iterator<Item = &'v [u32]>) {
+        self.len(n);
+        let start = self.buf.len();
+        self.buf.resize(start + n * 4, 0);
+        let mut out = self.buf[start..].chunks_exact_mut(4);
+        for x in parts.flatten() {
+            out.next()
+                .expect("the parts hold n values")
+                .copy_from_slice(&x.to_le_bytes());
         }
     }
     pub fn u16s(&mut self, v: &[u16]) {
