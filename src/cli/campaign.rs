@@ -73,8 +73,10 @@ pub struct DayFigures {
     pub tube_bytes: u64,
     /// Records inside the window the engine holds.
     pub records: u64,
-    /// The day's snapshot: milliseconds the writer spent copying the engine
-    /// (the stall writes see), and spent encoding the copy beside them.
+    /// The day's snapshot: milliseconds the writer waited for the engine's
+    /// lock, then spent copying the engine (the stall the snapshot adds),
+    /// and spent encoding the copy beside the writes.
+    pub wait_ms: f64,
     pub copy_ms: f64,
     pub encode_ms: f64,
     pub data_bytes: u64,
@@ -169,7 +171,7 @@ async fn campaign(args: &CampaignArgs, dir: &Path) -> anyhow::Result<(Vec<DayFig
             register_bytes / 1_000_000
         );
         println!(
-            "day  rss_MB  anon_MB  tubes_MB  B/record  data_MB  snapshot_MB  copy_ms  encode_ms  restart_s  records_held"
+            "day  rss_MB  anon_MB  tubes_MB  B/record  data_MB  snapshot_MB  wait_ms  copy_ms  encode_ms  restart_s  records_held"
         );
     }
     let mut out = Vec::new();
@@ -292,6 +294,7 @@ async fn campaign(args: &CampaignArgs, dir: &Path) -> anyhow::Result<(Vec<DayFig
             anon_bytes: status_kb("RssAnon:") * 1024,
             tube_bytes: engine.read().tube_heap_bytes() as u64,
             records: engine.read().record_count(),
+            wait_ms: snap.lock_wait_us as f64 / 1000.0,
             copy_ms: snap.copy_us as f64 / 1000.0,
             encode_ms: snap.encode_us as f64 / 1000.0,
             data_bytes: dir_bytes(dir)?,
@@ -300,7 +303,7 @@ async fn campaign(args: &CampaignArgs, dir: &Path) -> anyhow::Result<(Vec<DayFig
         };
         if !args.json {
             println!(
-                "{:>3}  {:>6}  {:>7}  {:>8}  {:>8.1}  {:>7}  {:>11}  {:>7.0}  {:>9.0}  {:>9}  {}",
+                "{:>3}  {:>6}  {:>7}  {:>8}  {:>8.1}  {:>7}  {:>11}  {:>7.0}  {:>7.0}  {:>9.0}  {:>9}  {}",
                 day,
                 figures.rss_bytes / 1_000_000,
                 figures.anon_bytes / 1_000_000,
@@ -308,6 +311,7 @@ async fn campaign(args: &CampaignArgs, dir: &Path) -> anyhow::Result<(Vec<DayFig
                 figures.tube_bytes as f64 / figures.records.max(1) as f64,
                 figures.data_bytes / 1_000_000,
                 figures.snapshot_bytes / 1_000_000,
+                figures.wait_ms,
                 figures.copy_ms,
                 figures.encode_ms,
                 restart_s.map_or_else(|| "-".into(), |s| format!("{s:.2}")),

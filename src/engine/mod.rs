@@ -187,7 +187,17 @@ pub struct ResidentView {
 
 /// All compliance state.
 ///
-/// `Clone` is what a snapshot encodes from ([`Engine::frozen`]).
+/// A copy of the engine that a snapshot encodes, made by [`Engine::frozen`]
+/// without copying the large arrays. It can only be encoded: it leaves out
+/// the tube ID index, which a snapshot does not hold either.
+pub struct Frozen(Engine);
+
+impl Frozen {
+    pub fn encode_snapshot(&self) -> Vec<u8> {
+        self.0.encode_snapshot()
+    }
+}
+
 #[derive(Clone)]
 pub struct Engine {
     policy: Policy,
@@ -253,15 +263,32 @@ impl Engine {
     }
 
     /// A copy of the whole state for a snapshot to encode off the writer
-    /// thread, taken between two events: the register is shared (copied on
-    /// write by the rare event that changes it while the snapshot is
-    /// encoded), and so are the tube member arrays' chunks, the per-person
-    /// latest sample and negative (by chunk), and the rounds' sets and hours
-    /// (each copied by the writer only if it changes it meanwhile); the rest
-    /// is copied — flat arrays and tables, so the time of a memory copy,
-    /// which is all the stall writes see.
-    pub fn frozen(&self) -> Engine {
-        self.clone()
+    /// thread, taken between two events, without copying what is large:
+    /// the register is shared (copied on write by the rare event that
+    /// changes it while the snapshot is encoded); the tube storage and the
+    /// per-person latest sample and negative are chunked, and share their
+    /// chunks (the writer copies a chunk only when it writes to it while the
+    /// snapshot still holds it); the rounds' sets and hours are shared (each
+    /// copied by the writer only if it changes it meanwhile). The rest is
+    /// small and copied. `&mut`, because sharing marks the chunks shared.
+    pub fn frozen(&mut self) -> Frozen {
+        Frozen(Engine {
+            policy: self.policy,
+            pool: Arc::clone(&self.pool),
+            register: Arc::clone(&self.register),
+            tubes: self.tubes.frozen(),
+            last_sample: self.last_sample.share(),
+            last_negative: self.last_negative.share(),
+            positives: self.positives.clone(),
+            rounds: self.rounds.clone(),
+            closed_order: self.closed_order.clone(),
+            exemptions: self.exemptions.clone(),
+            exemptions_of: self.exemptions_of.clone(),
+            next_exemption: self.next_exemption,
+            records: self.records,
+            clock: self.clock,
+            next_prune: self.next_prune,
+        })
     }
 
     pub fn policy(&self) -> &Policy {

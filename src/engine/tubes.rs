@@ -6,8 +6,10 @@
 //! parallel member arrays (person slot, second, millisecond: 10 B), each tube
 //! owning one contiguous range of them; tube IDs sit back to back in one byte
 //! array and are found through a table of tube indices hashed by those bytes;
-//! a tube's own fields are one 20-byte row. Nothing is allocated per tube or
-//! per record. A tube that gains a member while its range is not the last
+//! a tube's own fields, where its ID sits included, are one 24-byte row.
+//! Nothing is allocated per tube or per record. Every array but the index is
+//! chunked ([`Chunked`]), so a snapshot's copy ([`Tubes::frozen`]) shares
+//! them rather than copying them. A tube that gains a member while its range is not the last
 //! one moves its range to the end; ranges nobody owns any more (moved, or
 //! dropped by retention) are squeezed out by [`Tubes::prune`] once they are
 //! a sixteenth of the arrays.
@@ -58,19 +60,21 @@ struct Meta {
     /// The latest sample or report time the tube has seen (compact seconds):
     /// once older than the acceptance window, nothing can touch it again.
     touched: u32,
+    /// The tube's ID: `id_len` bytes of `ids` from `id_at` (in one chunk).
+    id_at: u32,
     result: Option<TestResult>,
+    id_len: u8,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct Tubes {
-    /// Tube indices, hashed by their IDs' bytes.
+    /// Tube indices, hashed by their IDs' bytes. Not in a snapshot's copy
+    /// (a decode rebuilds it).
     ix: HashTable<u32>,
-    /// Every tube's ID, back to back; tube `t`'s ends at `id_end[t]`.
-    ids: Vec<u8>,
-    id_end: Vec<u32>,
-    meta: Vec<Meta>,
-    /// The member arrays (see the module doc), in chunks a snapshot's copy
-    /// shares.
+    /// Every tube's ID, back to back (but never across a chunk's end).
+    ids: Chunked<u8>,
+    meta: Chunked<Meta>,
+    /// The member arrays (see the module doc).
     slot: Chunked<u32>,
     secs: Chunked<u32>,
     ms: Chunked<u16>,
@@ -86,10 +90,9 @@ fn hash(id: &[u8]) -> u64 {
     h.finish()
 }
 
-fn id_of<'a>(ids: &'a [u8], id_end: &[u32], t: u32) -> &'a [u8] {
-    let t = t as usize;
-    let start = if t == 0 { 0 } else { id_end[t - 1] as usize };
-    &ids[start..id_end[t] as usize]
+fn id_of<'a>(ids: &'a Chunked<u8>, meta: &Chunked<Meta>, t: u32) -> &'a [u8] {
+    let m = meta.get(t as usize);
+    ids.slice(m.id_at as usize, usize::from(m.id_len))
 }
 
 fn index(n: usize) -> u32 {
@@ -99,10 +102,10 @@ fn index(n: usize) -> u32 {
 impl Tubes {
     /// The index of tube `id`, if held.
     pub fn find(&self, id: &str) -> Option<u32> {
-        let (ids, id_end) = (&self.ids, &self.id_end);
+        let (ids, meta) = (&self.ids, &self.meta);
         self.ix
             .find(hash(id.as_bytes()), |&t| {
-                id_of(ids, id_end, t) == id.as_bytes()
+                id_of(ids, meta, t) == id.as_bytes()
             })
             .copied()
     }
@@ -117,42 +120,53 @@ impl Tubes {
             "the engine is given valid tube IDs"
         );
         let t = index(self.meta.len());
-        self.ids.extend_from_slice(id.as_bytes());
-        self.id_end.push(index(self.ids.len()));
-        self.meta.push(Meta {
-            start: 0,
-            len: 0,
-            site: NONE,
-            touched: 0,
-            result: None,
-        });
-        let (ids, id_end) = (&self.ids, &self.id_end);
+        self.push_tube(
+            id.as_bytes(),
+            Meta {
+                start: 0,
+                len: 0,
+                site: NONE,
+                touched: 0,
+                id_at: 0,
+                result: None,
+                id_len: 0,
+            },
+        );
+        let (ids, meta) = (&self.ids, &self.meta);
         self.ix
-            .insert_unique(hash(id.as_bytes()), t, |&x| hash(id_of(ids, id_end, x)));
+            .insert_unique(hash(id.as_bytes()), t, |&x| hash(id_of(ids, meta, x)));
         t
+    }
+
+    /// Appends a tube with ID `id` and fields `m` (where its ID sits aside),
+    /// leaving the index to the caller.
+    fn push_tube(&mut self, id: &[u8], m: Meta) {
+        let id_len = u8::try_from(id.len()).expect("tube IDs are short");
+        let id_at = index(self.ids.push_unsplit(id, 0));
+        self.meta.push(Meta { id_at, id_len, ..m });
     }
 
     /// Tube `t`'s ID.
     pub fn id(&self, t: u32) -> &str {
-        std::str::from_utf8(id_of(&self.ids, &self.id_end, t)).expect("tube IDs are ASCII")
+        std::str::from_utf8(id_of(&self.ids, &self.meta, t)).expect("tube IDs are ASCII")
     }
 
     /// How many members tube `t` holds.
     pub fn members_len(&self, t: u32) -> u32 {
-        self.meta[t as usize].len
+        self.meta.get(t as usize).len
     }
 
     /// Tube `t`'s site (an index into the site table), `NONE` before any record.
     pub fn site_of(&self, t: u32) -> u32 {
-        self.meta[t as usize].site
+        self.meta.get(t as usize).site
     }
 
     pub fn result(&self, t: u32) -> Option<TestResult> {
-        self.meta[t as usize].result
+        self.meta.get(t as usize).result
     }
 
     fn range(&self, t: u32) -> std::ops::Range<usize> {
-        let m = &self.meta[t as usize];
+        let m = self.meta.get(t as usize);
         m.start as usize..(m.start + m.len) as usize
     }
 
@@ -178,8 +192,9 @@ impl Tubes {
 
     /// Every member of every tube, with its tube's result.
     pub fn all_members(&self) -> impl Iterator<Item = (Member, Option<TestResult>)> + '_ {
-        self.meta.iter().flat_map(|m| {
-            (m.start as usize..(m.start + m.len) as usize).map(|i| (self.member_at(i), m.result))
+        self.meta.iter().flat_map(move |m| {
+            (m.start as usize..(m.start + m.len) as usize)
+                .map(move |i| (self.member_at(i), m.result))
         })
     }
 
@@ -187,28 +202,28 @@ impl Tubes {
     /// tube's range there first unless it already is the last one.
     pub fn push(&mut self, t: u32, m: Member) {
         let end = self.slot.len();
-        let meta = self.meta[t as usize];
+        let meta = self.meta.get(t as usize);
         if meta.len == 0 {
-            self.meta[t as usize].start = index(end);
+            self.meta.get_mut(t as usize).start = index(end);
         } else if (meta.start + meta.len) as usize != end {
             let r = meta.start as usize..(meta.start + meta.len) as usize;
             self.slot.extend_from_within(r.clone());
             self.secs.extend_from_within(r.clone());
             self.ms.extend_from_within(r);
             self.dead += meta.len as usize;
-            self.meta[t as usize].start = index(end);
+            self.meta.get_mut(t as usize).start = index(end);
         }
         self.slot.push(m.slot);
         self.secs.push(m.collected);
         self.ms.push(m.sub_ms);
-        let meta = &mut self.meta[t as usize];
+        let meta = self.meta.get_mut(t as usize);
         meta.len += 1;
         meta.touched = meta.touched.max(m.collected);
     }
 
     /// Gives tube `t` its site unless it has one.
     pub fn set_site_once(&mut self, t: u32, site: u32) {
-        let m = &mut self.meta[t as usize];
+        let m = self.meta.get_mut(t as usize);
         if m.site == NONE {
             m.site = site;
         }
@@ -216,12 +231,12 @@ impl Tubes {
 
     /// Notes that tube `t` was touched at `secs` (compact seconds).
     pub fn touch(&mut self, t: u32, secs: u32) {
-        let m = &mut self.meta[t as usize];
+        let m = self.meta.get_mut(t as usize);
         m.touched = m.touched.max(secs);
     }
 
     pub fn set_result(&mut self, t: u32, result: TestResult) {
-        self.meta[t as usize].result = Some(result);
+        self.meta.get_mut(t as usize).result = Some(result);
     }
 
     pub fn site_ix(&self, site: &str) -> Option<u32> {
@@ -250,13 +265,12 @@ impl Tubes {
         self.meta.is_empty()
     }
 
-    /// Bytes the tube storage holds on the heap (its arrays' capacities and
+    /// Bytes the tube storage holds on the heap (its arrays' chunks and
     /// the index table; the site table aside).
     pub fn heap_bytes(&self) -> usize {
         self.ix.allocation_size()
-            + self.ids.capacity()
-            + self.id_end.capacity() * 4
-            + self.meta.capacity() * std::mem::size_of::<Meta>()
+            + self.ids.heap_bytes()
+            + self.meta.heap_bytes()
             + self.slot.heap_bytes()
             + self.secs.heap_bytes()
             + self.ms.heap_bytes()
@@ -270,7 +284,7 @@ impl Tubes {
         let mut remap = Vec::with_capacity(self.meta.len());
         let mut next = 0u32;
         let mut dropped = 0u64;
-        for m in &self.meta {
+        for m in self.meta.iter() {
             if m.touched < cutoff {
                 remap.push(NONE);
                 dropped += u64::from(m.len);
@@ -282,25 +296,19 @@ impl Tubes {
         if next as usize == self.meta.len() {
             return (remap, 0);
         }
-        // Ids and rows move down in index order, so a copy never overwrites
-        // what is still to be read.
-        let (mut w, mut from) = (0usize, 0usize);
+        // The kept IDs go to fresh chunks; the rows move down in index
+        // order, so a move never overwrites what is still to be read.
+        let old_ids = std::mem::take(&mut self.ids);
         for (t, &to) in remap.iter().enumerate() {
-            let end = self.id_end[t] as usize;
             if to != NONE {
-                self.ids.copy_within(from..end, w);
-                w += end - from;
-                self.id_end[to as usize] = index(w);
-                self.meta[to as usize] = self.meta[t];
+                let m = self.meta.get(t);
+                let id = old_ids.slice(m.id_at as usize, usize::from(m.id_len));
+                let id_at = index(self.ids.push_unsplit(id, 0));
+                *self.meta.get_mut(to as usize) = Meta { id_at, ..m };
             }
-            from = end;
         }
-        self.ids.truncate(w);
-        self.ids.shrink_to_fit();
-        self.id_end.truncate(next as usize);
-        self.id_end.shrink_to_fit();
+        drop(old_ids);
         self.meta.truncate(next as usize);
-        self.meta.shrink_to_fit();
         self.ix.retain(|t| {
             *t = remap[*t as usize];
             *t != NONE
@@ -316,16 +324,18 @@ impl Tubes {
     /// their starts, and gives the memory left at the end back.
     fn squeeze(&mut self) {
         let mut order: Vec<u32> = (0..index(self.meta.len()))
-            .filter(|&t| self.meta[t as usize].len > 0)
+            .filter(|&t| self.meta.get(t as usize).len > 0)
             .collect();
-        order.sort_unstable_by_key(|&t| self.meta[t as usize].start);
-        for m in self.meta.iter_mut().filter(|m| m.len == 0) {
-            m.start = 0;
+        order.sort_unstable_by_key(|&t| self.meta.get(t as usize).start);
+        for t in 0..self.meta.len() {
+            if self.meta.get(t).len == 0 {
+                self.meta.get_mut(t).start = 0;
+            }
         }
         let mut kept = Vec::with_capacity(order.len());
         let mut w = 0usize;
         for t in order {
-            let m = &mut self.meta[t as usize];
+            let m = self.meta.get_mut(t as usize);
             kept.push((m.start, m.len));
             m.start = index(w);
             w += m.len as usize;
@@ -334,9 +344,28 @@ impl Tubes {
         self.slot.keep(ranges());
         self.secs.keep(ranges());
         self.ms.keep(ranges());
-        let (ids, id_end) = (&self.ids, &self.id_end);
-        self.ix.shrink_to_fit(|&x| hash(id_of(ids, id_end, x)));
+        let (ids, meta) = (&self.ids, &self.meta);
+        self.ix.shrink_to_fit(|&x| hash(id_of(ids, meta, x)));
         self.dead = 0;
+    }
+
+    /// A copy for a snapshot to encode (see [`crate::engine::Frozen`]):
+    /// every array is shared rather than copied ([`Chunked::share`]), the
+    /// site table (a few hundred names) is copied, and the ID index, which a
+    /// snapshot does not hold, is left out: the copy can be encoded, not
+    /// searched.
+    pub(super) fn frozen(&mut self) -> Tubes {
+        Tubes {
+            ix: HashTable::new(),
+            ids: self.ids.share(),
+            meta: self.meta.share(),
+            slot: self.slot.share(),
+            secs: self.secs.share(),
+            ms: self.ms.share(),
+            dead: self.dead,
+            sites: self.sites.clone(),
+            site_ix: self.site_ix.clone(),
+        }
     }
 
     /// The tubes as snapshot bytes, by index, with the site table: whole
@@ -346,9 +375,16 @@ impl Tubes {
         for s in &self.sites {
             e.str(s);
         }
-        e.bytes(&self.ids);
-        e.u32s(&self.id_end);
-        let col = |f: fn(&Meta) -> u32| self.meta.iter().map(f).collect::<Vec<u32>>();
+        let mut ids = Vec::with_capacity(self.ids.len());
+        let id_end: Vec<u32> = (0..index(self.meta.len()))
+            .map(|t| {
+                ids.extend_from_slice(id_of(&self.ids, &self.meta, t));
+                index(ids.len())
+            })
+            .collect();
+        e.bytes(&ids);
+        e.u32s(&id_end);
+        let col = |f: fn(Meta) -> u32| self.meta.iter().map(f).collect::<Vec<u32>>();
         e.u32s(&col(|m| m.len));
         e.u32s(&col(|m| m.site));
         e.u32s(&col(|m| m.touched));
@@ -388,9 +424,9 @@ impl Tubes {
                 return Err(format!("site {s:?} twice"));
             }
         }
-        tubes.ids = d.bytes()?.to_vec();
-        tubes.id_end = d.u32s()?;
-        let n = tubes.id_end.len();
+        let ids = d.bytes()?;
+        let id_end = d.u32s()?;
+        let n = id_end.len();
         let lens = d.u32s()?;
         let sites = d.u32s()?;
         let touched = d.u32s()?;
@@ -414,27 +450,45 @@ impl Tubes {
         {
             return Err("a tube member out of range".into());
         }
-        tubes.meta.reserve_exact(n);
         tubes.ix.reserve(n, |_| 0);
         let mut start = 0u64;
         let mut prev_end = 0u32;
         for t in 0..n {
-            let end = tubes.id_end[t];
-            if end < prev_end || end as usize > tubes.ids.len() {
+            let end = id_end[t];
+            if end < prev_end || end as usize > ids.len() {
                 return Err(format!("tube {t}'s ID out of range"));
             }
+            let id = &ids[prev_end as usize..end as usize];
             prev_end = end;
-            let id = id_of(&tubes.ids, &tubes.id_end, t as u32);
             let id = std::str::from_utf8(id).map_err(|e| format!("tube {t}: {e}"))?;
             TubeId::validate(id).map_err(|e| format!("tube {id:?}: {e}"))?;
             if sites[t] != NONE && sites[t] as usize >= tubes.sites.len() {
                 return Err(format!("tube {id} names site {}", sites[t]));
             }
-            let (ids, id_end) = (&tubes.ids, &tubes.id_end);
+            tubes.push_tube(
+                id.as_bytes(),
+                Meta {
+                    // An empty tube's range is 0..0 wherever it sits, so no
+                    // squeeze (which moves only owned rows) can leave it
+                    // past the end of the arrays.
+                    start: if lens[t] == 0 {
+                        0
+                    } else {
+                        index(start as usize)
+                    },
+                    len: lens[t],
+                    site: sites[t],
+                    touched: touched[t],
+                    id_at: 0,
+                    result: super::snapshot::result_of(results[t])?,
+                    id_len: 0,
+                },
+            );
+            let (tube_ids, meta) = (&tubes.ids, &tubes.meta);
             match tubes.ix.entry(
                 hash(id.as_bytes()),
-                |&x| id_of(ids, id_end, x) == id.as_bytes(),
-                |&x| hash(id_of(ids, id_end, x)),
+                |&x| id_of(tube_ids, meta, x) == id.as_bytes(),
+                |&x| hash(id_of(tube_ids, meta, x)),
             ) {
                 hashbrown::hash_table::Entry::Occupied(_) => {
                     return Err(format!("tube {id} twice"));
@@ -443,23 +497,9 @@ impl Tubes {
                     v.insert(t as u32);
                 }
             }
-            tubes.meta.push(Meta {
-                // An empty tube's range is 0..0 wherever it sits, so no
-                // squeeze (which moves only owned rows) can leave it past
-                // the end of the arrays.
-                start: if lens[t] == 0 {
-                    0
-                } else {
-                    index(start as usize)
-                },
-                len: lens[t],
-                site: sites[t],
-                touched: touched[t],
-                result: super::snapshot::result_of(results[t])?,
-            });
             start += u64::from(lens[t]);
         }
-        if prev_end as usize != tubes.ids.len() || start != members as u64 {
+        if prev_end as usize != ids.len() || start != members as u64 {
             return Err("tube IDs or members left over".into());
         }
         Ok(tubes)
@@ -474,7 +514,7 @@ impl Tubes {
         order.sort_unstable_by(|&a, &b| self.id(a).cmp(self.id(b)));
         for t in order {
             self.id(t).hash(h);
-            let m = &self.meta[t as usize];
+            let m = self.meta.get(t as usize);
             (m.site, m.touched, m.result, m.len).hash(h);
             for member in self.members(t) {
                 member.hash(h);
@@ -585,6 +625,68 @@ mod tests {
         assert_eq!(back.find("X-3"), t.find("X-3"));
         // A member slot past the register is refused, not trusted.
         assert!(Tubes::decode(&mut crate::engine::snapshot::Dec::new(&e.buf), 100).is_err());
+    }
+
+    fn encoded(t: &Tubes) -> Vec<u8> {
+        let mut e = crate::engine::snapshot::Enc::default();
+        t.encode(&mut e);
+        e.buf
+    }
+
+    /// Enough tubes for their IDs and rows to span several chunks: IDs that
+    /// would straddle a chunk's end start the next one, and every ID is
+    /// found, read back and encoded back to back as before.
+    #[test]
+    fn ids_across_many_chunks_are_found_and_round_trip() {
+        let mut t = Tubes::default();
+        let n = 70_000u32;
+        for i in 0..n {
+            let tube = t.intern(&format!("TUBE-{i}"));
+            assert_eq!(tube, i);
+            t.push(tube, m(i, 100));
+        }
+        assert!(t.ids.len() > 1 << 16 && t.meta.len() > 1 << 16);
+        for i in (0..n).step_by(997).chain([n - 1]) {
+            let id = format!("TUBE-{i}");
+            assert_eq!(t.find(&id), Some(i));
+            assert_eq!(t.id(i), id);
+        }
+        let bytes = encoded(&t);
+        let back = Tubes::decode(&mut crate::engine::snapshot::Dec::new(&bytes), n as usize)
+            .expect("decodes");
+        assert_eq!(back.find("TUBE-69999"), Some(n - 1));
+        assert_eq!(encoded(&back), bytes);
+    }
+
+    /// A snapshot's copy encodes the tubes as they were when it was taken,
+    /// whatever is written after: members, results, sites, new tubes, a
+    /// prune with its squeeze.
+    #[test]
+    fn a_frozen_copy_encodes_as_taken_whatever_is_written_after() {
+        let mut t = Tubes::default();
+        let site = t.intern_site("s");
+        for i in 0..40u32 {
+            let tube = t.intern(&format!("F-{i}"));
+            t.push(tube, m(i, 100 + i));
+        }
+        let bytes = encoded(&t);
+        let frozen = t.frozen();
+        assert_eq!(encoded(&frozen), bytes);
+        t.push(3, m(77, 500));
+        t.set_result(4, TestResult::Positive);
+        t.set_site_once(5, site);
+        t.touch(6, 600);
+        let late = t.intern("LATE");
+        t.push(late, m(78, 700));
+        let (_, dropped) = t.prune(120);
+        assert_eq!(dropped, 18, "F-0..F-19 but F-3 and F-6, touched late");
+        assert_eq!(encoded(&frozen), bytes, "the copy is as taken");
+        assert_ne!(encoded(&t), bytes);
+        assert_eq!(t.find("F-3"), Some(0));
+        assert_eq!(t.find("F-6"), Some(1));
+        assert_eq!(t.find("F-7"), None);
+        assert_eq!(members(&t, "LATE"), vec![m(78, 700)]);
+        assert_eq!(members(&t, "F-3").last(), Some(&m(77, 500)));
     }
 
     /// Found by the property test: an empty tube decoded after others kept

@@ -335,7 +335,10 @@ pub(super) struct Snapshots {
 pub(super) struct Writing {
     seq: u64,
     started: Instant,
-    /// How long the writer spent copying the engine (the stall writes see).
+    /// How long the writer waited for the engine's lock (for readers to let
+    /// go of it, as every event's apply does), then spent copying it (the
+    /// stall the snapshot itself adds).
+    lock_wait: std::time::Duration,
     copy: std::time::Duration,
     /// The file's size and how long the encoding took.
     thread: std::thread::JoinHandle<std::io::Result<(u64, std::time::Duration)>>,
@@ -351,8 +354,11 @@ pub struct SnapshotInfo {
     pub purged_rows: u64,
     /// Audit entries past `audit_retention_days` deleted.
     pub purged_audit: u64,
-    /// Microseconds the writer spent copying the engine: all a snapshot
-    /// holds writes up for.
+    /// Microseconds the writer waited for the engine's lock before the copy
+    /// (readers finishing, as before any event's apply).
+    pub lock_wait_us: u64,
+    /// Microseconds the writer spent copying the engine: what a snapshot
+    /// adds to the writes' wait.
     pub copy_us: u64,
     /// Microseconds spent encoding the copy (on the snapshot's own thread,
     /// beside the writes).
@@ -650,8 +656,12 @@ impl Writer {
     fn start_snapshot(&mut self) -> std::io::Result<()> {
         let seq = self.next_seq - 1;
         let started = Instant::now();
-        let frozen = self.engine.read().frozen();
-        let copy = started.elapsed();
+        let mut engine = self.engine.write();
+        let locked = Instant::now();
+        let frozen = engine.frozen();
+        drop(engine);
+        let copy = locked.elapsed();
+        let lock_wait = locked - started;
         let dir = self.snapshots.dir.clone();
         let thread = std::thread::Builder::new()
             .name("rollcall-snapshot".into())
@@ -665,6 +675,7 @@ impl Writer {
         self.snapshots.writing = Some(Writing {
             seq,
             started,
+            lock_wait,
             copy,
             thread,
         });
@@ -698,6 +709,7 @@ impl Writer {
         tracing::info!(
             seq = w.seq,
             bytes = size,
+            lock_wait_ms = w.lock_wait.as_millis() as u64,
             copy_ms = w.copy.as_millis() as u64,
             encode_ms = encode.as_millis() as u64,
             total_ms = w.started.elapsed().as_millis() as u64,
@@ -710,6 +722,7 @@ impl Writer {
             bytes: size,
             purged_rows,
             purged_audit,
+            lock_wait_us: w.lock_wait.as_micros() as u64,
             copy_us: w.copy.as_micros() as u64,
             encode_us: encode.as_micros() as u64,
         }))

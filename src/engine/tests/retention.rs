@@ -412,21 +412,21 @@ fn a_frozen_copy_shares_the_register_until_it_changes_and_stays_as_frozen() {
     fx.records(vec![rec(1, "P1", at(0))], at(MIN));
     let frozen = fx.engine.frozen();
     let bytes = frozen.encode_snapshot();
-    assert!(Arc::ptr_eq(&frozen.register, &fx.engine.register));
+    assert!(Arc::ptr_eq(&frozen.0.register, &fx.engine.register));
 
     // Records of known people leave the register shared.
     fx.records(vec![rec(2, "P2", at(2 * MIN))], at(3 * MIN));
-    assert!(Arc::ptr_eq(&frozen.register, &fx.engine.register));
+    assert!(Arc::ptr_eq(&frozen.0.register, &fx.engine.register));
 
     // An unknown ID gets a slot: the engine copies the register first.
     fx.records(vec![rec(9, "P3", at(4 * MIN))], at(5 * MIN));
-    assert!(!Arc::ptr_eq(&frozen.register, &fx.engine.register));
-    assert_eq!(frozen.register.slots(), 4);
+    assert!(!Arc::ptr_eq(&frozen.0.register, &fx.engine.register));
+    assert_eq!(frozen.0.register.slots(), 4);
     assert_eq!(fx.engine.register.slots(), 5);
 
     // An import changes only the engine's own copy.
     fx.register(vec![row(5, "甲/b", "3", "钱七")], at(6 * MIN));
-    assert_eq!(frozen.register.active_count(), 4);
+    assert_eq!(frozen.0.register.active_count(), 4);
     assert_eq!(fx.engine.register.active_count(), 5);
     assert_eq!(frozen.encode_snapshot(), bytes, "the copy is as frozen");
     fx.check_snapshots(at(DAY));

@@ -293,11 +293,12 @@ impl Fx {
         let mut cuts = vec![0, n / 3, n / 2, n.saturating_sub(1), n];
         cuts.dedup();
         for k in cuts {
-            let head = replay(&self.log[..k], Engine::new(policy, pool()));
+            let mut head = replay(&self.log[..k], Engine::new(policy, pool()));
             let snap = head.encode_snapshot();
             // What a periodic snapshot encodes: a frozen copy, while the
             // engine it came from goes on (sharing its register until an
-            // import or an unknown ID copies it).
+            // import or an unknown ID copies it, and each chunk of its
+            // arrays until it writes to it).
             let frozen = head.frozen();
             let went_on = replay(&self.log[k..], head);
             assert_eq!(
