@@ -7,12 +7,12 @@
 //! owning one contiguous range of them; tube IDs sit back to back in one byte
 //! array and are found through a table of tube indices hashed by those bytes;
 //! a tube's own fields, where its ID sits included, are one 24-byte row.
-//! Nothing is allocated per tube or per record. Every array but the index is
-//! chunked ([`Chunked`]), so a snapshot's copy ([`Tubes::frozen`]) shares
-//! them rather than copying them. A tube that gains a member while its range is not the last
-//! one moves its range to the end; ranges nobody owns any more (moved, or
-//! dropped by retention) are squeezed out by [`Tubes::prune`] once they are
-//! a sixteenth of the arrays.
+//! Nothing is allocated per tube or per record. A tube that gains a member
+//! while its range is not the last one moves its range to the end; ranges
+//! nobody owns any more (moved, or dropped by retention) are squeezed out by
+//! [`Tubes::prune`] once they are a sixteenth of the arrays. Every array but
+//! the index is chunked ([`Chunked`]), so a snapshot's copy
+//! ([`Tubes::frozen`]) shares them rather than copying them.
 
 use std::hash::{BuildHasher, Hasher};
 
