@@ -185,8 +185,6 @@ pub struct ResidentView {
     pub flagged_rounds: Vec<String>,
 }
 
-/// All compliance state.
-///
 /// A copy of the engine that a snapshot encodes, made by [`Engine::frozen`]
 /// without copying the large arrays. It can only be encoded: it leaves out
 /// the tube ID index, which a snapshot does not hold either.
@@ -198,7 +196,7 @@ impl Frozen {
     }
 }
 
-#[derive(Clone)]
+/// All compliance state.
 pub struct Engine {
     policy: Policy,
     pool: Arc<rayon::ThreadPool>,

@@ -66,7 +66,7 @@ struct Meta {
     id_len: u8,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Tubes {
     /// Tube indices, hashed by their IDs' bytes. Not in a snapshot's copy
     /// (a decode rebuilds it).
@@ -539,6 +539,17 @@ mod tests {
         t.members(t.find(id).expect("held")).collect()
     }
 
+    fn encoded(t: &Tubes) -> Vec<u8> {
+        let mut e = crate::engine::snapshot::Enc::default();
+        t.encode(&mut e);
+        e.buf
+    }
+
+    /// The tubes `bytes` encode, for a register of `slots` people.
+    fn decoded(bytes: &[u8], slots: usize) -> Result<Tubes, String> {
+        Tubes::decode(&mut crate::engine::snapshot::Dec::new(bytes), slots)
+    }
+
     #[test]
     fn interleaved_members_move_their_tube_to_the_end_and_keep_their_order() {
         let mut t = Tubes::default();
@@ -611,10 +622,8 @@ mod tests {
             t.set_result(tube, TestResult::Negative);
         }
         t.intern("results-first");
-        let mut e = crate::engine::snapshot::Enc::default();
-        t.encode(&mut e);
-        let back =
-            Tubes::decode(&mut crate::engine::snapshot::Dec::new(&e.buf), 200).expect("decodes");
+        let bytes = encoded(&t);
+        let back = decoded(&bytes, 200).expect("decodes");
         let digest = |t: &Tubes| {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             t.digest(&mut h);
@@ -624,13 +633,7 @@ mod tests {
         assert_eq!(back.dead, 0, "a decoded arena has no gaps");
         assert_eq!(back.find("X-3"), t.find("X-3"));
         // A member slot past the register is refused, not trusted.
-        assert!(Tubes::decode(&mut crate::engine::snapshot::Dec::new(&e.buf), 100).is_err());
-    }
-
-    fn encoded(t: &Tubes) -> Vec<u8> {
-        let mut e = crate::engine::snapshot::Enc::default();
-        t.encode(&mut e);
-        e.buf
+        assert!(decoded(&bytes, 100).is_err());
     }
 
     /// Enough tubes for their IDs and rows to span several chunks: IDs that
@@ -652,8 +655,7 @@ mod tests {
             assert_eq!(t.id(i), id);
         }
         let bytes = encoded(&t);
-        let back = Tubes::decode(&mut crate::engine::snapshot::Dec::new(&bytes), n as usize)
-            .expect("decodes");
+        let back = decoded(&bytes, n as usize).expect("decodes");
         assert_eq!(back.find("TUBE-69999"), Some(n - 1));
         assert_eq!(encoded(&back), bytes);
     }
@@ -707,18 +709,14 @@ mod tests {
         // Results first: a tube with no member yet, after all the others.
         let empty = t.intern("RESULT-FIRST");
         t.touch(empty, 5000);
-        let mut e = crate::engine::snapshot::Enc::default();
-        t.encode(&mut e);
-        let mut back =
-            Tubes::decode(&mut crate::engine::snapshot::Dec::new(&e.buf), 200).expect("decodes");
+        let mut back = decoded(&encoded(&t), 200).expect("decodes");
         let (remap, dropped) = back.prune(1000);
         assert_eq!(dropped, 12);
         assert_eq!(back.dead, 0, "squeezed");
         let empty = remap[empty as usize];
         assert_eq!(back.members(empty).count(), 0);
         assert!(!back.has(empty, 50));
-        let mut again = crate::engine::snapshot::Enc::default();
-        back.encode(&mut again);
+        encoded(&back);
         back.push(empty, m(60, 5001));
         assert_eq!(back.members(empty).collect::<Vec<_>>(), vec![m(60, 5001)]);
         assert_eq!(members(&back, "KEEP"), vec![m(50, 5000)]);
